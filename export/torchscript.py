@@ -1,0 +1,121 @@
+"""Hugging Face checkpoint -> TorchScript scoring module, checked against the eager model.
+
+The traced module takes (token ids, attention mask), both int64 [batch, seq], and returns fp32
+softmax scores [batch, categories]. Tracing records one path through the code, so it is traced
+on a batch WITH padding (HF attention may skip the mask when nothing is padded) and then
+compared with the eager model on texts of several lengths, alone and as one mixed batch.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import torch
+
+PRECISIONS = ("fp32", "int8", "fp16")  # fp16 is for GPU serving only
+
+# Texts of clearly different token lengths, for tracing and parity checks (no real chat).
+PARITY_TEXTS = (
+    "gg",
+    "nice shot, well played",
+    "can someone explain why the healer keeps standing in the fire on the last boss phase",
+    "ok " * 40 + "that was a long round and I think we should switch strategy before the next map",
+)
+
+
+class ExportError(RuntimeError):
+    """The export would produce a wrong or unusable model; nothing was written."""
+
+
+class ScoringModule(torch.nn.Module):
+    """(ids, mask) -> softmax scores; the fixed signature Triton serves."""
+
+    def __init__(self, classifier: torch.nn.Module):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        logits = self.classifier(input_ids=input_ids, attention_mask=attention_mask).logits
+        return torch.softmax(logits.float(), dim=-1)
+
+
+@dataclass(frozen=True)
+class ParityReport:
+    max_abs_diff: float
+    argmax_agree: bool
+    texts: int
+
+
+def load_classifier(checkpoint: str):
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint)
+    return model.eval(), tokenizer
+
+
+def encode(tokenizer, texts, max_length: int):
+    encoded = tokenizer(
+        list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt"
+    )
+    return encoded["input_ids"].long(), encoded["attention_mask"].long()
+
+
+def build_scoring_module(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """The eager module to trace: fp32 as is, int8 with dynamic quantization of Linear layers."""
+    if precision not in PRECISIONS:
+        raise ExportError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    module = ScoringModule(model)
+    if precision == "int8":
+        module = torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
+    elif precision == "fp16":
+        module = module.half()
+    return module.eval()
+
+
+def trace(module: torch.nn.Module, tokenizer, max_length: int, device: str = "cpu"):
+    ids, mask = encode(tokenizer, PARITY_TEXTS, max_length)  # padded: the mask path is traced
+    if not bool((mask == 0).any()):
+        raise ExportError("tracing example has no padding; the mask path would not be traced")
+    with torch.inference_mode():
+        return torch.jit.trace(module.to(device), (ids.to(device), mask.to(device)), strict=False)
+
+
+def compare(
+    reference, candidate, tokenizer, max_length: int, tolerance: float, need_argmax: bool = True
+) -> ParityReport:
+    """Runs both modules on each text alone and on all texts as one padded batch.
+
+    need_argmax=False for lossy precisions (int8), whose near-tie flips on a handful of texts say
+    little: their agreement is measured on validation data instead.
+    """
+    worst, agree = 0.0, True
+    cases = [(text,) for text in PARITY_TEXTS] + [PARITY_TEXTS]
+    with torch.inference_mode():
+        for texts in cases:
+            ids, mask = encode(tokenizer, texts, max_length)
+            expected = reference(ids, mask).float()
+            got = candidate(ids, mask).float()
+            worst = max(worst, float((expected - got).abs().max()))
+            agree = agree and bool((expected.argmax(-1) == got.argmax(-1)).all())
+    report = ParityReport(worst, agree, len(PARITY_TEXTS))
+    if worst > tolerance or (need_argmax and not agree):
+        raise ExportError(
+            f"traced model differs from eager: max |diff| {worst:.2e} (tolerance {tolerance:.0e}), "
+            f"argmax agrees: {agree}"
+        )
+    return report
+
+
+def save_for_storage(traced, storage: str) -> bytes:
+    """Serialises the traced module; storage 'fp16' halves float weights (widened at load)."""
+    module = traced.half() if storage == "fp16" else traced
+    buffer = io.BytesIO()
+    torch.jit.save(module, buffer)
+    return buffer.getvalue()
+
+
+def load_for_cpu(data: bytes):
+    """Loads a serialised module the way the CPU python backend does (fp32 compute)."""
+    return torch.jit.load(io.BytesIO(data), map_location="cpu").float().eval()

@@ -1,0 +1,55 @@
+"""`moderation-client`: classify text from the command line and print the verdict.
+
+    moderation-client "you played well, gg"
+    moderation-client --batch "first message" "second message"
+    moderation-client --info
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import grpc
+
+from gateway.pb import moderation_pb2, moderation_pb2_grpc
+
+
+def format_verdict(verdict) -> str:
+    scores = " ".join(f"{s.category}={s.score:.3f}" for s in verdict.scores)
+    flagged = ",".join(verdict.flagged) or "-"
+    return (f"{'TOXIC' if verdict.toxic else 'ok'} top={verdict.top_category} flagged={flagged} "
+            f"[{scores}] model_version={verdict.model_version}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="moderation-client", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("texts", nargs="*", help="message(s) to classify")
+    parser.add_argument("--address", default="127.0.0.1:50051", help="gateway host:port")
+    parser.add_argument("--batch", action="store_true", help="send all texts in one ClassifyTextBatch call")
+    parser.add_argument("--info", action="store_true", help="print the serving model's version and categories")
+    parser.add_argument("--timeout-s", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    if not args.texts and not args.info:
+        parser.error("give at least one text, or --info")
+    with grpc.insecure_channel(args.address) as channel:
+        stub = moderation_pb2_grpc.ModerationStub(channel)
+        try:
+            if args.info:
+                info = stub.GetModelInfo(moderation_pb2.GetModelInfoRequest(), timeout=args.timeout_s)
+                print(f"{info.model_name} version {info.model_version}: {', '.join(info.categories)}")
+            if args.batch:
+                reply = stub.ClassifyTextBatch(moderation_pb2.ClassifyTextBatchRequest(texts=args.texts), timeout=args.timeout_s)
+                for verdict in reply.verdicts:
+                    print(format_verdict(verdict))
+            else:
+                for text in args.texts:
+                    print(format_verdict(stub.ClassifyText(moderation_pb2.ClassifyTextRequest(text=text), timeout=args.timeout_s)))
+        except grpc.RpcError as err:
+            print(f"error: {err.code().name}: {err.details()}", file=sys.stderr)
+            sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

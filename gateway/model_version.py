@@ -1,0 +1,47 @@
+"""What the gateway needs from one model version's directory: labels, tokenizer, max length.
+
+A version directory (written by moderation-export) holds the TorchScript file Triton runs and
+the files the gateway reads here, so tokenizer, labels and model always change together.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from export import contract
+from gateway.text_encoder import TextEncoder
+
+DEFAULT_MAX_LENGTH = 128  # tokens, when a version's export.json does not say
+
+
+class VersionFilesError(RuntimeError):
+    """A version directory lacks what the gateway needs."""
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    name: str
+    version: str
+    labels: tuple[str, ...]
+    encoder: TextEncoder
+
+
+def load_serving_model(model_dir: Path, name: str, version: str, buckets=()) -> ServingModel:
+    version_dir = Path(model_dir) / version
+    labels_path = version_dir / contract.LABELS_FILENAME
+    try:
+        labels = contract.read_labels(labels_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise VersionFilesError(f"{labels_path} not found") from None
+    except ValueError as err:
+        raise VersionFilesError(f"{labels_path}: {err}") from None
+    info_path = version_dir / contract.EXPORT_INFO_FILENAME
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    max_length = int(info.get("max_length", DEFAULT_MAX_LENGTH))
+    try:
+        encoder = TextEncoder(version_dir, max_length, buckets)
+    except (OSError, ValueError) as err:
+        raise VersionFilesError(f"{version_dir}: cannot load the tokenizer: {err}") from None
+    return ServingModel(name, version, tuple(labels), encoder)

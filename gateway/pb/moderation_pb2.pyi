@@ -1,0 +1,80 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ClassifyTextRequest(_message.Message):
+    __slots__ = ("text", "request_id")
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    text: str
+    request_id: str
+    def __init__(self, text: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ClassifyTextBatchRequest(_message.Message):
+    __slots__ = ("texts", "request_id")
+    TEXTS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    texts: _containers.RepeatedScalarFieldContainer[str]
+    request_id: str
+    def __init__(self, texts: _Optional[_Iterable[str]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class ClassifyTextBatchResponse(_message.Message):
+    __slots__ = ("verdicts",)
+    VERDICTS_FIELD_NUMBER: _ClassVar[int]
+    verdicts: _containers.RepeatedCompositeFieldContainer[Verdict]
+    def __init__(self, verdicts: _Optional[_Iterable[_Union[Verdict, _Mapping]]] = ...) -> None: ...
+
+class CategoryScore(_message.Message):
+    __slots__ = ("category", "score")
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    category: str
+    score: float
+    def __init__(self, category: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
+
+class Verdict(_message.Message):
+    __slots__ = ("scores", "top_category", "toxic", "flagged", "model_version", "request_id")
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    TOP_CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    TOXIC_FIELD_NUMBER: _ClassVar[int]
+    FLAGGED_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    scores: _containers.RepeatedCompositeFieldContainer[CategoryScore]
+    top_category: str
+    toxic: bool
+    flagged: _containers.RepeatedScalarFieldContainer[str]
+    model_version: str
+    request_id: str
+    def __init__(self, scores: _Optional[_Iterable[_Union[CategoryScore, _Mapping]]] = ..., top_category: _Optional[str] = ..., toxic: _Optional[bool] = ..., flagged: _Optional[_Iterable[str]] = ..., model_version: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class GetModelInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = ("model_name", "model_version", "categories", "thresholds", "max_text_chars", "max_batch_texts")
+    class ThresholdsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_TEXT_CHARS_FIELD_NUMBER: _ClassVar[int]
+    MAX_BATCH_TEXTS_FIELD_NUMBER: _ClassVar[int]
+    model_name: str
+    model_version: str
+    categories: _containers.RepeatedScalarFieldContainer[str]
+    thresholds: _containers.ScalarMap[str, float]
+    max_text_chars: int
+    max_batch_texts: int
+    def __init__(self, model_name: _Optional[str] = ..., model_version: _Optional[str] = ..., categories: _Optional[_Iterable[str]] = ..., thresholds: _Optional[_Mapping[str, float]] = ..., max_text_chars: _Optional[int] = ..., max_batch_texts: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,169 @@
+"""The Moderation servicer: a thin layer over the encoder, the Triton classifier and the policy.
+
+Errors become status codes in one place (`_serve`); every request gets one INFO log line with
+its id, kind, size, per-stage latency, verdict and status, never the text itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import grpc
+
+from gateway.errors import BackendTimeout, BackendUnavailable, InvalidInput, ModerationError, caller_message
+from gateway.model_version import ServingModel
+from gateway.pb import moderation_pb2, moderation_pb2_grpc
+from gateway.policy import Policy
+from gateway.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+MIN_MODEL_CALL_S = 0.001  # less time than this left: fail fast instead of calling Triton
+
+
+class ModelHolder:
+    """The version currently serving; swapped atomically, read without locks."""
+
+    def __init__(self):
+        self._model: ServingModel | None = None
+        self._lock = threading.Lock()
+
+    def current(self) -> ServingModel:
+        model = self._model
+        if model is None:
+            raise BackendUnavailable("model not ready")
+        return model
+
+    def peek(self) -> ServingModel | None:
+        return self._model
+
+    def set(self, model: ServingModel | None) -> None:
+        with self._lock:
+            self._model = model
+
+
+@dataclass
+class _RequestLog:
+    kind: str
+    request_id: str
+    size: int = 0
+    chars: int = 0
+    stages_ms: dict = field(default_factory=dict)
+    outcome: str = "-"
+
+
+def check_text(text: str, limit: int, where: str = "text") -> None:
+    if not text or not text.strip():
+        raise InvalidInput(f"{where} is empty")
+    if len(text) > limit:
+        raise InvalidInput(f"{where} is {len(text)} characters; the limit is {limit}")
+
+
+class ModerationService(moderation_pb2_grpc.ModerationServicer):
+    def __init__(self, settings: Settings, classifier, models: ModelHolder, policy: Policy):
+        self.settings = settings
+        self.classifier = classifier
+        self.models = models
+        self.policy = policy
+
+    # --- RPCs -----------------------------------------------------------------------------
+    def ClassifyText(self, request, context):
+        log = _RequestLog("text", request.request_id or uuid.uuid4().hex[:16], 1, len(request.text))
+
+        def work():
+            check_text(request.text, self.settings.max_text_chars)
+            return self._classify([request.text], context, log)[0]
+
+        return self._serve(context, log, work)
+
+    def ClassifyTextBatch(self, request, context):
+        texts = list(request.texts)
+        log = _RequestLog("batch", request.request_id or uuid.uuid4().hex[:16], len(texts), sum(map(len, texts)))
+
+        def work():
+            if not texts:
+                raise InvalidInput("texts is empty")
+            if len(texts) > self.settings.max_batch_texts:
+                raise InvalidInput(f"batch has {len(texts)} texts; the limit is {self.settings.max_batch_texts}")
+            for index, text in enumerate(texts):
+                check_text(text, self.settings.max_text_chars, f"texts[{index}]")
+            return moderation_pb2.ClassifyTextBatchResponse(verdicts=self._classify(texts, context, log))
+
+        return self._serve(context, log, work)
+
+    def GetModelInfo(self, request, context):
+        log = _RequestLog("info", uuid.uuid4().hex[:16])
+
+        def work():
+            model = self.models.current()
+            return moderation_pb2.ModelInfo(
+                model_name=model.name,
+                model_version=model.version,
+                categories=list(model.labels),
+                thresholds={c: self.policy.threshold(c) for c in model.labels[1:]},
+                max_text_chars=self.settings.max_text_chars,
+                max_batch_texts=self.settings.max_batch_texts,
+            )
+
+        return self._serve(context, log, work)
+
+    # --- shared path ----------------------------------------------------------------------
+    def _classify(self, texts: list[str], context, log: _RequestLog) -> list:
+        model = self.models.current()  # one version for the whole request
+        started = time.perf_counter()
+        input_ids, attention_mask = model.encoder.encode(texts)
+        encoded = time.perf_counter()
+        scores = self.classifier.infer(
+            input_ids, attention_mask, version=model.version, timeout_s=self._model_timeout(context)
+        )
+        inferred = time.perf_counter()
+        log.stages_ms.update(tokenize=(encoded - started) * 1e3, model=(inferred - encoded) * 1e3)
+        if scores.shape != (len(texts), len(model.labels)):
+            raise ModerationError(f"model returned scores {scores.shape} for {len(texts)} texts x {len(model.labels)} labels")
+        verdicts = [self._verdict(row, model, log.request_id) for row in scores]
+        log.outcome = ",".join(v.top_category + ("!" if v.toxic else "") for v in verdicts[:4])
+        return verdicts
+
+    def _verdict(self, scores, model: ServingModel, request_id: str):
+        row = [float(s) for s in scores]
+        decision = self.policy.decide(row, model.labels)
+        return moderation_pb2.Verdict(
+            scores=[moderation_pb2.CategoryScore(category=c, score=s) for c, s in zip(model.labels, row)],
+            top_category=decision.top_category,
+            toxic=decision.toxic,
+            flagged=list(decision.flagged),
+            model_version=model.version,
+            request_id=request_id,
+        )
+
+    def _model_timeout(self, context) -> float:
+        remaining = context.time_remaining()
+        if remaining is None:
+            return self.settings.triton_timeout_s
+        if remaining < MIN_MODEL_CALL_S:
+            raise BackendTimeout("deadline exceeded before the model call")
+        return min(remaining, self.settings.triton_timeout_s)
+
+    def _serve(self, context, log: _RequestLog, work):
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            return work()
+        except ModerationError as err:
+            code = err.code
+            if code == grpc.StatusCode.INTERNAL:
+                logger.error("request %s failed: %s", log.request_id, err, exc_info=True)
+            message = caller_message(err)
+        except Exception:
+            code, message = grpc.StatusCode.INTERNAL, "internal error"
+            logger.exception("request %s failed", log.request_id)
+        finally:
+            stages = " ".join(f"{k}_ms={v:.1f}" for k, v in log.stages_ms.items())
+            logger.info("rpc kind=%s id=%s texts=%d chars=%d %s total_ms=%.1f verdict=%s status=%s",
+                        log.kind, log.request_id, log.size, log.chars, stages,
+                        (time.perf_counter() - started) * 1e3, log.outcome, code.name)
+        context.abort(code, message)

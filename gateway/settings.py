@@ -1,0 +1,75 @@
+"""Gateway settings: one frozen dataclass. Precedence: defaults < MODERATION_* env vars < flags."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, fields
+
+ENV_PREFIX = "MODERATION_"
+
+
+def parse_buckets(value: str | tuple[int, ...]) -> tuple[int, ...]:
+    """'16,32,64' -> (16, 32, 64); empty -> () (no buckets: pad to the text's own length)."""
+    if isinstance(value, tuple):
+        return value
+    return tuple(int(part) for part in str(value).replace(" ", "").split(",") if part)
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen_address: str = "127.0.0.1:50051"
+    triton_url: str = "127.0.0.1:8001"  # Triton's gRPC endpoint
+    model_repository: str = "model_repository"  # the directory Triton serves (tokenizer, labels)
+    model_name: str = "toxicity"
+    model_version: str = ""  # pin a version; empty: the highest version Triton has ready
+    policy_path: str = ""  # TOML thresholds; empty: the shipped default policy
+    max_text_chars: int = 2000  # longer messages get INVALID_ARGUMENT
+    max_batch_texts: int = 64  # ClassifyTextBatch limit
+    max_in_flight: int = 256  # concurrent RPCs; past this, callers get RESOURCE_EXHAUSTED
+    worker_threads: int = 64  # gRPC handler threads (each waits on Triton, so many are cheap)
+    triton_timeout_s: float = 2.0  # per model call, when the caller's deadline is later or unset
+    length_buckets: tuple[int, ...] = ()  # e.g. (16, 32, 64, 128) for GPU libtorch serving
+    health_poll_s: float = 1.0  # how often Triton's readiness is checked
+    grace_s: float = 5.0  # on shutdown, how long in-flight calls may finish
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "length_buckets", parse_buckets(self.length_buckets))
+        for name in ("max_text_chars", "max_batch_texts", "max_in_flight", "worker_threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("triton_timeout_s", "health_poll_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if list(self.length_buckets) != sorted(set(self.length_buckets)) or any(b < 2 for b in self.length_buckets):
+            raise ValueError(f"length_buckets must be increasing token counts >= 2, got {self.length_buckets}")
+        if ":" not in self.listen_address or ":" not in self.triton_url:
+            raise ValueError("listen_address and triton_url must be host:port")
+
+    def replace(self, **changes) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+
+def _converter(field_type):
+    return {"int": int, "float": float, "tuple[int, ...]": parse_buckets}.get(str(field_type), str)
+
+
+def load_settings(argv=None, env=os.environ, prog: str = "moderation-gateway") -> Settings:
+    """Builds Settings from defaults, then MODERATION_<FIELD> env vars, then --flags."""
+    parser = argparse.ArgumentParser(prog=prog, description="Moderation gRPC gateway in front of Triton.")
+    values = {}
+    for field in fields(Settings):
+        convert = _converter(field.type)
+        env_name = ENV_PREFIX + field.name.upper()
+        try:
+            values[field.name] = convert(env[env_name]) if env_name in env else field.default
+        except ValueError as err:
+            raise SystemExit(f"{env_name}: {err}") from None
+        parser.add_argument("--" + field.name.replace("_", "-"), type=convert, default=values[field.name],
+                            help=f"(env {env_name}; default {field.default!r})")
+    try:
+        return Settings(**vars(parser.parse_args(argv)))
+    except ValueError as err:
+        parser.error(str(err))

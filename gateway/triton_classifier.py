@@ -1,0 +1,61 @@
+"""Calls the classifier in Triton over gRPC with one shared, thread-safe client."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+from tritonclient.utils import InferenceServerException
+
+from export import contract
+from gateway.errors import BackendUnavailable, translate_triton_error
+
+logger = logging.getLogger(__name__)
+
+READINESS_TIMEOUT_S = 1.0  # health probes must not hang when Triton is wedged
+
+
+class TritonClassifier:
+    def __init__(self, url: str, model_name: str = contract.MODEL_NAME):
+        self.url = url
+        self.model_name = model_name
+        self._client = grpcclient.InferenceServerClient(url)
+
+    def infer(self, input_ids: np.ndarray, attention_mask: np.ndarray, *, version: str, timeout_s: float) -> np.ndarray:
+        """Scores [batch, categories] for one encoded request. Raises ModerationError subclasses."""
+        inputs = [
+            grpcclient.InferInput(contract.INPUT_IDS, list(input_ids.shape), contract.TRITON_INPUT_DATATYPE),
+            grpcclient.InferInput(contract.ATTENTION_MASK, list(attention_mask.shape), contract.TRITON_INPUT_DATATYPE),
+        ]
+        inputs[0].set_data_from_numpy(input_ids)
+        inputs[1].set_data_from_numpy(attention_mask)
+        outputs = [grpcclient.InferRequestedOutput(contract.SCORES)]
+        try:
+            result = self._client.infer(
+                self.model_name, inputs, model_version=version, outputs=outputs, client_timeout=timeout_s
+            )
+        except InferenceServerException as err:
+            raise translate_triton_error(err) from err
+        scores = result.as_numpy(contract.SCORES)
+        if scores is None:
+            raise BackendUnavailable("model server returned no scores")
+        return scores
+
+    def ready_versions(self) -> list[str]:
+        """Versions of the model Triton reports READY, lowest first (empty if unreachable)."""
+        try:
+            index = self._client.get_model_repository_index(client_timeout=READINESS_TIMEOUT_S)
+        except InferenceServerException:
+            return []
+        versions = [m.version for m in index.models if m.name == self.model_name and m.state == "READY"]
+        return sorted(versions, key=lambda v: int(v) if v.isdigit() else -1)
+
+    def is_ready(self, version: str = "") -> bool:
+        try:
+            return bool(self._client.is_model_ready(self.model_name, version, client_timeout=READINESS_TIMEOUT_S))
+        except InferenceServerException:
+            return False
+
+    def close(self) -> None:
+        self._client.close()

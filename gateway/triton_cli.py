@@ -1,0 +1,65 @@
+"""`moderation-triton`: runs the real tritonserver on the model repository until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from pathlib import Path
+
+from export import contract
+from gateway.triton_process import TritonProcess, TritonStartError
+
+
+def add_triton_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model-repository", default="model_repository")
+    parser.add_argument("--triton-host", default="127.0.0.1", help="address Triton binds")
+    parser.add_argument("--triton-grpc-port", type=int, default=8001)
+    parser.add_argument("--triton-http-port", type=int, default=8000)
+    parser.add_argument("--triton-metrics-port", type=int, default=8002)
+    parser.add_argument("--triton-config", default="", help="alternative config name, e.g. gpu (configs/gpu.pbtxt)")
+    parser.add_argument("--triton-log", default="", help="Triton's log file (default under ~/.cache)")
+    parser.add_argument("--triton-start-timeout-s", type=float, default=180.0)
+
+
+def triton_from_args(args: argparse.Namespace) -> TritonProcess:
+    return TritonProcess(
+        model_repository=Path(args.model_repository),
+        models=(contract.MODEL_NAME,),
+        host=args.triton_host,
+        grpc_port=args.triton_grpc_port,
+        http_port=args.triton_http_port,
+        metrics_port=args.triton_metrics_port,
+        config_name=args.triton_config,
+        log_path=Path(args.triton_log) if args.triton_log else None,
+    )
+
+
+def wait_for_signal() -> None:
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    stopping.wait()
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="moderation-triton", description=__doc__)
+    add_triton_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    triton = triton_from_args(args)
+    triton.start()
+    try:
+        triton.wait_until_ready(args.triton_start_timeout_s)
+        logging.info("Triton serving %s: grpc %s, metrics %s, log %s",
+                     args.model_repository, triton.grpc_url, triton.metrics_url, triton.log_path)
+        wait_for_signal()
+    except TritonStartError as err:
+        raise SystemExit(f"Triton failed to start:\n{err}") from None
+    finally:
+        triton.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,199 @@
+"""Runs the real `tritonserver` shipped in the `nvidia-pytriton` wheel as a child process.
+
+The wheel carries the server binary, the python backend and one python-backend stub per CPython
+version. The stub must sit in the backend's directory, so the backends are copied once into a
+cache directory with the stub for this interpreter (the wheel's own files stay untouched). The
+stub imports torch/numpy from the environment found first on PATH, so PATH starts with this
+interpreter's bin/, and LD_LIBRARY_PATH holds its libpython.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+LOG_TAIL_LINES = 40  # shown when start-up fails
+POLL_INTERVAL_S = 0.25
+
+
+class TritonStartError(RuntimeError):
+    """Triton did not become ready; the message carries the tail of its log."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def pytriton_server_dir() -> Path:
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        raise TritonStartError("nvidia-pytriton is not installed: pip install nvidia-pytriton")
+    server_dir = Path(next(iter(spec.submodule_search_locations))) / "tritonserver"
+    if not (server_dir / "bin" / "tritonserver").exists():
+        raise TritonStartError(f"no tritonserver binary under {server_dir}")
+    return server_dir
+
+
+def prepare_backends(server_dir: Path, cache_dir: Path) -> Path:
+    """A backends directory whose python backend has this interpreter's stub beside it."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = server_dir / "python_backend_stubs" / version / "triton_python_backend_stub"
+    if not stub.exists():
+        raise TritonStartError(f"nvidia-pytriton has no python-backend stub for Python {version}")
+    backends = cache_dir / f"backends-py{version}"
+    marker = backends / ".source"
+    if not marker.exists() or marker.read_text() != str(server_dir):
+        staging = cache_dir / f".backends-staging-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(server_dir / "backends", staging)
+        shutil.copy2(stub, staging / "python" / "triton_python_backend_stub")
+        (staging / ".source").write_text(str(server_dir))
+        shutil.rmtree(backends, ignore_errors=True)
+        os.rename(staging, backends)
+    return backends
+
+
+def child_environment(server_dir: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    # The wheel's shared libraries (libcudart, ...) are found through an RPATH relative to the
+    # stub's original place; the copied stub needs them on LD_LIBRARY_PATH instead.
+    wheel_libs = server_dir.parent.parent / "nvidia_pytriton.libs"
+    libdirs = [sysconfig.get_config_var("LIBDIR") or "", str(wheel_libs)]
+    env["LD_LIBRARY_PATH"] = os.pathsep.join(d for d in libdirs + [env.get("LD_LIBRARY_PATH", "")] if d)
+    return env
+
+
+@dataclass
+class TritonProcess:
+    """One tritonserver child in explicit model-control mode, bound to one host address."""
+
+    model_repository: Path
+    models: tuple[str, ...] = ("toxicity",)
+    host: str = "127.0.0.1"
+    grpc_port: int = 0  # 0: pick a free port
+    http_port: int = 0
+    metrics_port: int = 0
+    log_path: Path | None = None
+    config_name: str = ""  # e.g. "gpu" -> <model>/configs/gpu.pbtxt
+    cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "moderation-gateway")
+    extra_args: tuple[str, ...] = ()
+    _process: subprocess.Popen | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.model_repository = Path(self.model_repository).resolve()
+        self.grpc_port = self.grpc_port or free_port(self.host)
+        self.http_port = self.http_port or free_port(self.host)
+        self.metrics_port = self.metrics_port or free_port(self.host)
+        self.log_path = Path(self.log_path or self.cache_dir / f"triton-{self.grpc_port}.log")
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.host}:{self.metrics_port}/metrics"
+
+    def command(self, backends: Path, server_dir: Path) -> list[str]:
+        args = [
+            str(server_dir / "bin" / "tritonserver"),
+            f"--model-repository={self.model_repository}",
+            f"--backend-directory={backends}",
+            "--model-control-mode=explicit",
+            *(f"--load-model={name}" for name in self.models),
+            f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
+            f"--http-address={self.host}", f"--http-port={self.http_port}",
+            f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
+            "--allow-metrics=true", "--allow-gpu-metrics=false",
+            "--strict-readiness=true", "--exit-on-error=true", "--log-verbose=0",
+        ]
+        if self.config_name:
+            args.append(f"--model-config-name={self.config_name}")
+        return args + list(self.extra_args)
+
+    def start(self) -> None:
+        if self.running:
+            return
+        server_dir = pytriton_server_dir()
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        backends = prepare_backends(server_dir, self.cache_dir)
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")
+        logger.info("starting tritonserver grpc=%s http=%d metrics=%d log=%s",
+                    self.grpc_url, self.http_port, self.metrics_port, self.log_path)
+        try:
+            self._process = subprocess.Popen(
+                self.command(backends, server_dir), stdout=log, stderr=subprocess.STDOUT,
+                env=child_environment(server_dir), start_new_session=True,
+            )
+        finally:
+            log.close()
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def wait_until_ready(self, timeout_s: float = 120.0) -> None:
+        """Waits for the server and every model to be ready; raises with the log tail if not."""
+        import tritonclient.grpc as grpcclient
+
+        deadline = time.monotonic() + timeout_s
+        with grpcclient.InferenceServerClient(self.grpc_url) as client:
+            while time.monotonic() < deadline:
+                if not self.running:
+                    raise TritonStartError(f"tritonserver exited during start-up\n{self.log_tail()}")
+                try:
+                    if client.is_server_ready() and all(client.is_model_ready(m) for m in self.models):
+                        logger.info("tritonserver ready at %s", self.grpc_url)
+                        return
+                except Exception:  # not listening yet
+                    pass
+                time.sleep(POLL_INTERVAL_S)
+        raise TritonStartError(f"tritonserver not ready after {timeout_s:.0f} s\n{self.log_tail()}")
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """SIGINT (Triton drains in-flight requests), then SIGKILL after grace_s."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            logger.warning("tritonserver ignored SIGINT for %.0f s; killing it", grace_s)
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return "(no log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def __enter__(self) -> "TritonProcess":
+        self.start()
+        try:
+            self.wait_until_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

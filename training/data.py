@@ -1,0 +1,183 @@
+"""Labelled CSVs -> examples over the operator's categories.
+
+Texts may contain newlines inside quoted fields, so files are read with the csv module, never
+line by line. Every example carries the SET of categories its source label allows (see
+categories.py); an exact label is a set of one.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from training.categories import Categories, SourceMapping
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val")
+
+
+class DataFileError(ValueError):
+    """A data file cannot be used; the message names the file and, where known, the line."""
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    allowed: tuple[int, ...]  # sorted category indices the label allows
+    source: str
+
+    @property
+    def exact(self) -> int | None:
+        """The category index when the label names exactly one category, else None."""
+        return self.allowed[0] if len(self.allowed) == 1 else None
+
+
+def load_source_file(path: Path, source: SourceMapping, categories: Categories) -> list[Example]:
+    """Reads one CSV of a source. Rows whose label maps to no category are skipped."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        if not header:
+            raise DataFileError(f"{path}: empty file (no header row)")
+        _check_columns(path, source, header)
+        examples = []
+        for row in reader:
+            allowed = _allowed_for_row(path, reader.line_num, row, source, categories)
+            if allowed:
+                examples.append(Example(row["text"], allowed, source.name))
+    if not examples and reader.line_num <= 1:
+        raise DataFileError(f"{path}: no data rows")
+    return examples
+
+
+def _check_columns(path: Path, source: SourceMapping, header: list[str]) -> None:
+    needed = ["text"] + (list(source.labels) if source.format == "multilabel" else ["label"])
+    missing = [column for column in needed if column not in header]
+    if missing:
+        raise DataFileError(f"{path}: missing columns {missing}; found {header}")
+
+
+def _allowed_for_row(path, line, row, source: SourceMapping, categories) -> tuple[int, ...]:
+    if source.format == "multilabel":
+        names = _multilabel_categories(path, line, row, source)
+    elif source.format == "categories":
+        label = row["label"].strip()
+        if label not in categories.names:
+            raise DataFileError(
+                f"{path}:{line}: unknown category {label!r}; known: {', '.join(categories.names)}"
+            )
+        names = frozenset([label])
+    else:
+        label = row["label"].strip()
+        if label not in source.labels:
+            raise DataFileError(
+                f"{path}:{line}: label {label!r} is not mapped for source {source.name!r}; "
+                f"mapped: {', '.join(sorted(source.labels))}"
+            )
+        names = source.labels[label]
+    return tuple(sorted(categories.index(name) for name in names))
+
+
+def _multilabel_categories(path, line, row, source: SourceMapping) -> frozenset[str]:
+    on = []
+    for column in source.labels:
+        value = row[column].strip()
+        if value not in ("0", "1"):
+            raise DataFileError(f"{path}:{line}: column {column!r} must be 0 or 1, got {value!r}")
+        if value == "1":
+            on.append(column)
+    if not on:
+        return source.none_label
+    for column in source.priority:  # the most severe reading decides the primary category
+        if column in on:
+            return source.labels[column]
+    return frozenset().union(*(source.labels[column] for column in on))
+
+
+def load_split(data_dir: Path, categories: Categories, split: str) -> list[Example]:
+    """All sources' files for one split that exist in data_dir, de-duplicated."""
+    examples: list[Example] = []
+    for source in categories.sources.values():
+        path = Path(data_dir) / f"{source.file_prefix}_{split}.csv"
+        if path.exists():
+            rows = load_source_file(path, source, categories)
+            if split == "train":
+                rows = _cap_rows(rows, source, categories)
+            examples.extend(rows)
+    return deduplicate(examples)
+
+
+def _cap_rows(rows: list[Example], source: SourceMapping, categories) -> list[Example]:
+    """Sub-samples over-represented source labels (fixed seed) so one source doesn't dominate."""
+    for label, cap in source.max_train_rows.items():
+        allowed = tuple(sorted(categories.index(n) for n in source.labels[label]))
+        matching = [i for i, row in enumerate(rows) if row.allowed == allowed]
+        if len(matching) > cap:
+            dropped = set(matching) - set(random.Random(f"cap|{source.name}|{label}").sample(matching, cap))
+            rows = [row for i, row in enumerate(rows) if i not in dropped]
+    return rows
+
+
+def _dedup_key(text: str) -> str:
+    return " ".join(text.split()).casefold()
+
+
+def deduplicate(examples: list[Example], exclude: list[Example] = ()) -> list[Example]:
+    """Keeps the first example of each text (whitespace- and case-insensitive); drops any text
+    that also occurs in `exclude` (e.g. validation rows, so nothing leaks into training)."""
+    seen = {_dedup_key(example.text) for example in exclude}
+    unique = []
+    for example in examples:
+        key = _dedup_key(example.text)
+        if key and key not in seen:
+            seen.add(key)
+            unique.append(example)
+    return unique
+
+
+def stratified_split(
+    examples: list[Example], val_fraction: float = 0.2, seed: int = 13
+) -> tuple[list[Example], list[Example]]:
+    """A stratified train/val split (by allowed label set and source), as in the reference story."""
+    groups: dict[tuple, list[Example]] = defaultdict(list)
+    for example in examples:
+        groups[(example.source, example.allowed)].append(example)
+    train, val = [], []
+    rng = random.Random(seed)
+    for key in sorted(groups):
+        group = groups[key][:]
+        rng.shuffle(group)
+        n_val = round(len(group) * val_fraction)
+        val.extend(group[:n_val])
+        train.extend(group[n_val:])
+    return train, val
+
+
+def oversample_rare(
+    examples: list[Example], min_rows: int, seed: int = 13
+) -> list[Example]:
+    """Repeats exact-label examples of categories with fewer than min_rows rows (e.g. threat)."""
+    by_category: dict[int, list[Example]] = defaultdict(list)
+    for example in examples:
+        if example.exact is not None:
+            by_category[example.exact].append(example)
+    extra = []
+    rng = random.Random(seed)
+    for rows in by_category.values():
+        if 0 < len(rows) < min_rows:
+            extra.extend(rng.choices(rows, k=min_rows - len(rows)))
+    return examples + extra
+
+
+def summarize(examples: list[Example], categories: Categories) -> dict[str, dict[str, int]]:
+    """Counts per source per label ('a|b' for a partial label)."""
+    summary: dict[str, Counter] = defaultdict(Counter)
+    for example in examples:
+        label = "|".join(categories.names[i] for i in example.allowed)
+        summary[example.source][label] += 1
+    return {source: dict(sorted(counts.items())) for source, counts in sorted(summary.items())}

@@ -1,0 +1,96 @@
+"""Hugging Face `Trainer` pieces for a softmax classifier trained on partial labels.
+
+A label is a multi-hot mask over the categories the source allows. The loss is the negative log
+of the probability mass inside that set: -log sum_{c in allowed} p(c). With one allowed category
+this is ordinary cross-entropy; with several (OLID "offensive" = some toxic category) the model
+is only asked to put its mass somewhere in the set, never taught a category the data can't tell.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+from transformers import EvalPrediction, Trainer
+
+from training.data import Example
+from training.metrics import binary_metrics, multiclass_metrics
+
+
+def partial_label_loss(logits: torch.Tensor, allowed_mask: torch.Tensor) -> torch.Tensor:
+    all_classes = torch.logsumexp(logits, dim=-1)
+    inside = torch.logsumexp(logits.masked_fill(allowed_mask <= 0, float("-inf")), dim=-1)
+    return (all_classes - inside).mean()
+
+
+class PartialLabelTrainer(Trainer):
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        allowed_mask = inputs.pop("labels")
+        outputs = model(**inputs)
+        loss = partial_label_loss(outputs.logits.float(), allowed_mask)
+        return (loss, outputs) if return_outputs else loss
+
+
+class EncodedExamples(Dataset):
+    """Tokenised examples; padding happens per batch in `PadCollator`."""
+
+    def __init__(self, examples: list[Example], tokenizer, num_categories: int, max_length: int):
+        encoded = tokenizer(
+            [example.text for example in examples], truncation=True, max_length=max_length
+        )
+        self._input_ids = encoded["input_ids"]
+        self._masks = np.zeros((len(examples), num_categories), dtype=np.float32)
+        for row, example in enumerate(examples):
+            self._masks[row, list(example.allowed)] = 1.0
+
+    def __len__(self) -> int:
+        return len(self._input_ids)
+
+    def __getitem__(self, index: int) -> dict:
+        return {"input_ids": self._input_ids[index], "labels": self._masks[index]}
+
+    @property
+    def allowed_masks(self) -> np.ndarray:
+        return self._masks
+
+
+class PadCollator:
+    def __init__(self, pad_token_id: int):
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, batch: list[dict]) -> dict:
+        longest = max(len(item["input_ids"]) for item in batch)
+        input_ids = torch.full((len(batch), longest), self.pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(batch), longest), dtype=torch.long)
+        for row, item in enumerate(batch):
+            length = len(item["input_ids"])
+            input_ids[row, :length] = torch.tensor(item["input_ids"])
+            attention_mask[row, :length] = 1
+        labels = torch.from_numpy(np.stack([item["labels"] for item in batch]))
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def make_compute_metrics(names):
+    """Trainer callback: macro-F1 over exact rows (the selection metric) plus binary metrics."""
+
+    def compute_metrics(prediction: EvalPrediction) -> dict:
+        logits = prediction.predictions
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        probs, masks = softmax(logits), prediction.label_ids
+        multi, binary = multiclass_metrics(probs, masks, names), binary_metrics(probs, masks)
+        metrics = {
+            "macro_f1": multi["macro_f1"],
+            "accuracy": multi["accuracy"],
+            "binary_f1": binary["f1"],
+            "binary_auc": binary["auc"],
+        }
+        metrics.update({f"f1_{n}": v["f1"] for n, v in multi["per_category"].items()})
+        return metrics
+
+    return compute_metrics

@@ -1,0 +1,216 @@
+"""`moderation-train`: labelled CSVs -> one fine-tuned single-stage classifier + evaluation report.
+
+The run directory gets: config.json (every option), data_summary.json, the best checkpoint in
+model/ (with the tokenizer and MODEL_CARD.md), metrics.json (pooled and per-source validation
+metrics) and the Trainer's logs and resumable checkpoints in checkpoints/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+DEFAULT_DATA_DIR = os.environ.get("MODERATION_DATA_DIR", "../shared/data")
+
+logger = logging.getLogger("training.train")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    data_dir: str = DEFAULT_DATA_DIR
+    categories: str = ""  # empty: the shipped default_categories.toml
+    base_model: str = ""  # empty: the packaged MiniLM-L6
+    output_dir: str = "runs/latest"
+    epochs: float = 2.0
+    learning_rate: float = 5e-5
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    max_length: int = 64  # tokens; game chat is short and Jigsaw comments are truncated
+    min_rows_per_category: int = 500  # rarer exact categories (threat) are oversampled to this
+    max_train_rows: int = 0  # 0: all; a small number for smoke runs
+    max_val_rows: int = 0
+    max_steps: int = -1  # -1: run the epochs
+    early_stopping_patience: int = 2
+    seed: int = 13
+    threads: int = 0  # torch CPU threads; 0: torch's default
+    resume: bool = False
+
+
+def parse_options(argv=None) -> TrainOptions:
+    parser = argparse.ArgumentParser(prog="moderation-train", description=__doc__)
+    for name, default in asdict(TrainOptions()).items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(default, bool):
+            parser.add_argument(flag, action="store_true")
+        else:
+            parser.add_argument(flag, type=type(default), default=default)
+    return TrainOptions(**vars(parser.parse_args(argv)))
+
+
+def main(argv=None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = parse_options(argv)
+    report = train(options)
+    print(json.dumps({"macro_f1": report["multiclass"]["macro_f1"], "binary": report["binary"]}, indent=2))
+
+
+def train(options: TrainOptions) -> dict:
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from training.base_models import resolve_base_model
+    from training.categories import DEFAULT_CATEGORIES_PATH, load_categories
+    from training.data import summarize
+
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    run_dir = Path(options.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(json.dumps(asdict(options), indent=2))
+    categories = load_categories(options.categories or DEFAULT_CATEGORIES_PATH)
+    train_rows, val_rows = _load_rows(options, categories)
+    summary = {"train": summarize(train_rows, categories), "val": summarize(val_rows, categories)}
+    (run_dir / "data_summary.json").write_text(json.dumps(summary, indent=2))
+    logger.info("data: %d train rows, %d val rows; summary in %s", len(train_rows), len(val_rows), run_dir / "data_summary.json")
+    _log_summary(summary)
+
+    base = resolve_base_model(options.base_model)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        base,
+        num_labels=len(categories.names),
+        id2label=dict(enumerate(categories.names)),
+        label2id={name: i for i, name in enumerate(categories.names)},
+    )
+    started = time.monotonic()
+    trainer = _make_trainer(options, model, tokenizer, categories, train_rows, val_rows, run_dir)
+    trainer.train(resume_from_checkpoint=True if options.resume else None)
+    train_seconds = time.monotonic() - started
+
+    report = evaluate_rows(model, tokenizer, val_rows, categories, options)
+    report["train_seconds"] = train_seconds
+    report["torch_threads"] = torch.get_num_threads()
+    report["log_history"] = trainer.state.log_history
+    model_dir = run_dir / "model"
+    trainer.save_model(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    (run_dir / "metrics.json").write_text(json.dumps(report, indent=2))
+    from training.model_card import write_model_card
+
+    write_model_card(model_dir, options=options, categories=categories, summary=summary, report=report, base_model=base)
+    logger.info("trained in %.0f s; model in %s", train_seconds, model_dir)
+    return report
+
+
+def _load_rows(options: TrainOptions, categories):
+    import random
+
+    from training.data import deduplicate, load_split, oversample_rare, stratified_split
+
+    data_dir = Path(options.data_dir)
+    if not data_dir.is_dir():
+        raise SystemExit(f"data directory not found: {data_dir} (pass --data-dir)")
+    train_rows = load_split(data_dir, categories, "train")
+    val_rows = load_split(data_dir, categories, "val")
+    if not train_rows:
+        raise SystemExit(f"no training files for any source in {data_dir}")
+    if not val_rows:  # no validation files: the reference story's stratified 80/20 split
+        train_rows, val_rows = stratified_split(train_rows, 0.2, options.seed)
+    train_rows = deduplicate(train_rows, exclude=val_rows)
+    rng = random.Random(options.seed)
+    if options.max_train_rows and len(train_rows) > options.max_train_rows:
+        train_rows = rng.sample(train_rows, options.max_train_rows)
+    if options.max_val_rows and len(val_rows) > options.max_val_rows:
+        val_rows = rng.sample(val_rows, options.max_val_rows)
+    train_rows = oversample_rare(train_rows, options.min_rows_per_category, options.seed)
+    return train_rows, val_rows
+
+
+def _log_summary(summary: dict) -> None:
+    for split, sources in summary.items():
+        for source, counts in sources.items():
+            logger.info("  %s %-20s %s", split, source, ", ".join(f"{k}={v}" for k, v in counts.items()))
+
+
+def _make_trainer(options, model, tokenizer, categories, train_rows, val_rows, run_dir):
+    from transformers import EarlyStoppingCallback, TrainingArguments
+
+    from training.partial_label_trainer import (
+        EncodedExamples,
+        PadCollator,
+        PartialLabelTrainer,
+        make_compute_metrics,
+    )
+
+    n = len(categories.names)
+    args = TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        num_train_epochs=options.epochs,
+        max_steps=options.max_steps,
+        learning_rate=options.learning_rate,
+        per_device_train_batch_size=options.batch_size,
+        per_device_eval_batch_size=options.eval_batch_size,
+        warmup_steps=0.06,
+        weight_decay=0.01,
+        eval_strategy="epoch" if options.max_steps < 0 else "steps",
+        eval_steps=None if options.max_steps < 0 else max(options.max_steps, 1),
+        save_strategy="epoch" if options.max_steps < 0 else "steps",
+        save_steps=None if options.max_steps < 0 else max(options.max_steps, 1),
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="macro_f1",
+        greater_is_better=True,
+        logging_steps=25,
+        train_sampling_strategy="group_by_length",  # less padding per batch: faster on CPU
+        report_to=[],
+        seed=options.seed,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+    return PartialLabelTrainer(
+        model=model,
+        args=args,
+        train_dataset=EncodedExamples(train_rows, tokenizer, n, options.max_length),
+        eval_dataset=EncodedExamples(val_rows, tokenizer, n, options.max_length),
+        data_collator=PadCollator(tokenizer.pad_token_id),
+        compute_metrics=make_compute_metrics(categories.names),
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=options.early_stopping_patience)],
+    )
+
+
+def predict_probs(model, tokenizer, texts, max_length: int, batch_size: int = 128):
+    """Softmax scores for texts with an eager HF model (batches sorted by length for speed)."""
+    import numpy as np
+    import torch
+
+    model.eval()
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    probs = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            encoded = tokenizer([texts[i] for i in chunk], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+            logits = model(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"]).logits
+            probs[chunk] = torch.softmax(logits.float(), dim=-1).numpy()
+    return probs
+
+
+def evaluate_rows(model, tokenizer, rows, categories, options) -> dict:
+    import numpy as np
+
+    from training.metrics import evaluate_predictions
+
+    probs = predict_probs(model, tokenizer, [row.text for row in rows], options.max_length)
+    masks = np.zeros_like(probs)
+    for i, row in enumerate(rows):
+        masks[i, list(row.allowed)] = 1.0
+    return evaluate_predictions(probs, masks, categories.names, [row.source for row in rows])
+
+
+if __name__ == "__main__":
+    main()
