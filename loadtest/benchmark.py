@@ -1,0 +1,181 @@
+"""Raw in-process model throughput vs end-to-end throughput through gateway + Triton.
+
+    python -m loadtest.benchmark            # starts Triton + gateway on free ports
+    ./run.sh benchmark --duration-s 20
+
+Raw: the served TorchScript file loaded exactly as the python backend loads it, batches of 32
+chat-like messages padded to each batch's longest. End to end: N concurrent callers sending
+single-message ClassifyText RPCs for a fixed time, once per gateway padding mode (none: the
+python backend pads ragged batches; buckets: the gateway pads to a few lengths, as GPU libtorch
+needs). Prints a table and writes loadtest/results/benchmark.json and benchmark.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from export import contract
+from loadtest.corpus import chat_messages
+
+RESULTS_DIR = Path(__file__).with_name("results")
+
+
+def latest_version_dir(model_repository: Path) -> Path:
+    model_dir = model_repository / contract.MODEL_NAME
+    versions = sorted((p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    if not versions:
+        raise SystemExit(f"no model version in {model_dir}")
+    return versions[-1]
+
+
+def raw_throughput(version_dir: Path, messages: list[str], batch_size: int, threads: int) -> dict:
+    import torch
+
+    from gateway.text_encoder import TextEncoder
+
+    torch.set_num_threads(threads)
+    info = json.loads((version_dir / contract.EXPORT_INFO_FILENAME).read_text())
+    encoder = TextEncoder(version_dir, int(info.get("max_length", 128)))
+    model = torch.jit.load(str(version_dir / contract.MODEL_FILENAME), map_location="cpu").float().eval()
+    batches = [encoder.encode(messages[i : i + batch_size]) for i in range(0, len(messages), batch_size)]
+    with torch.inference_mode():
+        for ids, mask in batches[:3]:  # warm up
+            model(torch.from_numpy(ids), torch.from_numpy(mask))
+        started = time.perf_counter()
+        for ids, mask in batches:
+            model(torch.from_numpy(ids), torch.from_numpy(mask))
+        elapsed = time.perf_counter() - started
+    return {"sequences_per_s": len(messages) / elapsed, "batch_size": batch_size, "threads": threads,
+            "precision": info.get("precision"), "messages": len(messages)}
+
+
+def end_to_end(address: str, messages: list[str], callers: int, duration_s: float) -> dict:
+    import grpc
+
+    from gateway.pb import moderation_pb2, moderation_pb2_grpc
+
+    latencies: list[float] = []
+    errors: dict[str, int] = {}
+    lock = threading.Lock()
+    stop_at = time.perf_counter() + duration_s
+
+    def caller(offset: int) -> None:
+        with grpc.insecure_channel(address) as channel:
+            stub = moderation_pb2_grpc.ModerationStub(channel)
+            i = offset
+            while time.perf_counter() < stop_at:
+                request = moderation_pb2.ClassifyTextRequest(text=messages[i % len(messages)])
+                t0 = time.perf_counter()
+                try:
+                    stub.ClassifyText(request, timeout=10)
+                    with lock:
+                        latencies.append(time.perf_counter() - t0)
+                except grpc.RpcError as err:
+                    with lock:
+                        errors[err.code().name] = errors.get(err.code().name, 0) + 1
+                i += callers
+
+    workers = [threading.Thread(target=caller, args=(k,)) for k in range(callers)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    elapsed = time.perf_counter() - started
+    ms = sorted(1e3 * x for x in latencies)
+    pct = (lambda q: ms[min(len(ms) - 1, int(q * len(ms)))]) if ms else (lambda q: float("nan"))
+    return {"callers": callers, "requests": len(ms), "errors": errors, "seconds": elapsed,
+            "messages_per_s": len(ms) / elapsed, "p50_ms": pct(0.50), "p95_ms": pct(0.95),
+            "p99_ms": pct(0.99), "mean_ms": statistics.fmean(ms) if ms else float("nan")}
+
+
+def run_stack_benchmarks(model_repository: Path, messages, callers, duration_s, modes) -> dict:
+    from gateway.server import create_server
+    from gateway.settings import Settings
+    from gateway.triton_process import TritonProcess
+
+    results = {}
+    with TritonProcess(model_repository) as triton:
+        for name, buckets in modes.items():
+            settings = Settings(listen_address="127.0.0.1:0", triton_url=triton.grpc_url,
+                                model_repository=str(model_repository), length_buckets=buckets,
+                                log_level="WARNING")
+            gateway, port = create_server(settings)
+            gateway.start()
+            try:
+                end_to_end(f"127.0.0.1:{port}", messages[:64], callers, 2.0)  # warm up
+                results[name] = end_to_end(f"127.0.0.1:{port}", messages, callers, duration_s)
+                print(f"  {name:>8}: {results[name]['messages_per_s']:.0f} msg/s, p50 {results[name]['p50_ms']:.0f} ms, "
+                      f"p99 {results[name]['p99_ms']:.0f} ms, errors {results[name]['errors']}", flush=True)
+            finally:
+                gateway.stop(0)
+    return results
+
+
+def main(argv=None) -> None:
+    import logging
+
+    parser = argparse.ArgumentParser(prog="loadtest.benchmark", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-repository", default="model_repository")
+    parser.add_argument("--messages", type=int, default=1024)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--callers", type=int, default=32)
+    parser.add_argument("--duration-s", type=float, default=20.0)
+    parser.add_argument("--out", default=str(RESULTS_DIR / "benchmark.json"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    repository = Path(args.model_repository)
+    messages = chat_messages(args.messages)
+    version_dir = latest_version_dir(repository)
+    print(f"raw in-process: {version_dir} batch {args.batch_size}, {args.threads} threads", flush=True)
+    raw = raw_throughput(version_dir, messages, args.batch_size, args.threads)
+    print(f"  {raw['sequences_per_s']:.0f} sequences/s ({raw['precision']})", flush=True)
+    print(f"end to end: {args.callers} callers x {args.duration_s:.0f} s of single-message ClassifyText", flush=True)
+    modes = {"ragged": (), "buckets": (16, 32, 64, 128)}
+    e2e = run_stack_benchmarks(repository, messages, args.callers, args.duration_s, modes)
+    best = max(e2e.values(), key=lambda r: r["messages_per_s"])
+    report = {
+        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        "model_version": version_dir.name,
+        "token_lengths": _length_stats(version_dir, messages),
+        "raw": raw,
+        "end_to_end": e2e,
+        "ratio_best_end_to_end_to_raw": best["messages_per_s"] / raw["sequences_per_s"],
+    }
+    _write(report, Path(args.out))
+    print(f"ratio end-to-end / raw: {report['ratio_best_end_to_end_to_raw']:.2f}  (written to {args.out})")
+
+
+def _length_stats(version_dir: Path, messages) -> dict:
+    from gateway.text_encoder import TextEncoder
+
+    lengths = [len(ids) for ids in TextEncoder(version_dir, 128).tokenizer(messages)["input_ids"]]
+    return {"median": float(np.median(lengths)), "p90": float(np.percentile(lengths, 90)), "max": max(lengths)}
+
+
+def _write(report: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n")
+    raw = report["raw"]
+    lines = ["# Text throughput benchmark", "",
+             f"Model version {report['model_version']} ({raw['precision']}), token lengths {report['token_lengths']}.", "",
+             "| path | messages/s | p50 ms | p99 ms | errors | ratio to raw |", "|---|---:|---:|---:|---|---:|",
+             f"| raw in-process, batch {raw['batch_size']} | {raw['sequences_per_s']:.0f} | | | | 1.00 |"]
+    for name, r in report["end_to_end"].items():
+        lines.append(f"| gateway + Triton, {r['callers']} callers, {name} | {r['messages_per_s']:.0f} | {r['p50_ms']:.1f} "
+                     f"| {r['p99_ms']:.1f} | {r['errors'] or '-'} | {r['messages_per_s'] / raw['sequences_per_s']:.2f} |")
+    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Real tritonserver + real gateway on free loopback ports, started once per session."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from export import contract
+
+REPO_DIR = Path(__file__).resolve().parents[2]
+MODEL_REPOSITORY = Path(os.environ.get("MODERATION_TEST_MODEL_REPOSITORY", REPO_DIR / "model_repository"))
+
+
+def _has_version(model_repository: Path) -> bool:
+    model_dir = model_repository / contract.MODEL_NAME
+    return model_dir.is_dir() and any(p.name.isdigit() for p in model_dir.iterdir())
+
+
+def start_triton(log_dir: Path, **kwargs):
+    from gateway.triton_process import TritonProcess
+
+    triton = TritonProcess(MODEL_REPOSITORY, log_path=log_dir / "triton.log", **kwargs)
+    triton.start()
+    try:
+        triton.wait_until_ready(timeout_s=180)
+    except BaseException:
+        triton.stop()
+        raise
+    return triton
+
+
+@pytest.fixture(scope="session")
+def triton(tmp_path_factory):
+    pytest.importorskip("pytriton", reason="nvidia-pytriton (tritonserver) is not installed")
+    if not _has_version(MODEL_REPOSITORY):
+        pytest.skip(f"no model version in {MODEL_REPOSITORY}")
+    server = start_triton(tmp_path_factory.mktemp("triton"))
+    yield server
+    server.stop(grace_s=10)
+
+
+def wait_serving(gateway, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if gateway.monitor.check_once():
+            return
+        time.sleep(0.2)
+    raise AssertionError("gateway never saw a ready model")
+
+
+class RunningGateway:
+    def __init__(self, gateway, port: int):
+        self.gateway = gateway
+        self.address = f"127.0.0.1:{port}"
+        self.channel = grpc.insecure_channel(self.address)
+        from gateway.pb import moderation_pb2_grpc
+
+        self.stub = moderation_pb2_grpc.ModerationStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+        self.gateway.stop(0)
+
+
+def start_gateway(triton, **overrides) -> RunningGateway:
+    from gateway.server import create_server
+    from gateway.settings import Settings
+
+    settings = Settings(listen_address="127.0.0.1:0", triton_url=triton.grpc_url,
+                        model_repository=str(MODEL_REPOSITORY), health_poll_s=0.2, **overrides)
+    gateway, port = create_server(settings)
+    gateway.start()
+    wait_serving(gateway)
+    return RunningGateway(gateway, port)
+
+
+@pytest.fixture(scope="session")
+def gateway(triton):
+    running = start_gateway(triton)
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="session")
+def stub(gateway):
+    return gateway.stub
