@@ -41,6 +41,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--min-agreement", type=float, default=0.98)
     parser.add_argument("--max-f1-drop", type=float, default=0.01)
     parser.add_argument("--version", type=int, help="version number (default: next free)")
+    parser.add_argument("--out-dir", help="write the exported files here instead of into the repository "
+                        "(publish later with moderation-publish)")
     parser.add_argument("--dry-run", action="store_true", help="run every check, write nothing")
     return parser.parse_args(argv)
 
@@ -61,7 +63,7 @@ def main(argv=None) -> None:
 
 def export(args: argparse.Namespace) -> Path | None:
     from export import torchscript
-    from export.repository import check_labels, write_version
+    from export.repository import check_labels, write_files, write_version
 
     started = time.monotonic()
     logger.info("[1/5] loading %s", args.checkpoint)
@@ -111,12 +113,16 @@ def export(args: argparse.Namespace) -> Path | None:
     if args.dry_run:
         logger.info("[5/5] dry run: all checks passed, nothing written")
         return None
-    card = Path(args.checkpoint) / contract.MODEL_CARD_FILENAME
-    model_dir = Path(args.repository) / args.model_name
-    logger.info("[5/5] writing the next version of %s", model_dir)
-    path = write_version(model_dir, model_bytes=model_bytes, labels=labels,
-                         tokenizer_dir=Path(args.checkpoint), export_info=info,
-                         model_card=card, version=args.version)
+    files = dict(model_bytes=model_bytes, labels=labels, tokenizer_dir=Path(args.checkpoint), export_info=info,
+                 model_card=Path(args.checkpoint) / contract.MODEL_CARD_FILENAME)
+    if args.out_dir:
+        path = Path(args.out_dir)
+        logger.info("[5/5] writing %s", path)
+        write_files(path, **files)
+    else:
+        model_dir = Path(args.repository) / args.model_name
+        logger.info("[5/5] writing the next version of %s", model_dir)
+        path = write_version(model_dir, version=args.version, **files)
     logger.info("wrote %s (%.1f MB) in %.0f s", path, len(model_bytes) / 1e6, time.monotonic() - started)
     return path
 

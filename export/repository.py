@@ -51,38 +51,81 @@ def check_labels(labels: list[str], output_width: int) -> None:
         )
 
 
-def write_version(
-    model_dir: Path,
-    *,
-    model_bytes: bytes,
-    labels: list[str],
-    tokenizer_dir: Path,
-    export_info: dict,
-    model_card: Path | None = None,
-    version: int | None = None,
-) -> Path:
-    """Writes model.pt, model.py, labels, tokenizer files, card and export.json as one version."""
-    model_dir.mkdir(parents=True, exist_ok=True)
+def write_files(target: Path, *, model_bytes: bytes, labels: list[str], tokenizer_dir: Path,
+                export_info: dict, model_card: Path | None = None) -> None:
+    """Writes model.pt, model.py, labels, tokenizer files, card and export.json into target."""
     check_tokenizer_dir(tokenizer_dir)
+    target.mkdir(parents=True, exist_ok=True)
+    (target / contract.MODEL_FILENAME).write_bytes(model_bytes)
+    shutil.copyfile(PYTHON_MODEL_SOURCE, target / contract.PYTHON_BACKEND_FILENAME)
+    (target / contract.LABELS_FILENAME).write_text("\n".join(labels) + "\n", encoding="utf-8")
+    for name in TOKENIZER_FILES + OPTIONAL_TOKENIZER_FILES:
+        if (tokenizer_dir / name).exists():
+            shutil.copyfile(tokenizer_dir / name, target / name)
+    if model_card and model_card.exists():
+        shutil.copyfile(model_card, target / contract.MODEL_CARD_FILENAME)
+    (target / contract.EXPORT_INFO_FILENAME).write_text(json.dumps(dict(export_info, labels=labels), indent=2) + "\n")
+
+
+def write_version(model_dir: Path, *, version: int | None = None, **files) -> Path:
+    """Writes a new version (see write_files for the keywords) atomically; returns its path."""
+    return _commit(model_dir, version, lambda staging: write_files(staging, **files))
+
+
+def publish_directory(export_dir: Path, model_dir: Path, version: int | None = None) -> Path:
+    """Copies an exported directory (moderation-export --out-dir) in as the next version."""
+    check_export_dir(export_dir)
+    return _commit(model_dir, version, lambda staging: shutil.copytree(export_dir, staging, dirs_exist_ok=True))
+
+
+def check_export_dir(export_dir: Path) -> None:
+    """Refuses a directory Triton or the gateway could not serve; runs one smoke inference."""
+    if not export_dir.is_dir():
+        raise PublishError(f"{export_dir}: not a directory")
+    needed = (contract.MODEL_FILENAME, contract.PYTHON_BACKEND_FILENAME, contract.LABELS_FILENAME)
+    missing = [name for name in needed if not (export_dir / name).exists()]
+    if missing:
+        raise PublishError(f"{export_dir}: missing {', '.join(missing)}")
+    check_tokenizer_dir(export_dir)
+    try:
+        labels = contract.read_labels((export_dir / contract.LABELS_FILENAME).read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise PublishError(f"{export_dir / contract.LABELS_FILENAME}: {err}") from None
+    check_labels(labels, _smoke_width(export_dir))
+
+
+def _smoke_width(export_dir: Path) -> int:
+    """Scores one short text the way the CPU backend would; returns the output width."""
+    import torch
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(export_dir))
+        model = torch.jit.load(str(export_dir / contract.MODEL_FILENAME), map_location="cpu").float().eval()
+        encoded = tokenizer(["good game"], return_tensors="pt")
+        with torch.inference_mode():
+            scores = model(encoded["input_ids"].long(), encoded["attention_mask"].long())
+    except Exception as err:  # any failure here means the version cannot serve
+        raise PublishError(f"{export_dir}: smoke inference failed: {err}") from None
+    if scores.ndim != 2 or scores.shape[0] != 1 or abs(float(scores.sum()) - 1.0) > 1e-3:
+        raise PublishError(f"{export_dir}: smoke inference returned {tuple(scores.shape)} scores that are not a softmax")
+    return int(scores.shape[1])
+
+
+def _commit(model_dir: Path, version: int | None, fill) -> Path:
+    model_dir.mkdir(parents=True, exist_ok=True)
     version = version or next_version(model_dir)
     final = model_dir / str(version)
     if final.exists():
         raise PublishError(f"version {version} already exists in {model_dir}")
     staging = model_dir / f".staging-{version}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
     try:
-        (staging / contract.MODEL_FILENAME).write_bytes(model_bytes)
-        shutil.copyfile(PYTHON_MODEL_SOURCE, staging / contract.PYTHON_BACKEND_FILENAME)
-        (staging / contract.LABELS_FILENAME).write_text("\n".join(labels) + "\n", encoding="utf-8")
-        for name in TOKENIZER_FILES + OPTIONAL_TOKENIZER_FILES:
-            if (tokenizer_dir / name).exists():
-                shutil.copyfile(tokenizer_dir / name, staging / name)
-        if model_card and model_card.exists():
-            shutil.copyfile(model_card, staging / contract.MODEL_CARD_FILENAME)
-        info = dict(export_info, version=version, labels=labels)
-        (staging / contract.EXPORT_INFO_FILENAME).write_text(json.dumps(info, indent=2) + "\n")
-        os.rename(staging, final)  # atomic on one filesystem
+        fill(staging)
+        info_path = staging / contract.EXPORT_INFO_FILENAME
+        info = json.loads(info_path.read_text()) if info_path.exists() else {}
+        info_path.write_text(json.dumps(dict(info, version=version), indent=2) + "\n")
+        os.rename(staging, final)  # atomic on one filesystem: Triton never sees half a version
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

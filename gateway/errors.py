@@ -54,3 +54,13 @@ def translate_triton_error(error: Exception) -> ModerationError:
     if "is not ready" in message or "unknown model" in message.lower() or status.endswith("NOT_FOUND"):
         return BackendUnavailable("model not ready")
     return ModerationError(f"model call failed ({status}): {message}")
+
+
+class NotFound(ModerationError):
+    code = grpc.StatusCode.NOT_FOUND
+    public = True
+
+
+class FailedPrecondition(ModerationError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    public = True

@@ -47,28 +47,36 @@ class ReadinessMonitor:
             except Exception:  # the monitor must outlive any single bad poll
                 logger.exception("readiness check failed")
 
-    def wanted_version(self) -> str | None:
+    def fallback_version(self) -> str | None:
+        """The version to serve when none is (pinned, else the highest Triton has ready)."""
         if self.settings.model_version:
             return self.settings.model_version if self.classifier.is_ready(self.settings.model_version) else None
         ready = self.classifier.ready_versions()
         return ready[-1] if ready else None
 
     def check_once(self) -> bool:
-        version = self.wanted_version()
+        """One poll. The serving version changes only when it is no longer ready; otherwise
+        version switches are the admin's (lifecycle.VersionManager)."""
+        current = self.models.peek()
+        if current is not None and self.classifier.is_ready(current.version):
+            self._set_serving(True)
+            return True
+        version = self.fallback_version()
         if version is None:
             self._set_serving(False)
             return False
-        current = self.models.peek()
-        if current is None or current.version != version:
-            try:
-                model = load_serving_model(Path(self.settings.model_repository) / self.settings.model_name,
-                                           self.settings.model_name, version, self.settings.length_buckets)
-            except VersionFilesError as err:
-                logger.error("cannot serve version %s: %s", version, err)
-                self._set_serving(current is not None)
-                return False
-            self.models.set(model)
-            logger.info("serving %s version %s, categories %s", model.name, version, ",".join(model.labels))
+        if current is not None and current.version == version:  # back after an outage
+            self._set_serving(True)
+            return True
+        try:
+            model = load_serving_model(Path(self.settings.model_repository) / self.settings.model_name,
+                                       self.settings.model_name, version, self.settings.length_buckets)
+        except VersionFilesError as err:
+            logger.error("cannot serve version %s: %s", version, err)
+            self._set_serving(False)
+            return False
+        self.models.set(model)
+        logger.info("serving %s version %s, categories %s", model.name, version, ",".join(model.labels))
         self._set_serving(True)
         return True
 

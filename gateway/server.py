@@ -11,7 +11,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from gateway.pb import moderation_pb2, moderation_pb2_grpc
+from gateway.admin import TOKEN_ENV, AdminService, BearerTokenInterceptor, load_admin_token
+from gateway.errors import ModerationError
+from gateway.lifecycle import VersionManager
+from gateway.pb import admin_pb2_grpc, moderation_pb2, moderation_pb2_grpc
 from gateway.policy import load_policy
 from gateway.readiness import SERVICE_NAME, ReadinessMonitor
 from gateway.service import ModelHolder, ModerationService
@@ -21,24 +24,39 @@ logger = logging.getLogger(__name__)
 
 
 class Gateway:
-    """The running pieces of one gateway: gRPC server, servicer and readiness monitor."""
+    """The running pieces of one gateway: public and admin gRPC servers, servicers, monitor."""
 
-    def __init__(self, server: grpc.Server, service: ModerationService, monitor: ReadinessMonitor, classifier):
+    def __init__(self, server: grpc.Server, service: ModerationService, monitor: ReadinessMonitor, classifier,
+                 admin_server: grpc.Server | None = None, admin: AdminService | None = None, admin_port: int = 0):
         self.server = server
         self.service = service
         self.monitor = monitor
         self.classifier = classifier
+        self.admin_server = admin_server
+        self.admin = admin
+        self.admin_port = admin_port
 
     def start(self) -> None:
         self.server.start()
+        if self.admin_server is not None:
+            self.admin_server.start()
         self.monitor.start()
 
     def stop(self, grace_s: float | None = None) -> None:
         """NOT_SERVING first (load balancers stop sending), then let in-flight calls finish."""
         self.monitor.stop()
+        if self.admin_server is not None:
+            self.admin_server.stop(grace_s)
         self.server.stop(grace_s).wait()
         if hasattr(self.classifier, "close"):
             self.classifier.close()
+
+    def reload_policy(self) -> None:
+        """SIGHUP: re-read the policy file; a bad file is logged and the old policy stays."""
+        try:
+            self.admin.reload_policy()
+        except ModerationError as err:
+            logger.error("%s", err)
 
     def wait_for_termination(self) -> None:
         self.server.wait_for_termination()
@@ -72,7 +90,24 @@ def create_server(settings: Settings, classifier=None) -> tuple[Gateway, int]:
     if port == 0:
         raise RuntimeError(f"cannot listen on {settings.listen_address}")
     monitor = ReadinessMonitor(settings, classifier, models, health_servicer)
-    return Gateway(server, service, monitor, classifier), port
+    admin = AdminService(VersionManager(settings, classifier, models), service)
+    admin_server, admin_port = _create_admin_server(settings, admin)
+    return Gateway(server, service, monitor, classifier, admin_server, admin, admin_port), port
+
+
+def _create_admin_server(settings: Settings, admin: AdminService) -> tuple[grpc.Server | None, int]:
+    if not settings.admin_listen_address:
+        return None, 0
+    token = load_admin_token(settings.admin_token_file)
+    if not token:
+        logger.warning("no admin token (--admin-token-file or %s): admin calls will be refused", TOKEN_ENV)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="admin"),
+                         interceptors=[BearerTokenInterceptor(token)])
+    admin_pb2_grpc.add_ModelAdminServicer_to_server(admin, server)
+    port = server.add_insecure_port(settings.admin_listen_address)
+    if port == 0:
+        raise RuntimeError(f"cannot listen on {settings.admin_listen_address}")
+    return server, port
 
 
 def configure_logging(level: str) -> None:
@@ -88,6 +123,7 @@ def run_until_signalled(gateway: Gateway, grace_s: float) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, lambda signum, frame: gateway.reload_policy())
     stopping.wait()
     gateway.stop(grace_s)
 
@@ -97,8 +133,8 @@ def main(argv=None) -> None:
     configure_logging(settings.log_level)
     gateway, port = create_server(settings)
     gateway.start()
-    logger.info("moderation gateway listening on %s (port %d), Triton at %s",
-                settings.listen_address, port, settings.triton_url)
+    logger.info("moderation gateway listening on %s (port %d), admin port %s, Triton at %s",
+                settings.listen_address, port, gateway.admin_port or "off", settings.triton_url)
     run_until_signalled(gateway, settings.grace_s)
 
 

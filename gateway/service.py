@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import grpc
@@ -26,11 +27,14 @@ MIN_MODEL_CALL_S = 0.001  # less time than this left: fail fast instead of calli
 
 
 class ModelHolder:
-    """The version currently serving; swapped atomically, read without locks."""
+    """The version currently serving, swapped atomically, with a count of requests per version
+    so a switch can wait for the old version's in-flight requests before unloading it."""
 
     def __init__(self):
         self._model: ServingModel | None = None
         self._lock = threading.Lock()
+        self._in_flight: dict[str, int] = {}
+        self._idle = threading.Condition(self._lock)
 
     def current(self) -> ServingModel:
         model = self._model
@@ -44,6 +48,24 @@ class ModelHolder:
     def set(self, model: ServingModel | None) -> None:
         with self._lock:
             self._model = model
+
+    @contextmanager
+    def using(self):
+        """The current model, counted as in flight until the block ends."""
+        model = self.current()
+        with self._lock:
+            self._in_flight[model.version] = self._in_flight.get(model.version, 0) + 1
+        try:
+            yield model
+        finally:
+            with self._lock:
+                self._in_flight[model.version] -= 1
+                self._idle.notify_all()
+
+    def wait_idle(self, version: str, timeout_s: float) -> bool:
+        """Waits until no request uses `version`; False if some still do after timeout_s."""
+        with self._lock:
+            return self._idle.wait_for(lambda: self._in_flight.get(version, 0) == 0, timeout_s)
 
 
 @dataclass
@@ -113,14 +135,14 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
 
     # --- shared path ----------------------------------------------------------------------
     def _classify(self, texts: list[str], context, log: _RequestLog) -> list:
-        model = self.models.current()  # one version for the whole request
-        started = time.perf_counter()
-        input_ids, attention_mask = model.encoder.encode(texts)
-        encoded = time.perf_counter()
-        scores = self.classifier.infer(
-            input_ids, attention_mask, version=model.version, timeout_s=self._model_timeout(context)
-        )
-        inferred = time.perf_counter()
+        with self.models.using() as model:  # one version (model, tokenizer, labels) per request
+            started = time.perf_counter()
+            input_ids, attention_mask = model.encoder.encode(texts)
+            encoded = time.perf_counter()
+            scores = self.classifier.infer(
+                input_ids, attention_mask, version=model.version, timeout_s=self._model_timeout(context)
+            )
+            inferred = time.perf_counter()
         log.stages_ms.update(tokenize=(encoded - started) * 1e3, model=(inferred - encoded) * 1e3)
         if scores.shape != (len(texts), len(model.labels)):
             raise ModerationError(f"model returned scores {scores.shape} for {len(texts)} texts x {len(model.labels)} labels")

@@ -32,6 +32,8 @@ class Settings:
     triton_timeout_s: float = 2.0  # per model call, when the caller's deadline is later or unset
     length_buckets: tuple[int, ...] = ()  # e.g. (16, 32, 64, 128) for GPU libtorch serving
     health_poll_s: float = 1.0  # how often Triton's readiness is checked
+    admin_listen_address: str = "127.0.0.1:50052"  # the admin API's own port; empty: no admin API
+    admin_token_file: str = ""  # file holding the admin bearer token (else env MODERATION_ADMIN_TOKEN)
     grace_s: float = 5.0  # on shutdown, how long in-flight calls may finish
     log_level: str = "INFO"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -56,6 +57,27 @@ class TritonClassifier:
             return bool(self._client.is_model_ready(self.model_name, version, client_timeout=READINESS_TIMEOUT_S))
         except InferenceServerException:
             return False
+
+    def version_states(self) -> dict[str, tuple[str, str]]:
+        """version -> (state, reason) for every version Triton knows of this model."""
+        try:
+            index = self._client.get_model_repository_index(client_timeout=READINESS_TIMEOUT_S)
+        except InferenceServerException as err:
+            raise translate_triton_error(err) from err
+        return {m.version: (m.state, m.reason) for m in index.models if m.name == self.model_name and m.version}
+
+    def load_versions(self, versions: list[str]) -> None:
+        """Makes exactly these versions loaded (config override of the version policy).
+
+        Triton loads the new versions while the already-loaded ones keep serving. Raises
+        ModerationError with Triton's reason when a version fails to load.
+        """
+        try:
+            config = self._client.get_model_config(self.model_name, as_json=True)["config"]
+            config["version_policy"] = {"specific": {"versions": [str(v) for v in versions]}}
+            self._client.load_model(self.model_name, config=json.dumps(config))
+        except InferenceServerException as err:
+            raise translate_triton_error(err) from err
 
     def close(self) -> None:
         self._client.close()

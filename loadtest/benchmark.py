@@ -97,14 +97,35 @@ def end_to_end(address: str, messages: list[str], callers: int, duration_s: floa
             "p99_ms": pct(0.99), "mean_ms": statistics.fmean(ms) if ms else float("nan")}
 
 
+def set_queue_delay(triton, delay_us: int) -> None:
+    """Reloads the model with another dynamic-batching queue delay (config override)."""
+    import tritonclient.grpc as grpcclient
+
+    with grpcclient.InferenceServerClient(triton.grpc_url) as client:
+        config = client.get_model_config(contract.MODEL_NAME, as_json=True)["config"]
+        config["dynamic_batching"]["max_queue_delay_microseconds"] = str(delay_us)
+        client.load_model(contract.MODEL_NAME, config=json.dumps(config))
+
+
+def batch_stats(triton) -> tuple[int, int]:
+    import tritonclient.grpc as grpcclient
+
+    with grpcclient.InferenceServerClient(triton.grpc_url) as client:
+        stats = client.get_inference_statistics(contract.MODEL_NAME, as_json=True)["model_stats"]
+    return (sum(int(s.get("inference_count", 0)) for s in stats),
+            sum(int(s.get("execution_count", 0)) for s in stats))
+
+
 def run_stack_benchmarks(model_repository: Path, messages, callers, duration_s, modes) -> dict:
+    """modes: name -> (length buckets, queue delay in microseconds)."""
     from gateway.server import create_server
     from gateway.settings import Settings
     from gateway.triton_process import TritonProcess
 
     results = {}
     with TritonProcess(model_repository) as triton:
-        for name, buckets in modes.items():
+        for name, (buckets, delay_us) in modes.items():
+            set_queue_delay(triton, delay_us)
             settings = Settings(listen_address="127.0.0.1:0", triton_url=triton.grpc_url,
                                 model_repository=str(model_repository), length_buckets=buckets,
                                 log_level="WARNING")
@@ -112,9 +133,16 @@ def run_stack_benchmarks(model_repository: Path, messages, callers, duration_s, 
             gateway.start()
             try:
                 end_to_end(f"127.0.0.1:{port}", messages[:64], callers, 2.0)  # warm up
-                results[name] = end_to_end(f"127.0.0.1:{port}", messages, callers, duration_s)
-                print(f"  {name:>8}: {results[name]['messages_per_s']:.0f} msg/s, p50 {results[name]['p50_ms']:.0f} ms, "
-                      f"p99 {results[name]['p99_ms']:.0f} ms, errors {results[name]['errors']}", flush=True)
+                before = batch_stats(triton)
+                result = end_to_end(f"127.0.0.1:{port}", messages, callers, duration_s)
+                after = batch_stats(triton)
+                executions = max(after[1] - before[1], 1)
+                result.update(buckets=list(buckets), queue_delay_us=delay_us,
+                              mean_batch_size=(after[0] - before[0]) / executions)
+                results[name] = result
+                print(f"  {name:>14}: {result['messages_per_s']:.0f} msg/s, p50 {result['p50_ms']:.0f} ms, "
+                      f"p99 {result['p99_ms']:.0f} ms, mean batch {result['mean_batch_size']:.1f}, "
+                      f"errors {result['errors']}", flush=True)
             finally:
                 gateway.stop(0)
     return results
@@ -131,6 +159,8 @@ def main(argv=None) -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--callers", type=int, default=32)
     parser.add_argument("--duration-s", type=float, default=20.0)
+    parser.add_argument("--queue-delays-us", default="0,500,2000,5000",
+                        help="dynamic-batching queue delays to compare; buckets run at the last one")
     parser.add_argument("--out", default=str(RESULTS_DIR / "benchmark.json"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -141,7 +171,9 @@ def main(argv=None) -> None:
     raw = raw_throughput(version_dir, messages, args.batch_size, args.threads)
     print(f"  {raw['sequences_per_s']:.0f} sequences/s ({raw['precision']})", flush=True)
     print(f"end to end: {args.callers} callers x {args.duration_s:.0f} s of single-message ClassifyText", flush=True)
-    modes = {"ragged": (), "buckets": (16, 32, 64, 128)}
+    delays = [int(d) for d in args.queue_delays_us.split(",")]
+    modes = {f"ragged/{d}us": ((), d) for d in delays}
+    modes[f"buckets/{delays[-1]}us"] = ((16, 32, 64, 128), delays[-1])
     e2e = run_stack_benchmarks(repository, messages, args.callers, args.duration_s, modes)
     best = max(e2e.values(), key=lambda r: r["messages_per_s"])
     report = {
@@ -167,13 +199,13 @@ def _write(report: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=2) + "\n")
     raw = report["raw"]
-    lines = ["# Text throughput benchmark", "",
+    lines = ["# Text throughput benchmark", "", "Command: `python -m loadtest.benchmark` (see loadtest/benchmark.py).", "",
              f"Model version {report['model_version']} ({raw['precision']}), token lengths {report['token_lengths']}.", "",
-             "| path | messages/s | p50 ms | p99 ms | errors | ratio to raw |", "|---|---:|---:|---:|---|---:|",
-             f"| raw in-process, batch {raw['batch_size']} | {raw['sequences_per_s']:.0f} | | | | 1.00 |"]
+             "| path | messages/s | p50 ms | p99 ms | mean batch | errors | ratio to raw |", "|---|---:|---:|---:|---:|---|---:|",
+             f"| raw in-process, batch {raw['batch_size']} | {raw['sequences_per_s']:.0f} | | | {raw['batch_size']} | | 1.00 |"]
     for name, r in report["end_to_end"].items():
         lines.append(f"| gateway + Triton, {r['callers']} callers, {name} | {r['messages_per_s']:.0f} | {r['p50_ms']:.1f} "
-                     f"| {r['p99_ms']:.1f} | {r['errors'] or '-'} | {r['messages_per_s'] / raw['sequences_per_s']:.2f} |")
+                     f"| {r['p99_ms']:.1f} | {r['mean_batch_size']:.1f} | {r['errors'] or '-'} | {r['messages_per_s'] / raw['sequences_per_s']:.2f} |")
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 

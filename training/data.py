@@ -47,6 +47,8 @@ def load_source_file(path: Path, source: SourceMapping, categories: Categories) 
         _check_columns(path, source, header)
         examples = []
         for row in reader:
+            if None in row.values():  # a short row: csv fills the missing fields with None
+                raise DataFileError(f"{path}:{reader.line_num}: expected {len(header)} fields ({', '.join(header)})")
             allowed = _allowed_for_row(path, reader.line_num, row, source, categories)
             if allowed:
                 examples.append(Example(row["text"], allowed, source.name))

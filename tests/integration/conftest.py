@@ -20,10 +20,10 @@ def _has_version(model_repository: Path) -> bool:
     return model_dir.is_dir() and any(p.name.isdigit() for p in model_dir.iterdir())
 
 
-def start_triton(log_dir: Path, **kwargs):
+def start_triton(log_dir: Path, model_repository: Path = MODEL_REPOSITORY, **kwargs):
     from gateway.triton_process import TritonProcess
 
-    triton = TritonProcess(MODEL_REPOSITORY, log_path=log_dir / "triton.log", **kwargs)
+    triton = TritonProcess(model_repository, log_path=log_dir / "triton.log", **kwargs)
     triton.start()
     try:
         triton.wait_until_ready(timeout_s=180)
@@ -70,8 +70,9 @@ def start_gateway(triton, **overrides) -> RunningGateway:
     from gateway.server import create_server
     from gateway.settings import Settings
 
+    overrides.setdefault("admin_listen_address", "")  # only the lifecycle tests use the admin API
     settings = Settings(listen_address="127.0.0.1:0", triton_url=triton.grpc_url,
-                        model_repository=str(MODEL_REPOSITORY), health_poll_s=0.2, **overrides)
+                        model_repository=str(triton.model_repository), health_poll_s=0.2, **overrides)
     gateway, port = create_server(settings)
     gateway.start()
     wait_serving(gateway)

@@ -1,0 +1,58 @@
+"""`moderation-admin`: list, activate and roll back model versions; reload the policy.
+
+    MODERATION_ADMIN_TOKEN=... moderation-admin list
+    moderation-admin --token-file admin.token activate 3
+    moderation-admin rollback
+    moderation-admin reload-policy [--path policy.toml]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import grpc
+
+from gateway.admin import load_admin_token
+from gateway.pb import admin_pb2, admin_pb2_grpc
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="moderation-admin", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--address", default="127.0.0.1:50052", help="the gateway's admin host:port")
+    parser.add_argument("--token-file", default="", help="admin token file (else env MODERATION_ADMIN_TOKEN)")
+    parser.add_argument("--timeout-s", type=float, default=120.0)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list")
+    commands.add_parser("activate").add_argument("version")
+    commands.add_parser("rollback")
+    commands.add_parser("reload-policy").add_argument("--path", default="")
+    args = parser.parse_args(argv)
+    metadata = [("authorization", f"Bearer {load_admin_token(args.token_file)}")]
+    with grpc.insecure_channel(args.address) as channel:
+        stub = admin_pb2_grpc.ModelAdminStub(channel)
+        call = {"timeout": args.timeout_s, "metadata": metadata}
+        try:
+            if args.command == "list":
+                reply = stub.ListModelVersions(admin_pb2.ListModelVersionsRequest(), **call)
+                print(f"{reply.model_name}: active {reply.active_version or '-'}, previous {reply.previous_version or '-'}")
+                for v in reply.versions:
+                    mark = "*" if v.active else " "
+                    print(f" {mark} {v.version:>4} {v.state:<12} {','.join(v.categories)} {v.reason}")
+            elif args.command in ("activate", "rollback"):
+                reply = (stub.ActivateVersion(admin_pb2.ActivateVersionRequest(version=args.version), **call)
+                         if args.command == "activate" else stub.Rollback(admin_pb2.RollbackRequest(), **call))
+                print(f"active {reply.active_version} (previous {reply.previous_version or '-'}): "
+                      f"load {reply.load_ms:.0f} ms, switch {reply.switch_ms:.0f} ms; categories {', '.join(reply.categories)}")
+            else:
+                reply = stub.ReloadPolicy(admin_pb2.ReloadPolicyRequest(path=args.path), **call)
+                print(f"policy {reply.source}: default {reply.default_threshold:.2f} "
+                      + " ".join(f"{k}={v:.2f}" for k, v in sorted(reply.thresholds.items())))
+        except grpc.RpcError as err:
+            print(f"error: {err.code().name}: {err.details()}", file=sys.stderr)
+            sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""Switching model versions in a running system without failing a request.
+
+Activation: load the version in Triton next to the active one (the active one keeps serving),
+check it answers with as many scores as it has labels, then move traffic by swapping the
+gateway's ServingModel (model, tokenizer, labels together). Requests already under way finish
+on the version they started with. The previous version stays loaded, so a rollback is only a
+traffic switch; any older version is unloaded by the next activation.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.errors import FailedPrecondition, ModerationError, NotFound
+from gateway.model_version import VersionFilesError, load_serving_model
+from gateway.service import ModelHolder
+from gateway.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SMOKE_TEXT = "good game"  # a harmless text every version must be able to score
+SMOKE_TIMEOUT_S = 30.0  # the first call of a fresh version may be slow
+
+
+@dataclass(frozen=True)
+class Activation:
+    active_version: str
+    previous_version: str
+    categories: tuple[str, ...]
+    load_ms: float
+    switch_ms: float
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    version: str
+    state: str
+    reason: str
+    active: bool
+    categories: tuple[str, ...]
+
+
+class VersionManager:
+    def __init__(self, settings: Settings, classifier, models: ModelHolder):
+        self.settings = settings
+        self.classifier = classifier
+        self.models = models
+        self.previous_version = ""
+        self._lock = threading.Lock()  # one activation at a time
+
+    @property
+    def model_dir(self) -> Path:
+        return Path(self.settings.model_repository) / self.settings.model_name
+
+    def versions_on_disk(self) -> list[str]:
+        if not self.model_dir.is_dir():
+            return []
+        return sorted((p.name for p in self.model_dir.iterdir() if p.name.isdigit() and p.is_dir()), key=int)
+
+    def list_versions(self) -> list[VersionInfo]:
+        states = self.classifier.version_states()
+        active = self.models.peek()
+        infos = []
+        for version in sorted(set(self.versions_on_disk()) | set(states), key=int):
+            state, reason = states.get(version, ("ON_DISK", ""))
+            infos.append(VersionInfo(version, state, reason, bool(active and active.version == version),
+                                     _labels_on_disk(self.model_dir / version)))
+        return infos
+
+    def activate(self, version: str) -> Activation:
+        started = time.perf_counter()
+        with self._lock:
+            current = self.models.current()
+            if version == current.version:
+                return Activation(version, self.previous_version, current.labels, 0.0, 0.0)
+            if version not in self.versions_on_disk():
+                raise NotFound(f"version {version!r} not found; on disk: {', '.join(self.versions_on_disk()) or 'none'}")
+            try:
+                candidate = load_serving_model(self.model_dir, self.settings.model_name, version, self.settings.length_buckets)
+            except VersionFilesError as err:
+                raise FailedPrecondition(f"version {version} cannot be served: {err}") from None
+            load_ms = self._ensure_loaded(current.version, version)
+            self._smoke_test(candidate, current.version)
+            self.models.set(candidate)
+            switch_ms = (time.perf_counter() - started) * 1e3
+            self.previous_version = current.version
+            logger.info("activated version %s (previous %s): load %.0f ms, switch %.0f ms, categories %s",
+                        version, current.version, load_ms, switch_ms, ",".join(candidate.labels))
+            return Activation(version, current.version, candidate.labels, load_ms, switch_ms)
+
+    def rollback(self) -> Activation:
+        if not self.previous_version:
+            raise FailedPrecondition("no previous version to roll back to")
+        return self.activate(self.previous_version)
+
+    def _ensure_loaded(self, current: str, version: str) -> float:
+        if self.classifier.is_ready(version):
+            return 0.0
+        started = time.perf_counter()
+        try:
+            self.classifier.load_versions(sorted({current, version}, key=int))
+        except ModerationError as err:
+            self._keep_serving(current)
+            reason = self.classifier.version_states().get(version, ("", str(err)))[1] or str(err)
+            raise FailedPrecondition(f"version {version} failed to load; still serving {current}: {reason}") from None
+        if not self.classifier.is_ready(version):
+            self._keep_serving(current)
+            raise FailedPrecondition(f"version {version} did not become ready; still serving {current}")
+        return (time.perf_counter() - started) * 1e3
+
+    def _smoke_test(self, candidate, current: str) -> None:
+        ids, mask = candidate.encoder.encode([SMOKE_TEXT])
+        try:
+            scores = self.classifier.infer(ids, mask, version=candidate.version, timeout_s=SMOKE_TIMEOUT_S)
+        except ModerationError as err:
+            self._keep_serving(current)
+            raise FailedPrecondition(f"version {candidate.version} failed a smoke inference: {err}") from None
+        if scores.shape != (1, len(candidate.labels)):
+            self._keep_serving(current)
+            raise FailedPrecondition(
+                f"version {candidate.version} returns {scores.shape[-1]} scores but has {len(candidate.labels)} labels"
+            )
+
+    def _keep_serving(self, current: str) -> None:
+        """After a failed activation: make sure the current version is (still) loaded, alone."""
+        try:
+            self.classifier.load_versions([current])
+        except ModerationError:
+            logger.exception("could not restore version %s after a failed activation", current)
+
+
+def _labels_on_disk(version_dir: Path) -> tuple[str, ...]:
+    from export import contract
+
+    try:
+        return tuple(contract.read_labels((version_dir / contract.LABELS_FILENAME).read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return ()

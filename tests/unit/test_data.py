@@ -1,0 +1,196 @@
+"""Labelled CSVs -> examples: parsing, label mapping errors, dedup, split and oversampling."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+
+import pytest
+
+from training.categories import load_categories
+from training.data import (
+    DataFileError,
+    Example,
+    deduplicate,
+    load_source_file,
+    load_split,
+    oversample_rare,
+    stratified_split,
+    summarize,
+)
+
+CATEGORIES = load_categories()
+NON_TOXIC, PROFANITY, INSULT, HATE, THREAT = range(5)
+JIGSAW_COLUMNS = ["toxic", "severe_toxic", "obscene", "threat", "insult", "identity_hate"]
+
+
+def write_csv(path, header, rows):
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+def jigsaw_row(text, *on):
+    return [text] + [1 if column in on else 0 for column in JIGSAW_COLUMNS]
+
+
+def test_quoted_newlines_and_commas_are_kept_in_one_text(tmp_path):
+    texts = ["line one\nline two, still the same message", 'he said "ok, fine"', "plain"]
+    path = write_csv(tmp_path / "own_train.csv", ["text", "label"],
+                     [[texts[0], "threat"], [texts[1], "non_toxic"], [texts[2], "profanity"]])
+    examples = load_source_file(path, CATEGORIES.sources["own"], CATEGORIES)
+    assert [e.text for e in examples] == texts
+    assert [e.allowed for e in examples] == [(THREAT,), (NON_TOXIC,), (PROFANITY,)]
+    assert {e.source for e in examples} == {"own"}
+
+
+def test_single_format_maps_labels_to_sets_and_skips_unusable_rows(tmp_path):
+    path = write_csv(tmp_path / "tweeteval_hate_train.csv", ["text", "label"],
+                     [["one", "hateful"], ["two", "not_hateful"], ["three", " hateful "]])
+    examples = load_source_file(path, CATEGORIES.sources["tweeteval_hate"], CATEGORIES)
+    assert [(e.text, e.allowed) for e in examples] == [("one", (HATE,)), ("three", (HATE,))]
+    path = write_csv(tmp_path / "tweeteval_offensive_train.csv", ["text", "label"], [["x", "offensive"]])
+    (example,) = load_source_file(path, CATEGORIES.sources["tweeteval_offensive"], CATEGORIES)
+    assert example.allowed == (PROFANITY, INSULT, HATE, THREAT)
+    assert example.exact is None
+
+
+def test_unknown_label_names_file_and_line(tmp_path):
+    # line 1 header, lines 2-3 one quoted record, line 4 the bad one
+    path = write_csv(tmp_path / "own_train.csv", ["text", "label"],
+                     [["first\nsecond", "threat"], ["third", "spam"]])
+    with pytest.raises(DataFileError) as exc:
+        load_source_file(path, CATEGORIES.sources["own"], CATEGORIES)
+    assert f"{path}:4:" in str(exc.value)
+    assert "'spam'" in str(exc.value)
+
+
+def test_unmapped_source_label_names_file_and_line(tmp_path):
+    path = write_csv(tmp_path / "davidson_train.csv", ["text", "label"], [["a", "neither"], ["b", "rude"]])
+    with pytest.raises(DataFileError, match=rf"{path}:3: label 'rude' is not mapped for source 'davidson'"):
+        load_source_file(path, CATEGORIES.sources["davidson"], CATEGORIES)
+
+
+def test_missing_column(tmp_path):
+    path = write_csv(tmp_path / "own_train.csv", ["text", "category"], [["a", "threat"]])
+    with pytest.raises(DataFileError, match=r"missing columns \['label'\]"):
+        load_source_file(path, CATEGORIES.sources["own"], CATEGORIES)
+    path = write_csv(tmp_path / "jigsaw_train.csv", ["text", "toxic", "threat"], [["a", 0, 0]])
+    with pytest.raises(DataFileError, match="missing columns") as exc:
+        load_source_file(path, CATEGORIES.sources["jigsaw"], CATEGORIES)
+    assert "insult" in str(exc.value)
+
+
+def test_empty_file_and_header_only_file(tmp_path):
+    empty = tmp_path / "own_train.csv"
+    empty.write_text("", encoding="utf-8")
+    with pytest.raises(DataFileError, match=rf"{empty}: empty file"):
+        load_source_file(empty, CATEGORIES.sources["own"], CATEGORIES)
+    header_only = write_csv(tmp_path / "own_val.csv", ["text", "label"], [])
+    with pytest.raises(DataFileError, match=rf"{header_only}: no data rows"):
+        load_source_file(header_only, CATEGORIES.sources["own"], CATEGORIES)
+
+
+def test_row_with_missing_fields_names_file_and_line(tmp_path):
+    path = tmp_path / "own_train.csv"
+    path.write_text("text,label\nfine,non_toxic\nno label here\n", encoding="utf-8")
+    with pytest.raises(DataFileError, match=rf"{path}:3:"):
+        load_source_file(path, CATEGORIES.sources["own"], CATEGORIES)
+
+
+def test_multilabel_priority_and_partial_labels(tmp_path):
+    path = write_csv(tmp_path / "jigsaw_train.csv", ["text"] + JIGSAW_COLUMNS, [
+        jigsaw_row("threat and insult", "toxic", "threat", "insult"),
+        jigsaw_row("insult and obscene", "toxic", "obscene", "insult"),
+        jigsaw_row("identity and insult", "identity_hate", "insult"),
+        jigsaw_row("only toxic", "toxic"),
+        jigsaw_row("toxic and severe", "toxic", "severe_toxic"),
+        jigsaw_row("clean"),
+    ])
+    examples = load_source_file(path, CATEGORIES.sources["jigsaw"], CATEGORIES)
+    assert [e.allowed for e in examples] == [
+        (THREAT,), (INSULT,), (HATE,), (PROFANITY, INSULT, HATE, THREAT), (PROFANITY, INSULT, HATE, THREAT),
+        (NON_TOXIC,),
+    ]
+
+
+def test_multilabel_value_must_be_0_or_1(tmp_path):
+    path = write_csv(tmp_path / "jigsaw_train.csv", ["text"] + JIGSAW_COLUMNS, [["x", 0, 0, 2, 0, 0, 0]])
+    with pytest.raises(DataFileError, match=rf"{path}:2: column 'obscene' must be 0 or 1, got '2'"):
+        load_source_file(path, CATEGORIES.sources["jigsaw"], CATEGORIES)
+
+
+def ex(text, *allowed, source="own"):
+    return Example(text, tuple(allowed), source)
+
+
+def test_deduplicate_ignores_case_and_whitespace_and_keeps_the_first():
+    rows = [ex("Hello  World", NON_TOXIC), ex("hello world", THREAT), ex(" HELLO\nworld ", INSULT), ex("other", INSULT)]
+    assert deduplicate(rows) == [rows[0], rows[3]]
+
+
+def test_deduplicate_drops_excluded_and_empty_texts():
+    rows = [ex("kept", NON_TOXIC), ex("In  Val", THREAT), ex("   ", NON_TOXIC)]
+    assert deduplicate(rows, exclude=[ex("in val", THREAT)]) == [rows[0]]
+
+
+def test_load_split_reads_every_source_and_deduplicates(tmp_path):
+    write_csv(tmp_path / "own_val.csv", ["text", "label"], [["same text", "threat"], ["own only", "non_toxic"]])
+    write_csv(tmp_path / "jigsaw_val.csv", ["text"] + JIGSAW_COLUMNS, [jigsaw_row("Same  TEXT", "insult")])
+    write_csv(tmp_path / "own_train.csv", ["text", "label"], [["train row", "threat"]])
+    rows = load_split(tmp_path, CATEGORIES, "val")
+    # sources are read in file order (jigsaw before own): the first copy of a text wins
+    assert [(e.text, e.allowed, e.source) for e in rows] == [
+        ("Same  TEXT", (INSULT,), "jigsaw"), ("own only", (NON_TOXIC,), "own")]
+    assert load_split(tmp_path / "missing", CATEGORIES, "val") == []
+
+
+def test_train_rows_are_capped_per_source_label(tmp_path):
+    categories_path = tmp_path / "categories.toml"
+    categories_path.write_text(
+        '[[category]]\nname = "non_toxic"\n[[category]]\nname = "threat"\n'
+        '[sources.chat]\nformat = "single"\nlabels.ok = ["non_toxic"]\nlabels.bad = ["threat"]\n'
+        'max_train_rows.ok = 3\n', encoding="utf-8")
+    categories = load_categories(categories_path)
+    rows = [[f"ok {i}", "ok"] for i in range(10)] + [[f"bad {i}", "bad"] for i in range(5)]
+    write_csv(tmp_path / "chat_train.csv", ["text", "label"], rows)
+    write_csv(tmp_path / "chat_val.csv", ["text", "label"], rows)
+    train = load_split(tmp_path, categories, "train")
+    assert Counter(e.allowed for e in train) == {(0,): 3, (1,): 5}
+    assert train == load_split(tmp_path, categories, "train")  # the cap's sample is fixed
+    assert len(load_split(tmp_path, categories, "val")) == 15  # never capped
+
+
+def test_stratified_split_keeps_proportions_per_label_and_source():
+    rows = ([ex(f"clean {i}", NON_TOXIC) for i in range(100)] + [ex(f"threat {i}", THREAT) for i in range(20)]
+            + [ex(f"other {i}", NON_TOXIC, source="davidson") for i in range(10)])
+    train, val = stratified_split(rows, val_fraction=0.2, seed=1)
+    assert Counter((e.source, e.allowed) for e in val) == {
+        ("own", (NON_TOXIC,)): 20, ("own", (THREAT,)): 4, ("davidson", (NON_TOXIC,)): 2}
+    assert Counter((e.source, e.allowed) for e in train) == {
+        ("own", (NON_TOXIC,)): 80, ("own", (THREAT,)): 16, ("davidson", (NON_TOXIC,)): 8}
+    assert sorted(e.text for e in train + val) == sorted(e.text for e in rows)  # disjoint, nothing lost
+    assert stratified_split(rows, 0.2, seed=1) == (train, val)  # deterministic
+    assert stratified_split(rows, 0.2, seed=2)[1] != val
+
+
+def test_oversample_rare_repeats_only_rare_exact_categories():
+    clean = [ex(f"clean {i}", NON_TOXIC) for i in range(10)]
+    threats = [ex(f"threat {i}", THREAT) for i in range(2)]
+    partial = [ex(f"partial {i}", PROFANITY, INSULT) for i in range(3)]
+    rows = clean + threats + partial
+    result = oversample_rare(rows, min_rows=5, seed=3)
+    assert result[: len(rows)] == rows  # originals first, unchanged
+    extra = result[len(rows):]
+    assert len(extra) == 3 and all(e in threats for e in extra)
+    assert oversample_rare(rows, min_rows=2) == rows  # nothing is rare
+
+
+def test_summarize_counts_per_source_and_label():
+    rows = [ex("a", NON_TOXIC), ex("b", PROFANITY, INSULT), ex("c", PROFANITY, INSULT, source="jigsaw")]
+    assert summarize(rows, CATEGORIES) == {
+        "jigsaw": {"profanity|insult_harassment": 1},
+        "own": {"non_toxic": 1, "profanity|insult_harassment": 1},
+    }

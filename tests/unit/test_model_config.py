@@ -1,0 +1,115 @@
+"""The model repository's config.pbtxt files and version directories keep export/contract.py's contract."""
+
+from __future__ import annotations
+
+import filecmp
+import json
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from export import contract
+from export.repository import PYTHON_MODEL_SOURCE, TOKENIZER_FILES
+from gateway.model_version import load_serving_model
+
+MODEL_DIR = Path(__file__).resolve().parents[2] / "model_repository" / contract.MODEL_NAME
+CPU_CONFIG = MODEL_DIR / "config.pbtxt"
+GPU_CONFIG = MODEL_DIR / "configs" / "gpu.pbtxt"
+
+DataType = model_config_pb2.DataType
+Kind = model_config_pb2.ModelInstanceGroup.Kind
+
+
+def parse(path: Path) -> model_config_pb2.ModelConfig:
+    return text_format.Parse(path.read_text(encoding="utf-8"), model_config_pb2.ModelConfig())
+
+
+@pytest.fixture(scope="module", params=[CPU_CONFIG, GPU_CONFIG], ids=["cpu", "gpu"])
+def config(request):
+    return parse(request.param)
+
+
+def test_model_name(config):
+    assert config.name == contract.MODEL_NAME
+
+
+def test_inputs_follow_the_contract(config):
+    assert [tensor.name for tensor in config.input] == [contract.INPUT_IDS, contract.ATTENTION_MASK]
+    for tensor in config.input:
+        assert tensor.data_type == DataType.Value(contract.INPUT_DTYPE)
+        assert list(tensor.dims) == [-1]  # [batch, seq] with batching: seq is variable
+
+
+def test_output_follows_the_contract(config):
+    assert [tensor.name for tensor in config.output] == [contract.SCORES]
+    assert config.output[0].data_type == DataType.Value(contract.SCORES_DTYPE)
+    assert list(config.output[0].dims) == [-1]  # the category count is per version
+
+
+def test_dynamic_batching_and_bounded_queue(config):
+    assert config.max_batch_size > 0
+    assert config.HasField("dynamic_batching")
+    preferred = list(config.dynamic_batching.preferred_batch_size)
+    assert preferred and all(0 < size <= config.max_batch_size for size in preferred)
+    assert config.dynamic_batching.default_queue_policy.max_queue_size > 0
+
+
+def test_one_version_served_at_a_time(config):
+    assert config.version_policy.latest.num_versions == 1
+
+
+def test_cpu_config_runs_the_python_backend_with_ragged_batching():
+    config = parse(CPU_CONFIG)
+    assert config.backend == "python"
+    assert [group.kind for group in config.instance_group] == [Kind.Value("KIND_CPU")]
+    assert all(tensor.allow_ragged_batch for tensor in config.input)
+    threads = config.parameters["torch_num_threads"].string_value
+    assert threads.isdigit() and int(threads) > 0  # model.py reads it with int()
+
+
+def test_gpu_config_runs_libtorch_without_ragged_batching():
+    config = parse(GPU_CONFIG)
+    assert config.platform == "pytorch_libtorch"
+    assert config.default_model_filename == contract.MODEL_FILENAME
+    assert config.instance_group and all(group.kind == Kind.Value("KIND_GPU") for group in config.instance_group)
+    assert not any(tensor.allow_ragged_batch for tensor in config.input)  # libtorch cannot pad
+
+
+# --- exported versions (none until moderation-export has run) ------------------------------
+VERSION_DIRS = sorted((p for p in MODEL_DIR.iterdir() if p.is_dir() and p.name.isdigit()), key=lambda p: int(p.name))
+
+
+@pytest.fixture(
+    params=VERSION_DIRS or [pytest.param(None, marks=pytest.mark.skip(reason="no exported version in model_repository/toxicity yet"))],
+    ids=[p.name for p in VERSION_DIRS] or ["none"],
+)
+def version_dir(request) -> Path:
+    return request.param
+
+
+def test_version_dir_has_the_files_triton_and_the_gateway_need(version_dir):
+    for name in (contract.MODEL_FILENAME, contract.LABELS_FILENAME, contract.EXPORT_INFO_FILENAME, *TOKENIZER_FILES):
+        assert (version_dir / name).is_file(), f"{version_dir / name} is missing"
+
+
+def test_version_labels_pass_the_contract_and_match_export_json(version_dir):
+    labels = contract.read_labels((version_dir / contract.LABELS_FILENAME).read_text(encoding="utf-8"))
+    info = json.loads((version_dir / contract.EXPORT_INFO_FILENAME).read_text(encoding="utf-8"))
+    assert info["labels"] == labels
+    assert info["version"] == int(version_dir.name)
+
+
+def test_version_model_py_is_the_shipped_python_backend(version_dir):
+    shipped = version_dir / contract.PYTHON_BACKEND_FILENAME
+    assert filecmp.cmp(shipped, PYTHON_MODEL_SOURCE, shallow=False), (
+        f"{shipped} differs from export/triton_python_model.py: re-export the version"
+    )
+
+
+def test_gateway_can_load_the_version(version_dir):
+    model = load_serving_model(MODEL_DIR, contract.MODEL_NAME, version_dir.name)
+    assert model.labels[0] == contract.NEGATIVE_CATEGORY
+    ids, mask = model.encoder.encode(["gg"])
+    assert ids.shape == mask.shape
