@@ -66,6 +66,10 @@ def export(args: argparse.Namespace) -> Path | None:
     from export.repository import check_labels, write_files, write_version
 
     started = time.monotonic()
+    if Path(args.checkpoint).is_dir():  # a Trainer checkpoint without tokenizer files would trace garbage
+        from export.repository import check_tokenizer_dir
+
+        check_tokenizer_dir(Path(args.checkpoint))
     logger.info("[1/5] loading %s", args.checkpoint)
     model, tokenizer = torchscript.load_classifier(args.checkpoint)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]

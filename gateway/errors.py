@@ -64,3 +64,8 @@ class NotFound(ModerationError):
 class FailedPrecondition(ModerationError):
     code = grpc.StatusCode.FAILED_PRECONDITION
     public = True
+
+
+class Unimplemented(ModerationError):
+    code = grpc.StatusCode.UNIMPLEMENTED
+    public = True

@@ -38,8 +38,11 @@ def load_serving_model(model_dir: Path, name: str, version: str, buckets=()) -> 
     except ValueError as err:
         raise VersionFilesError(f"{labels_path}: {err}") from None
     info_path = version_dir / contract.EXPORT_INFO_FILENAME
-    info = json.loads(info_path.read_text()) if info_path.exists() else {}
-    max_length = int(info.get("max_length", DEFAULT_MAX_LENGTH))
+    try:
+        info = json.loads(info_path.read_text()) if info_path.exists() else {}
+        max_length = int(info.get("max_length", DEFAULT_MAX_LENGTH))
+    except (OSError, ValueError, AttributeError) as err:
+        raise VersionFilesError(f"{info_path}: unreadable: {err}") from None
     try:
         encoder = TextEncoder(version_dir, max_length, buckets)
     except (OSError, ValueError) as err:

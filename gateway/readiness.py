@@ -2,7 +2,7 @@
 
 A background thread polls Triton. When the model is ready it loads that version's tokenizer and
 labels (once per version) and reports SERVING; when Triton or the model goes away it reports
-NOT_SERVING, and requests fail fast with UNAVAILABLE instead of waiting.
+NOT_SERVING (requests then fail with UNAVAILABLE from the Triton call, without waiting).
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from gateway.policy import load_policy
 from gateway.readiness import SERVICE_NAME, ReadinessMonitor
 from gateway.service import ModelHolder, ModerationService
 from gateway.settings import Settings, load_settings
+from gateway.voice import create_voice_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,8 @@ class Gateway:
         if self.admin_server is not None:
             self.admin_server.stop(grace_s)
         self.server.stop(grace_s).wait()
+        if self.service.voice is not None:
+            self.service.voice.close()
         if hasattr(self.classifier, "close"):
             self.classifier.close()
 
@@ -62,15 +65,22 @@ class Gateway:
         self.server.wait_for_termination()
 
 
-def create_server(settings: Settings, classifier=None) -> tuple[Gateway, int]:
-    """Builds the gateway bound to settings.listen_address; returns it and the bound port."""
+_DEFAULT = object()
+
+
+def create_server(settings: Settings, classifier=None, voice=_DEFAULT) -> tuple[Gateway, int]:
+    """Builds the gateway bound to settings.listen_address; returns it and the bound port.
+
+    classifier and voice default to the real Triton client and Whisper pipeline (tests may pass
+    their own; voice=None turns voice off)."""
     if classifier is None:
         from gateway.triton_classifier import TritonClassifier
 
         classifier = TritonClassifier(settings.triton_url, settings.model_name)
     policy = load_policy(settings.policy_path)
-    models = ModelHolder()
-    service = ModerationService(settings, classifier, models, policy)
+    models = ModelHolder(on_change=lambda model: service.check_policy(model))
+    voice = create_voice_pipeline(settings) if voice is _DEFAULT else voice
+    service = ModerationService(settings, classifier, models, policy, voice)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="rpc"),
         maximum_concurrent_rpcs=settings.max_in_flight,

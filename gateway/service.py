@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from gateway.errors import BackendTimeout, BackendUnavailable, InvalidInput, ModerationError, caller_message
+from gateway.errors import (
+    BackendTimeout,
+    BackendUnavailable,
+    InvalidInput,
+    ModerationError,
+    Unimplemented,
+    caller_message,
+)
 from gateway.model_version import ServingModel
 from gateway.pb import moderation_pb2, moderation_pb2_grpc
 from gateway.policy import Policy
@@ -30,7 +37,8 @@ class ModelHolder:
     """The version currently serving, swapped atomically, with a count of requests per version
     so a switch can wait for the old version's in-flight requests before unloading it."""
 
-    def __init__(self):
+    def __init__(self, on_change=None):
+        self._on_change = on_change  # called with each newly set model (e.g. to check the policy)
         self._model: ServingModel | None = None
         self._lock = threading.Lock()
         self._in_flight: dict[str, int] = {}
@@ -48,6 +56,8 @@ class ModelHolder:
     def set(self, model: ServingModel | None) -> None:
         with self._lock:
             self._model = model
+        if model is not None and self._on_change is not None:
+            self._on_change(model)
 
     @contextmanager
     def using(self):
@@ -86,11 +96,12 @@ def check_text(text: str, limit: int, where: str = "text") -> None:
 
 
 class ModerationService(moderation_pb2_grpc.ModerationServicer):
-    def __init__(self, settings: Settings, classifier, models: ModelHolder, policy: Policy):
+    def __init__(self, settings: Settings, classifier, models: ModelHolder, policy: Policy, voice=None):
         self.settings = settings
         self.classifier = classifier
         self.models = models
         self.policy = policy
+        self.voice = voice  # gateway.voice.VoicePipeline, or None when voice is off
 
     # --- RPCs -----------------------------------------------------------------------------
     def ClassifyText(self, request, context):
@@ -117,6 +128,39 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
 
         return self._serve(context, log, work)
 
+    def ClassifyVoice(self, request, context):
+        log = _RequestLog("voice", request.request_id or uuid.uuid4().hex[:16], 1, len(request.audio))
+        return self._serve(context, log, lambda: self._classify_voice(request, context, log))
+
+    def _classify_voice(self, request, context, log: _RequestLog):
+        if self.voice is None:
+            raise Unimplemented("voice is not enabled on this gateway")
+        started = time.perf_counter()
+        audio = self.voice.decode(request)
+        remaining = context.time_remaining()
+        transcript = self.voice.transcribe(audio, request.language, remaining)
+        asr_ms = (time.perf_counter() - started) * 1e3
+        log.stages_ms["asr"] = asr_ms
+        segments = [s for s in transcript.segments if s.text.strip()]
+        started = time.perf_counter()
+        if transcript.text.strip():
+            verdicts = self._classify([transcript.text] + [s.text for s in segments], context, log)
+        else:  # no speech: nothing to moderate, no model call
+            verdicts = [self._silence_verdict(log.request_id)]
+        classify_ms = (time.perf_counter() - started) * 1e3
+        return moderation_pb2.VoiceVerdict(
+            transcript=transcript.text, verdict=verdicts[0],
+            segments=[moderation_pb2.VoiceSegment(start_s=s.start_s, end_s=s.end_s, text=s.text, verdict=v)
+                      for s, v in zip(segments, verdicts[1:])],
+            asr_ms=asr_ms, classify_ms=classify_ms, language=transcript.language or "",
+            duration_s=transcript.duration_s,
+        )
+
+    def _silence_verdict(self, request_id: str):
+        model = self.models.current()
+        scores = [1.0] + [0.0] * (len(model.labels) - 1)
+        return self._verdict(scores, model, request_id)
+
     def GetModelInfo(self, request, context):
         log = _RequestLog("info", uuid.uuid4().hex[:16])
 
@@ -132,6 +176,14 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
             )
 
         return self._serve(context, log, work)
+
+    def check_policy(self, model: ServingModel) -> None:
+        """Logs a policy that names categories the serving version lacks (likely a typo, or a
+        category the new version dropped): those thresholds would silently never apply."""
+        try:
+            self.policy.check_categories(list(model.labels))
+        except ValueError as err:
+            logger.error("policy does not fit version %s: %s", model.version, err)
 
     # --- shared path ----------------------------------------------------------------------
     def _classify(self, texts: list[str], context, log: _RequestLog) -> list:

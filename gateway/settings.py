@@ -34,15 +34,28 @@ class Settings:
     health_poll_s: float = 1.0  # how often Triton's readiness is checked
     admin_listen_address: str = "127.0.0.1:50052"  # the admin API's own port; empty: no admin API
     admin_token_file: str = ""  # file holding the admin bearer token (else env MODERATION_ADMIN_TOKEN)
+    voice_enabled: bool = True  # ClassifyVoice (needs the asr extra)
+    whisper_model: str = "tiny.en"  # packaged tiny.en / base, or a local model directory
+    whisper_device: str = "cpu"
+    asr_threads: int = 2  # CPU threads per transcription
+    asr_workers: int = 1  # transcriptions at once
+    asr_queue: int = 4  # clips that may wait; past this, RESOURCE_EXHAUSTED at once
+    asr_beam_size: int = 1  # 1: greedy decoding (about twice as fast on short clips)
+    default_language: str = "en"
+    max_audio_s: float = 30.0  # longer clips get INVALID_ARGUMENT
+    max_audio_bytes: int = 16 * 1024 * 1024
     grace_s: float = 5.0  # on shutdown, how long in-flight calls may finish
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "length_buckets", parse_buckets(self.length_buckets))
-        for name in ("max_text_chars", "max_batch_texts", "max_in_flight", "worker_threads"):
+        for name in ("max_text_chars", "max_batch_texts", "max_in_flight", "worker_threads", "asr_threads",
+                     "asr_workers", "max_audio_bytes", "asr_beam_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("triton_timeout_s", "health_poll_s"):
+        if self.asr_queue < 0:
+            raise ValueError(f"asr_queue must be >= 0, got {self.asr_queue}")
+        for name in ("triton_timeout_s", "health_poll_s", "max_audio_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if list(self.length_buckets) != sorted(set(self.length_buckets)) or any(b < 2 for b in self.length_buckets):
@@ -50,12 +63,23 @@ class Settings:
         if ":" not in self.listen_address or ":" not in self.triton_url:
             raise ValueError("listen_address and triton_url must be host:port")
 
-    def replace(self, **changes) -> "Settings":
+    def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
 
 
+def parse_bool(value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    lowered = str(value).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
 def _converter(field_type):
-    return {"int": int, "float": float, "tuple[int, ...]": parse_buckets}.get(str(field_type), str)
+    return {"int": int, "float": float, "bool": parse_bool, "tuple[int, ...]": parse_buckets}.get(str(field_type), str)
 
 
 def load_settings(argv=None, env=os.environ, prog: str = "moderation-gateway") -> Settings:

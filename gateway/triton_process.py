@@ -186,7 +186,7 @@ class TritonProcess:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
 
-    def __enter__(self) -> "TritonProcess":
+    def __enter__(self) -> TritonProcess:
         self.start()
         try:
             self.wait_until_ready()

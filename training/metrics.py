@@ -31,6 +31,10 @@ def multiclass_metrics(probs: np.ndarray, allowed_mask: np.ndarray, names) -> di
     keep = exact >= 0
     y_true, y_pred = exact[keep], probs[keep].argmax(axis=1)
     labels = list(range(len(names)))
+    if not keep.any():  # no exact-label rows in this group: nothing to measure
+        nan = float("nan")
+        return {"rows": 0, "accuracy": nan, "macro_f1": nan, "weighted_f1": nan,
+                "per_category": {n: {"precision": nan, "recall": nan, "f1": nan, "support": 0} for n in names}}
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
     )
@@ -57,6 +61,9 @@ def multiclass_metrics(probs: np.ndarray, allowed_mask: np.ndarray, names) -> di
 def binary_metrics(probs: np.ndarray, allowed_mask: np.ndarray) -> dict:
     truth = binary_labels(allowed_mask)
     keep = truth >= 0
+    if not keep.any():  # no row of known toxicity in this group
+        nan = float("nan")
+        return {"rows": 0, "precision": nan, "recall": nan, "f1": nan, "macro_f1": nan, "auc": nan}
     y_true = truth[keep]
     toxic_score = 1.0 - probs[keep, 0]
     y_pred = (probs[keep].argmax(axis=1) != 0).astype(int)

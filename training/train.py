@@ -178,6 +178,7 @@ def _make_trainer(options, model, tokenizer, categories, train_rows, val_rows, r
         train_dataset=EncodedExamples(train_rows, tokenizer, n, options.max_length),
         eval_dataset=EncodedExamples(val_rows, tokenizer, n, options.max_length),
         data_collator=PadCollator(tokenizer.pad_token_id),
+        processing_class=tokenizer,  # checkpoints then carry the tokenizer and can be exported
         compute_metrics=make_compute_metrics(categories.names),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=options.early_stopping_patience)],
     )

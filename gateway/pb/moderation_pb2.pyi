@@ -52,6 +52,50 @@ class Verdict(_message.Message):
     request_id: str
     def __init__(self, scores: _Optional[_Iterable[_Union[CategoryScore, _Mapping]]] = ..., top_category: _Optional[str] = ..., toxic: _Optional[bool] = ..., flagged: _Optional[_Iterable[str]] = ..., model_version: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
+class ClassifyVoiceRequest(_message.Message):
+    __slots__ = ("audio", "format", "sample_rate_hz", "language", "request_id")
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    audio: bytes
+    format: str
+    sample_rate_hz: int
+    language: str
+    request_id: str
+    def __init__(self, audio: _Optional[bytes] = ..., format: _Optional[str] = ..., sample_rate_hz: _Optional[int] = ..., language: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class VoiceSegment(_message.Message):
+    __slots__ = ("start_s", "end_s", "text", "verdict")
+    START_S_FIELD_NUMBER: _ClassVar[int]
+    END_S_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    start_s: float
+    end_s: float
+    text: str
+    verdict: Verdict
+    def __init__(self, start_s: _Optional[float] = ..., end_s: _Optional[float] = ..., text: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, _Mapping]] = ...) -> None: ...
+
+class VoiceVerdict(_message.Message):
+    __slots__ = ("transcript", "verdict", "segments", "asr_ms", "classify_ms", "language", "duration_s")
+    TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    ASR_MS_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFY_MS_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    transcript: str
+    verdict: Verdict
+    segments: _containers.RepeatedCompositeFieldContainer[VoiceSegment]
+    asr_ms: float
+    classify_ms: float
+    language: str
+    duration_s: float
+    def __init__(self, transcript: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[VoiceSegment, _Mapping]]] = ..., asr_ms: _Optional[float] = ..., classify_ms: _Optional[float] = ..., language: _Optional[str] = ..., duration_s: _Optional[float] = ...) -> None: ...
+
 class GetModelInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

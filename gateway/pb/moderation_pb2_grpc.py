@@ -44,6 +44,11 @@ class ModerationStub:
                 request_serializer=moderation__pb2.ClassifyTextBatchRequest.SerializeToString,
                 response_deserializer=moderation__pb2.ClassifyTextBatchResponse.FromString,
                 _registered_method=True)
+        self.ClassifyVoice = channel.unary_unary(
+                '/moderation.v1.Moderation/ClassifyVoice',
+                request_serializer=moderation__pb2.ClassifyVoiceRequest.SerializeToString,
+                response_deserializer=moderation__pb2.VoiceVerdict.FromString,
+                _registered_method=True)
         self.GetModelInfo = channel.unary_unary(
                 '/moderation.v1.Moderation/GetModelInfo',
                 request_serializer=moderation__pb2.GetModelInfoRequest.SerializeToString,
@@ -68,6 +73,13 @@ class ModerationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClassifyVoice(self, request, context):
+        """Transcribes a short voice clip with Whisper and classifies the transcript and each segment.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetModelInfo(self, request, context):
         """Which model version answers, and its categories in score order.
         """
@@ -87,6 +99,11 @@ def add_ModerationServicer_to_server(servicer, server):
                     servicer.ClassifyTextBatch,
                     request_deserializer=moderation__pb2.ClassifyTextBatchRequest.FromString,
                     response_serializer=moderation__pb2.ClassifyTextBatchResponse.SerializeToString,
+            ),
+            'ClassifyVoice': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClassifyVoice,
+                    request_deserializer=moderation__pb2.ClassifyVoiceRequest.FromString,
+                    response_serializer=moderation__pb2.VoiceVerdict.SerializeToString,
             ),
             'GetModelInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetModelInfo,
@@ -148,6 +165,33 @@ class Moderation:
             '/moderation.v1.Moderation/ClassifyTextBatch',
             moderation__pb2.ClassifyTextBatchRequest.SerializeToString,
             moderation__pb2.ClassifyTextBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClassifyVoice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/moderation.v1.Moderation/ClassifyVoice',
+            moderation__pb2.ClassifyVoiceRequest.SerializeToString,
+            moderation__pb2.VoiceVerdict.FromString,
             options,
             channel_credentials,
             insecure,

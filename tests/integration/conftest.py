@@ -71,6 +71,7 @@ def start_gateway(triton, **overrides) -> RunningGateway:
     from gateway.settings import Settings
 
     overrides.setdefault("admin_listen_address", "")  # only the lifecycle tests use the admin API
+    overrides.setdefault("voice_enabled", False)  # only the session gateway loads Whisper
     settings = Settings(listen_address="127.0.0.1:0", triton_url=triton.grpc_url,
                         model_repository=str(triton.model_repository), health_poll_s=0.2, **overrides)
     gateway, port = create_server(settings)
@@ -81,7 +82,7 @@ def start_gateway(triton, **overrides) -> RunningGateway:
 
 @pytest.fixture(scope="session")
 def gateway(triton):
-    running = start_gateway(triton)
+    running = start_gateway(triton, voice_enabled=True)
     yield running
     running.close()
 

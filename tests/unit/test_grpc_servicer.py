@@ -105,7 +105,7 @@ def start_gateway(model_repo):
                             max_text_chars=MAX_TEXT_CHARS, max_batch_texts=MAX_BATCH_TEXTS,
                             triton_timeout_s=TRITON_TIMEOUT_S, health_poll_s=3600, admin_listen_address="",
                             **changes)
-        gateway, port = create_server(settings, classifier=fake)
+        gateway, port = create_server(settings, classifier=fake, voice=None)
         gateway.start()
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         started.append((gateway, channel))
@@ -394,7 +394,7 @@ def test_stop_closes_the_classifier_and_the_port(model_repo):
     fake = FakeClassifier()
     settings = Settings(listen_address="127.0.0.1:0", model_repository=str(model_repo), health_poll_s=3600,
                         admin_listen_address="")
-    gateway, port = create_server(settings, classifier=fake)
+    gateway, port = create_server(settings, classifier=fake, voice=None)
     gateway.start()
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         assert health_status(channel) == health_pb2.HealthCheckResponse.SERVING

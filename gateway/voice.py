@@ -1,0 +1,81 @@
+"""ClassifyVoice: clip -> decode (asr) -> Whisper in a bounded pool -> the text path.
+
+The whole transcript and every segment are classified in ONE batched model call, so moderators
+see where in the clip something was said. A clip with no speech gets a non_toxic verdict and an
+empty transcript: there is nothing to moderate, and no model call is made.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from gateway.errors import BackendTimeout, BackendUnavailable, InvalidInput, Overloaded
+from gateway.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class VoicePipeline:
+    """Decoding limits, the Whisper model and its bounded worker pool."""
+
+    def __init__(self, settings: Settings):
+        from asr import AudioLimits, TranscriberOptions, TranscriptionPool, create_transcriber
+
+        self.settings = settings
+        self.limits = AudioLimits(max_bytes=settings.max_audio_bytes, max_audio_s=settings.max_audio_s)
+        options = TranscriberOptions(model=settings.whisper_model, device=settings.whisper_device,
+                                     beam_size=settings.asr_beam_size, language=settings.default_language or None,
+                                     cpu_threads=settings.asr_threads, num_workers=settings.asr_workers)
+        started = time.perf_counter()
+        self.transcriber = create_transcriber(options)
+        self.pool = TranscriptionPool(self.transcriber, workers=settings.asr_workers, max_queued=settings.asr_queue)
+        logger.info("voice: whisper %s on %s loaded in %.1f s (%d worker(s), queue %d)", settings.whisper_model,
+                    settings.whisper_device, time.perf_counter() - started, settings.asr_workers, settings.asr_queue)
+
+    def decode(self, request):
+        import asr
+
+        if not request.audio:
+            raise InvalidInput("audio is empty")
+        try:
+            return asr.decode_audio(request.audio, format_hint=request.format,
+                                    sample_rate_hz=request.sample_rate_hz or None, limits=self.limits)
+        except asr.AudioError as err:
+            raise InvalidInput(f"audio rejected: {err}") from None
+
+    def transcribe(self, audio, language: str, timeout_s: float | None):
+        """Runs Whisper in the pool; waits at most timeout_s (the caller's remaining deadline)."""
+        import asr
+
+        try:
+            future = self.pool.submit(audio, language or self.settings.default_language or None)
+        except asr.AsrOverloaded:
+            raise Overloaded("overloaded: speech recognition queue is full, retry later") from None
+        except asr.AsrUnavailable as err:
+            raise BackendUnavailable(f"speech recognition unavailable: {err}") from None
+        try:
+            return future.result(timeout=timeout_s)
+        except FutureTimeout:
+            future.cancel()  # if still queued, it never runs
+            raise BackendTimeout("deadline exceeded during speech recognition") from None
+        except asr.AudioError as err:
+            raise InvalidInput(f"audio rejected: {err}") from None
+        except asr.AsrUnavailable as err:
+            raise BackendUnavailable(f"speech recognition unavailable: {err}") from None
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_queued=True)
+
+
+def create_voice_pipeline(settings: Settings) -> VoicePipeline | None:
+    if not settings.voice_enabled:
+        return None
+    try:
+        return VoicePipeline(settings)
+    except ImportError as err:
+        logger.warning("voice disabled: the asr extra is not installed (%s)", err)
+    except Exception:
+        logger.exception("voice disabled: the speech model failed to load")
+    return None

@@ -1,0 +1,258 @@
+"""`moderation-evaluate`: score a split with a checkpoint, TorchScript file or served model.
+
+    moderation-evaluate --model runs/default-v1/model
+    moderation-evaluate --model model_repository/toxicity/3 --compare runs/eval-default-v1-model/report.json
+    moderation-evaluate --served 127.0.0.1:50051 --propose-thresholds --target-precision 0.9
+
+The output directory gets report.json (pooled and per-source metrics from training.metrics),
+scores.npz (scores, label masks and sources; never texts), four PNGs (confusion matrix, ROC,
+precision-recall, reliability), summary.md, and with the options compare.md or policy.toml +
+thresholds.json. Metrics follow training/metrics.py: multi-class on exact-label rows, binary
+toxic-vs-non_toxic on every row whose toxicity is known, toxic score = 1 - score(non_toxic).
+Dataset texts are never printed or written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import sys
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from training.categories import DEFAULT_CATEGORIES_PATH, CategoryFileError, load_categories
+from training.data import SPLITS, DataFileError, load_split, summarize
+from training.metrics import binary_labels, binary_metrics, exact_labels, multiclass_metrics
+from training.scorers import ScorerError, ServedScorer, open_model
+from training.train import DEFAULT_DATA_DIR
+
+logger = logging.getLogger(__name__)
+
+CALIBRATION_BINS = 10  # equal-width toxic-score bins for the expected calibration error
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    model: str = ""  # checkpoint dir, TorchScript file or model-repository version dir
+    tokenizer: str = ""  # tokenizer dir when the model's has none (Trainer checkpoint-N dirs)
+    served: str = ""  # HOST:PORT of a running gateway (instead of --model)
+    data_dir: str = DEFAULT_DATA_DIR
+    categories: str = ""  # empty: the shipped default_categories.toml
+    split: str = "val"
+    max_rows: int = 0  # 0: all; else a seeded random subset (same rows for the same seed)
+    seed: int = 13
+    max_length: int = 0  # tokens; 0: export.json for TorchScript, else 128 (what is served)
+    out_dir: str = ""  # empty: runs/eval-<model name>
+    compare: str = ""  # another report.json, or a model path scored on the same rows
+    propose_thresholds: bool = False
+    target_precision: float = 0.9
+    default_threshold: float = 0.5  # written as the policy's default_threshold
+    threads: int = 0  # torch CPU threads; 0: torch's default
+
+    def __post_init__(self) -> None:
+        if bool(self.model) == bool(self.served):
+            raise ValueError("give exactly one of --model and --served")
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
+        if self.max_rows < 0 or self.max_length < 0 or self.threads < 0:
+            raise ValueError("--max-rows, --max-length and --threads must be >= 0")
+        for name in ("target_precision", "default_threshold"):
+            if not 0.0 < getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
+
+
+OPTION_HELP = {
+    "model": "a Hugging Face checkpoint dir, a TorchScript model.pt or a model_repository version dir",
+    "tokenizer": "tokenizer dir for a model dir without one (the Trainer's checkpoint-N dirs); also used for --compare",
+    "served": "HOST:PORT of a running gateway: evaluate the served model through ClassifyTextBatch",
+    "categories": "categories TOML; empty: training/default_categories.toml",
+    "split": "which <prefix>_<split>.csv files to read",
+    "max_rows": "0: every row; else a seeded random subset (the same rows for the same seed)",
+    "max_length": "tokens per text; 0: the version's export.json for TorchScript, else 128 (the served default)",
+    "out_dir": "default runs/eval-<model name>",
+    "compare": "another report.json, or a model path to score on the same rows; writes compare.md",
+    "propose_thresholds": "write policy.toml + thresholds.json for --target-precision",
+    "default_threshold": "the proposed policy's default_threshold",
+}
+
+
+def parse_options(argv=None) -> EvalOptions:
+    parser = argparse.ArgumentParser(prog="moderation-evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    for field in fields(EvalOptions):
+        flag = "--" + field.name.replace("_", "-")
+        help_text = OPTION_HELP.get(field.name, "")
+        if isinstance(field.default, bool):
+            parser.add_argument(flag, action="store_true", help=help_text)
+        else:
+            parser.add_argument(flag, type=type(field.default), default=field.default,
+                                help=f"{help_text} (default: %(default)r)".lstrip())
+    try:
+        return EvalOptions(**vars(parser.parse_args(argv)))
+    except ValueError as err:
+        parser.error(str(err))
+
+
+def main(argv=None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = parse_options(argv)
+    try:
+        evaluate(options)
+    except (ScorerError, CategoryFileError, DataFileError) as err:
+        logger.error("evaluation failed: %s", err)
+        sys.exit(2)
+
+
+def evaluate(options: EvalOptions) -> dict:
+    """Runs the whole evaluation; returns the report that is also written as report.json."""
+    from training import plots, tables
+
+    if options.threads:
+        import torch
+
+        torch.set_num_threads(options.threads)
+    categories = load_categories(options.categories or DEFAULT_CATEGORIES_PATH)
+    rows = load_rows(options, categories)
+    if options.served:
+        scorer = ServedScorer(options.served)
+    else:
+        scorer = open_model(options.model, options.max_length, options.tokenizer)
+    out_dir = Path(options.out_dir or f"runs/eval-{scorer.name}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        probs, masks, sources, seconds = score_rows(scorer, rows, categories.names)
+    finally:
+        if hasattr(scorer, "close"):
+            scorer.close()
+    report = build_report(probs, masks, categories.names, sources, scorer_info=dict(scorer.info, name=scorer.name))
+    report["data"] = {"dir": str(options.data_dir), "split": options.split, "rows": len(rows),
+                      "categories": options.categories or str(DEFAULT_CATEGORIES_PATH),
+                      "max_rows": options.max_rows, "seed": options.seed, "summary": summarize(rows, categories)}
+    report["timing"] = {"seconds": round(seconds, 2), "ms_per_text": round(1e3 * seconds / max(len(rows), 1), 3)}
+    np.savez_compressed(out_dir / "scores.npz", probs=probs, allowed_mask=masks, sources=np.asarray(sources),
+                        labels=np.asarray(categories.names))
+    report["figures"] = plots.write_all(probs, masks, categories.names, sources, out_dir)
+    if options.propose_thresholds:
+        report["thresholds"] = _propose(probs, masks, categories.names, options, out_dir, scorer.name)
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (out_dir / "summary.md").write_text(tables.summary_markdown(report), encoding="utf-8")
+    print(tables.stdout_table(report))
+    if options.propose_thresholds:
+        print(tables.thresholds_table(report["thresholds"]))
+    if options.compare:
+        other = _other_report(options, rows, categories, out_dir)
+        text = tables.compare_markdown(report, other)
+        (out_dir / "compare.md").write_text(text, encoding="utf-8")
+        print(text)
+    logger.info("wrote %s", out_dir)
+    return report
+
+
+def load_rows(options: EvalOptions, categories) -> list:
+    data_dir = Path(options.data_dir)
+    if not data_dir.is_dir():
+        raise DataFileError(f"data directory not found: {data_dir} (pass --data-dir)")
+    rows = load_split(data_dir, categories, options.split)
+    if not rows:
+        raise DataFileError(f"no {options.split} files for any source in {data_dir}")
+    if options.max_rows and len(rows) > options.max_rows:
+        keep = sorted(random.Random(options.seed).sample(range(len(rows)), options.max_rows))
+        rows = [rows[i] for i in keep]
+    return rows
+
+
+def score_rows(scorer, rows, names) -> tuple[np.ndarray, np.ndarray, list[str], float]:
+    """(scores, allowed masks, sources, seconds); refuses a model with other categories."""
+    if list(scorer.labels) != list(names):
+        raise ScorerError(f"the model's categories {list(scorer.labels)} differ from the categories file's "
+                          f"{list(names)} (pass the matching --categories)")
+    logger.info("scoring %d rows with %s (%s)", len(rows), scorer.name, scorer.kind)
+    started = time.monotonic()
+    probs = np.asarray(scorer.score([row.text for row in rows]), dtype=np.float32)
+    seconds = time.monotonic() - started
+    masks = np.zeros((len(rows), len(names)), dtype=np.float32)
+    for i, row in enumerate(rows):
+        masks[i, list(row.allowed)] = 1.0
+    return probs, masks, [row.source for row in rows], seconds
+
+
+def build_report(probs, allowed_mask, names, sources=None, scorer_info: dict | None = None) -> dict:
+    """training.metrics' pooled + per-source report (the layout of evaluate_predictions), plus
+    calibration and what was evaluated."""
+    probs, allowed_mask = np.asarray(probs), np.asarray(allowed_mask)
+    report = {"model": scorer_info or {}, "labels": list(names)}
+    report.update(_sections(probs, allowed_mask, names))
+    if sources is not None:
+        sources = np.asarray(sources)
+        report["per_source"] = {source: _sections(probs[sources == source], allowed_mask[sources == source], names)
+                                for source in sorted(set(sources.tolist()))}
+    report["calibration"] = {"ece": expected_calibration_error(probs, allowed_mask), "bins": CALIBRATION_BINS}
+    return report
+
+
+def _sections(probs, allowed_mask, names) -> dict:
+    """training.metrics' multiclass and binary sections. sklearn refuses empty input, so a
+    section without usable rows (a source whose labels are all partial, or a --max-rows sample
+    that drew none) gets rows 0 and NaN values instead of stopping the evaluation."""
+    nan = float("nan")
+    if (exact_labels(allowed_mask) >= 0).any():
+        multiclass = multiclass_metrics(probs, allowed_mask, names)
+    else:
+        multiclass = {"rows": 0, "accuracy": nan, "macro_f1": nan, "weighted_f1": nan, "per_category": {
+            name: {"precision": nan, "recall": nan, "f1": nan, "support": 0} for name in names}}
+    if (binary_labels(allowed_mask) >= 0).any():
+        binary = binary_metrics(probs, allowed_mask)
+    else:
+        binary = {"rows": 0, "precision": nan, "recall": nan, "f1": nan, "macro_f1": nan, "auc": nan}
+    return {"multiclass": multiclass, "binary": binary}
+
+
+def expected_calibration_error(probs, allowed_mask, bins: int = CALIBRATION_BINS) -> float:
+    """Row-weighted mean |observed toxic share - mean toxic score| over equal-width score bins."""
+    truth = binary_labels(np.asarray(allowed_mask))
+    keep = truth >= 0
+    if not keep.any():
+        return float("nan")
+    score, truth = 1.0 - np.asarray(probs, dtype=np.float64)[keep, 0], truth[keep]
+    which = np.minimum((score * bins).astype(int), bins - 1)
+    gaps = [abs(truth[which == b].mean() - score[which == b].mean()) * (which == b).sum()
+            for b in range(bins) if (which == b).any()]
+    return float(sum(gaps) / len(score))
+
+
+def _propose(probs, masks, names, options: EvalOptions, out_dir: Path, model_name: str) -> dict:
+    from training.thresholds import proposals_to_json, propose_thresholds, write_policy
+
+    proposals = propose_thresholds(probs, masks, names, options.target_precision)
+    comment = (f"Thresholds for {model_name}, target precision {options.target_precision} on "
+               f"{options.split} rows of {options.data_dir} (tuned on these rows: expect a little less on new chat).")
+    write_policy(out_dir / "policy.toml", proposals, default_threshold=options.default_threshold, comment=comment)
+    result = proposals_to_json(proposals, options.target_precision)
+    result["policy"] = "policy.toml"
+    (out_dir / "thresholds.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    return result
+
+
+def _other_report(options: EvalOptions, rows, categories, out_dir: Path) -> dict:
+    """--compare: a saved report, or another model scored on exactly the same rows."""
+    path = Path(options.compare)
+    if path.is_file() and path.suffix == ".json":
+        other = json.loads(path.read_text(encoding="utf-8"))
+        other.setdefault("model", {}).setdefault("name", path.parent.name or path.stem)
+        return other
+    scorer = open_model(options.compare, options.max_length, options.tokenizer)
+    probs, masks, sources, seconds = score_rows(scorer, rows, categories.names)
+    other = build_report(probs, masks, categories.names, sources, dict(scorer.info, name=scorer.name))
+    other["data"] = {"dir": str(options.data_dir), "split": options.split, "rows": len(rows)}
+    other["timing"] = {"seconds": round(seconds, 2), "ms_per_text": round(1e3 * seconds / max(len(rows), 1), 3)}
+    (out_dir / "compare_report.json").write_text(json.dumps(other, indent=2) + "\n", encoding="utf-8")
+    return other
+
+
+if __name__ == "__main__":
+    main()
