@@ -20,6 +20,7 @@ from gateway.errors import (
     BackendUnavailable,
     InvalidInput,
     ModerationError,
+    Overloaded,
     Unimplemented,
     caller_message,
 )
@@ -102,6 +103,7 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
         self.models = models
         self.policy = policy
         self.voice = voice  # gateway.voice.VoicePipeline, or None when voice is off
+        self._stream_slots = threading.BoundedSemaphore(settings.max_streams)
 
     # --- RPCs -----------------------------------------------------------------------------
     def ClassifyText(self, request, context):
@@ -154,6 +156,55 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
                       for s, v in zip(segments, verdicts[1:])],
             asr_ms=asr_ms, classify_ms=classify_ms, language=transcript.language or "",
             duration_s=transcript.duration_s,
+        )
+
+    def StreamVoice(self, request_iterator, context):
+        log = _RequestLog("stream", uuid.uuid4().hex[:16])
+        return self._serve_stream(context, log, lambda: self._stream_voice(request_iterator, context, log))
+
+    def _stream_voice(self, chunks, context, log: _RequestLog):
+        from gateway.utterances import SAMPLE_RATE_HZ, UtteranceSegmenter, silero_detector
+
+        if self.voice is None:
+            raise Unimplemented("voice is not enabled on this gateway")
+        if not self._stream_slots.acquire(blocking=False):
+            raise Overloaded(f"overloaded: {self.settings.max_streams} voice streams are open, retry later")
+        try:
+            segmenter = UtteranceSegmenter(silero_detector(min_silence_s=0.4))
+            rate, language = 0, ""
+            for chunk in chunks:
+                if not rate:
+                    if chunk.sample_rate_hz <= 0:
+                        raise InvalidInput("the first chunk must carry sample_rate_hz")
+                    rate, language = chunk.sample_rate_hz, chunk.language
+                    log.request_id = chunk.request_id or log.request_id
+                elif chunk.sample_rate_hz not in (0, rate):
+                    raise InvalidInput(f"sample_rate_hz changed from {rate} to {chunk.sample_rate_hz} mid-stream")
+                if len(chunk.pcm16) > self.settings.max_chunk_bytes:
+                    raise InvalidInput(f"chunk is {len(chunk.pcm16)} bytes; the limit is {self.settings.max_chunk_bytes}")
+                if not chunk.pcm16:
+                    continue
+                samples = self.voice.decode_pcm16(chunk.pcm16, rate)
+                log.size, log.chars = log.size + 1, log.chars + len(chunk.pcm16)
+                if segmenter.total_s + len(samples) / SAMPLE_RATE_HZ > self.settings.max_stream_s:
+                    raise Overloaded(f"stream is over its limit of {self.settings.max_stream_s:.0f} s of audio")
+                for utterance in segmenter.feed(samples):
+                    yield self._utterance_event(utterance, language, context, log)
+            for utterance in segmenter.finish():
+                yield self._utterance_event(utterance, language, context, log)
+        finally:
+            self._stream_slots.release()
+
+    def _utterance_event(self, utterance, language: str, context, log: _RequestLog):
+        started = time.perf_counter()
+        transcript = self.voice.transcribe(utterance.audio, language, context.time_remaining())
+        transcribed = time.perf_counter()
+        text = transcript.text.strip()
+        verdict = self._classify([text], context, log)[0] if text else self._silence_verdict(log.request_id)
+        log.outcome = verdict.top_category
+        return moderation_pb2.VoiceEvent(
+            utterance=utterance.index, start_s=utterance.start_s, end_s=utterance.end_s, transcript=text,
+            verdict=verdict, asr_ms=(transcribed - started) * 1e3, classify_ms=(time.perf_counter() - transcribed) * 1e3,
         )
 
     def _silence_verdict(self, request_id: str):
@@ -221,6 +272,26 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
         if remaining < MIN_MODEL_CALL_S:
             raise BackendTimeout("deadline exceeded before the model call")
         return min(remaining, self.settings.triton_timeout_s)
+
+    def _serve_stream(self, context, log: _RequestLog, events):
+        """`_serve` for a response stream: errors end the stream with their status."""
+        started = time.perf_counter()
+        code, message = grpc.StatusCode.OK, ""
+        try:
+            yield from events()
+            return
+        except ModerationError as err:
+            code, message = err.code, caller_message(err)
+            if code == grpc.StatusCode.INTERNAL:
+                logger.error("stream %s failed: %s", log.request_id, err, exc_info=True)
+        except Exception:
+            code, message = grpc.StatusCode.INTERNAL, "internal error"
+            logger.exception("stream %s failed", log.request_id)
+        finally:
+            logger.info("rpc kind=%s id=%s chunks=%d bytes=%d total_ms=%.1f last=%s status=%s", log.kind,
+                        log.request_id, log.size, log.chars, (time.perf_counter() - started) * 1e3, log.outcome,
+                        code.name)
+        context.abort(code, message)
 
     def _serve(self, context, log: _RequestLog, work):
         started = time.perf_counter()

@@ -44,18 +44,21 @@ class Settings:
     default_language: str = "en"
     max_audio_s: float = 30.0  # longer clips get INVALID_ARGUMENT
     max_audio_bytes: int = 16 * 1024 * 1024
+    max_streams: int = 16  # concurrent StreamVoice calls; past this, RESOURCE_EXHAUSTED
+    max_stream_s: float = 600.0  # audio per StreamVoice call
+    max_chunk_bytes: int = 64 * 1024  # per AudioChunk (2 s of 16 kHz PCM16)
     grace_s: float = 5.0  # on shutdown, how long in-flight calls may finish
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "length_buckets", parse_buckets(self.length_buckets))
         for name in ("max_text_chars", "max_batch_texts", "max_in_flight", "worker_threads", "asr_threads",
-                     "asr_workers", "max_audio_bytes", "asr_beam_size"):
+                     "asr_workers", "max_audio_bytes", "asr_beam_size", "max_streams", "max_chunk_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.asr_queue < 0:
             raise ValueError(f"asr_queue must be >= 0, got {self.asr_queue}")
-        for name in ("triton_timeout_s", "health_poll_s", "max_audio_s"):
+        for name in ("triton_timeout_s", "health_poll_s", "max_audio_s", "max_stream_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if list(self.length_buckets) != sorted(set(self.length_buckets)) or any(b < 2 for b in self.length_buckets):

@@ -45,6 +45,17 @@ class VoicePipeline:
         except asr.AudioError as err:
             raise InvalidInput(f"audio rejected: {err}") from None
 
+    def decode_pcm16(self, data: bytes, sample_rate_hz: int):
+        """One stream chunk -> 16 kHz float32 samples."""
+        import asr
+
+        if len(data) % 2:
+            raise InvalidInput(f"a PCM16 chunk must hold whole samples; got {len(data)} bytes")
+        try:
+            return asr.decode_audio(data, format_hint="pcm16", sample_rate_hz=sample_rate_hz, limits=self.limits)
+        except asr.AudioError as err:
+            raise InvalidInput(f"audio chunk rejected: {err}") from None
+
     def transcribe(self, audio, language: str, timeout_s: float | None):
         """Runs Whisper in the pool; waits at most timeout_s (the caller's remaining deadline)."""
         import asr

@@ -96,6 +96,36 @@ class VoiceVerdict(_message.Message):
     duration_s: float
     def __init__(self, transcript: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, _Mapping]] = ..., segments: _Optional[_Iterable[_Union[VoiceSegment, _Mapping]]] = ..., asr_ms: _Optional[float] = ..., classify_ms: _Optional[float] = ..., language: _Optional[str] = ..., duration_s: _Optional[float] = ...) -> None: ...
 
+class AudioChunk(_message.Message):
+    __slots__ = ("pcm16", "sample_rate_hz", "language", "request_id")
+    PCM16_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    pcm16: bytes
+    sample_rate_hz: int
+    language: str
+    request_id: str
+    def __init__(self, pcm16: _Optional[bytes] = ..., sample_rate_hz: _Optional[int] = ..., language: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class VoiceEvent(_message.Message):
+    __slots__ = ("utterance", "start_s", "end_s", "transcript", "verdict", "asr_ms", "classify_ms")
+    UTTERANCE_FIELD_NUMBER: _ClassVar[int]
+    START_S_FIELD_NUMBER: _ClassVar[int]
+    END_S_FIELD_NUMBER: _ClassVar[int]
+    TRANSCRIPT_FIELD_NUMBER: _ClassVar[int]
+    VERDICT_FIELD_NUMBER: _ClassVar[int]
+    ASR_MS_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFY_MS_FIELD_NUMBER: _ClassVar[int]
+    utterance: int
+    start_s: float
+    end_s: float
+    transcript: str
+    verdict: Verdict
+    asr_ms: float
+    classify_ms: float
+    def __init__(self, utterance: _Optional[int] = ..., start_s: _Optional[float] = ..., end_s: _Optional[float] = ..., transcript: _Optional[str] = ..., verdict: _Optional[_Union[Verdict, _Mapping]] = ..., asr_ms: _Optional[float] = ..., classify_ms: _Optional[float] = ...) -> None: ...
+
 class GetModelInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

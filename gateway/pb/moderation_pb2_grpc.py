@@ -49,6 +49,11 @@ class ModerationStub:
                 request_serializer=moderation__pb2.ClassifyVoiceRequest.SerializeToString,
                 response_deserializer=moderation__pb2.VoiceVerdict.FromString,
                 _registered_method=True)
+        self.StreamVoice = channel.stream_stream(
+                '/moderation.v1.Moderation/StreamVoice',
+                request_serializer=moderation__pb2.AudioChunk.SerializeToString,
+                response_deserializer=moderation__pb2.VoiceEvent.FromString,
+                _registered_method=True)
         self.GetModelInfo = channel.unary_unary(
                 '/moderation.v1.Moderation/GetModelInfo',
                 request_serializer=moderation__pb2.GetModelInfoRequest.SerializeToString,
@@ -80,6 +85,14 @@ class ModerationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamVoice(self, request_iterator, context):
+        """Live voice: the client streams PCM16 chunks as the player speaks; the server cuts utterances
+        with VAD and sends one event per utterance soon after it ends, while the stream goes on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetModelInfo(self, request, context):
         """Which model version answers, and its categories in score order.
         """
@@ -104,6 +117,11 @@ def add_ModerationServicer_to_server(servicer, server):
                     servicer.ClassifyVoice,
                     request_deserializer=moderation__pb2.ClassifyVoiceRequest.FromString,
                     response_serializer=moderation__pb2.VoiceVerdict.SerializeToString,
+            ),
+            'StreamVoice': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamVoice,
+                    request_deserializer=moderation__pb2.AudioChunk.FromString,
+                    response_serializer=moderation__pb2.VoiceEvent.SerializeToString,
             ),
             'GetModelInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetModelInfo,
@@ -192,6 +210,33 @@ class Moderation:
             '/moderation.v1.Moderation/ClassifyVoice',
             moderation__pb2.ClassifyVoiceRequest.SerializeToString,
             moderation__pb2.VoiceVerdict.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamVoice(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/moderation.v1.Moderation/StreamVoice',
+            moderation__pb2.AudioChunk.SerializeToString,
+            moderation__pb2.VoiceEvent.FromString,
             options,
             channel_credentials,
             insecure,

@@ -73,3 +73,55 @@ def test_bad_audio_is_invalid_argument(stub, toxic_speech, make, fields, needle)
         classify_voice(stub, make(toxic_speech.path.read_bytes()), **fields)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert needle in caught.value.details().lower()
+
+
+# --- StreamVoice -----------------------------------------------------------------------------
+
+CHUNK_S = 0.1  # 100 ms chunks, as a game client would send them
+
+
+def _two_utterances_pcm16(toxic_speech, clean_speech, tmp_path) -> bytes:
+    """toxic sentence, 1.5 s of silence, clean sentence, as 16 kHz PCM16."""
+    from tests.asr.speech import ffmpeg, write_silence
+
+    silence = write_silence(tmp_path / "gap.wav", seconds=1.5, sample_rate_hz=22050)
+    joined = tmp_path / "joined.wav"
+    ffmpeg(toxic_speech.path, joined, "-i", str(silence), "-i", str(clean_speech.path),
+           "-filter_complex", "[0:a][1:a][2:a]concat=n=3:v=0:a=1", "-ar", "16000", "-ac", "1")
+    return ffmpeg_to_bytes(joined, "-f", "s16le", "-c:a", "pcm_s16le")
+
+
+def _chunks(pcm: bytes, rate: int = 16000, **first):
+    step = int(CHUNK_S * rate) * 2
+    for i, offset in enumerate(range(0, len(pcm), step)):
+        fields = dict(first, sample_rate_hz=rate) if i == 0 else {}
+        yield moderation_pb2.AudioChunk(pcm16=pcm[offset : offset + step], **fields)
+
+
+def test_stream_gives_one_event_per_utterance_in_order(stub, toxic_speech, clean_speech, tmp_path):
+    pcm = _two_utterances_pcm16(toxic_speech, clean_speech, tmp_path)
+    events = list(stub.StreamVoice(_chunks(pcm, request_id="stream-1"), timeout=120))
+    assert [e.utterance for e in events] == [0, 1]
+    first, second = events
+    assert all(w in first.transcript.lower() for w in toxic_speech.key_words), first.transcript
+    assert "good game" in second.transcript.lower(), second.transcript
+    assert first.verdict.toxic and not second.verdict.toxic
+    total_s = len(pcm) / 2 / 16000
+    assert 0 <= first.start_s < first.end_s < second.start_s < second.end_s <= total_s + 0.01
+    assert first.verdict.request_id == "stream-1"
+
+
+@pytest.mark.parametrize(
+    "chunks, needle",
+    [
+        ([moderation_pb2.AudioChunk(pcm16=b"\x00\x00" * 160)], "sample_rate_hz"),
+        ([moderation_pb2.AudioChunk(pcm16=b"\x00" * (64 * 1024 + 2), sample_rate_hz=16000)], "limit"),
+        ([moderation_pb2.AudioChunk(pcm16=b"\x00" * 3, sample_rate_hz=16000)], "whole samples"),
+    ],
+    ids=["no-rate", "chunk-too-big", "odd-bytes"],
+)
+def test_stream_limits_are_invalid_argument(stub, chunks, needle):
+    with pytest.raises(grpc.RpcError) as caught:
+        list(stub.StreamVoice(iter(chunks), timeout=30))
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert needle in caught.value.details()
