@@ -84,6 +84,8 @@ def create_server(settings: Settings, classifier=None, voice=_DEFAULT) -> tuple[
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="rpc"),
         maximum_concurrent_rpcs=settings.max_in_flight,
+        # a voice clip may be up to max_audio_bytes; gRPC's default limit is 4 MB
+        options=[("grpc.max_receive_message_length", settings.max_audio_bytes + 64 * 1024)],
     )
     moderation_pb2_grpc.add_ModerationServicer_to_server(service, server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
@@ -122,6 +124,7 @@ def _create_admin_server(settings: Settings, admin: AdminService) -> tuple[grpc.
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every clip at INFO
 
 
 def run_until_signalled(gateway: Gateway, grace_s: float) -> None:

@@ -1,0 +1,114 @@
+"""Locust load test for the moderation gateway (gRPC).
+
+    locust -f loadtest/locustfile.py --host 127.0.0.1:50051            # web UI on :8089
+    locust -f loadtest/locustfile.py --host 127.0.0.1:50051 --headless -u 32 -r 8 -t 60s --csv out
+
+Every call fires Locust's `request` event with its own name, response time and, for an RpcError,
+an exception named after the status code, so RESOURCE_EXHAUSTED, UNAVAILABLE and
+DEADLINE_EXCEEDED show up as separate failures. Tasks are weighted like game traffic: mostly
+single chat messages, some batches, a few voice clips (espeak-ng clips made once and cached).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+from locust import User, between, events, task
+
+from gateway.pb import moderation_pb2, moderation_pb2_grpc
+from loadtest.corpus import chat_messages
+
+CORPUS = chat_messages(4096)
+BATCH_SIZE = 16
+CALL_TIMEOUT_S = float(os.environ.get("LOADTEST_TIMEOUT_S", "10"))
+CLIP_CACHE = Path(os.environ.get("LOADTEST_CLIP_DIR", Path(tempfile.gettempdir()) / "moderation-loadtest-clips"))
+VOICE_SENTENCES = (
+    "good game everyone, that was a great match",
+    "shut up you stupid idiot, your team is trash",
+    "push mid now and defend the tower please",
+)
+
+
+class RpcStatusError(Exception):
+    """Locust groups failures by exception text: one entry per status code."""
+
+
+def voice_clips() -> list[bytes]:
+    """WAV clips of the sentences above, spoken once by espeak-ng and cached on disk."""
+    if shutil.which("espeak-ng") is None:
+        return []
+    CLIP_CACHE.mkdir(parents=True, exist_ok=True)
+    clips = []
+    for i, sentence in enumerate(VOICE_SENTENCES):
+        path = CLIP_CACHE / f"clip-{i}.wav"
+        if not path.exists():
+            subprocess.run(["espeak-ng", "-s", "150", "-w", str(path), sentence], check=True, capture_output=True)
+        clips.append(path.read_bytes())
+    return clips
+
+
+class GatewayUser(User):
+    abstract = True
+    wait_time = between(0.0, 0.05)
+
+    def on_start(self) -> None:
+        self.channel = grpc.insecure_channel(self.host)
+        self.stub = moderation_pb2_grpc.ModerationStub(self.channel)
+        self.rng = random.Random()
+
+    def on_stop(self) -> None:
+        self.channel.close()
+
+    def call(self, name: str, method, request, size: int) -> None:
+        started = time.perf_counter()
+        exception = None
+        try:
+            method(request, timeout=CALL_TIMEOUT_S)
+        except grpc.RpcError as err:
+            exception = RpcStatusError(err.code().name)
+        events.request.fire(request_type="grpc", name=name, response_time=(time.perf_counter() - started) * 1e3,
+                            response_length=size, exception=exception, context={})
+
+
+class ChatUser(GatewayUser):
+    """Players typing: single messages (the bulk), sometimes a batch from a game server."""
+
+    weight = 10
+
+    @task(20)
+    def classify_text(self) -> None:
+        text = self.rng.choice(CORPUS)
+        self.call("ClassifyText", self.stub.ClassifyText, moderation_pb2.ClassifyTextRequest(text=text), len(text))
+
+    @task(1)
+    def classify_batch(self) -> None:
+        texts = self.rng.sample(CORPUS, BATCH_SIZE)
+        request = moderation_pb2.ClassifyTextBatchRequest(texts=texts)
+        self.call("ClassifyTextBatch", self.stub.ClassifyTextBatch, request, sum(map(len, texts)))
+
+
+class VoiceUser(GatewayUser):
+    """Players talking: short voice clips."""
+
+    weight = int(os.environ.get("LOADTEST_VOICE_WEIGHT", "1"))
+    wait_time = between(0.5, 1.5)
+    clips: list[bytes] = []
+
+    def on_start(self) -> None:
+        super().on_start()
+        if not VoiceUser.clips:
+            VoiceUser.clips = voice_clips()
+
+    @task
+    def classify_voice(self) -> None:
+        if not self.clips:
+            return
+        clip = self.rng.choice(self.clips)
+        self.call("ClassifyVoice", self.stub.ClassifyVoice, moderation_pb2.ClassifyVoiceRequest(audio=clip), len(clip))
