@@ -60,6 +60,8 @@ def load_policy(path: str | Path = "") -> Policy:
         raise PolicyError(f"{path}: policy file not found") from None
     except tomllib.TOMLDecodeError as err:
         raise PolicyError(f"{path}: not valid TOML: {err}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise PolicyError(f"{path}: cannot read the policy file: {err}") from None
     default = _threshold(path, "default_threshold", raw.get("default_threshold", 0.5))
     table = raw.get("thresholds", {})
     if not isinstance(table, dict):

@@ -39,6 +39,9 @@ class ReadinessMonitor:
     def stop(self) -> None:
         self._stop.set()
         self._set_serving(False)
+        self.health.enter_graceful_shutdown()  # later set() calls are ignored: no flip back
+        if self._thread.is_alive():
+            self._thread.join()
 
     def _run(self) -> None:
         while not self._stop.wait(self.settings.health_poll_s):

@@ -46,9 +46,11 @@ class Gateway:
     def stop(self, grace_s: float | None = None) -> None:
         """NOT_SERVING first (load balancers stop sending), then let in-flight calls finish."""
         self.monitor.stop()
+        stopped = [self.server.stop(grace_s)]
         if self.admin_server is not None:
-            self.admin_server.stop(grace_s)
-        self.server.stop(grace_s).wait()
+            stopped.append(self.admin_server.stop(grace_s))
+        for event in stopped:
+            event.wait()
         if self.service.voice is not None:
             self.service.voice.close()
         if hasattr(self.classifier, "close"):
@@ -60,6 +62,8 @@ class Gateway:
             self.admin.reload_policy()
         except ModerationError as err:
             logger.error("%s", err)
+        except Exception:  # a signal handler must never take the server down
+            logger.exception("policy reload failed; the old policy stays")
 
     def wait_for_termination(self) -> None:
         self.server.wait_for_termination()
@@ -82,7 +86,7 @@ def create_server(settings: Settings, classifier=None, voice=_DEFAULT) -> tuple[
     voice = create_voice_pipeline(settings) if voice is _DEFAULT else voice
     service = ModerationService(settings, classifier, models, policy, voice)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.worker_threads, thread_name_prefix="rpc"),
+        futures.ThreadPoolExecutor(max_workers=settings.max_in_flight, thread_name_prefix="rpc"),
         maximum_concurrent_rpcs=settings.max_in_flight,
         # a voice clip may be up to max_audio_bytes; gRPC's default limit is 4 MB
         options=[("grpc.max_receive_message_length", settings.max_audio_bytes + 64 * 1024)],

@@ -187,7 +187,7 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
                 samples = self.voice.decode_pcm16(chunk.pcm16, rate)
                 log.size, log.chars = log.size + 1, log.chars + len(chunk.pcm16)
                 if segmenter.total_s + len(samples) / SAMPLE_RATE_HZ > self.settings.max_stream_s:
-                    raise Overloaded(f"stream is over its limit of {self.settings.max_stream_s:.0f} s of audio")
+                    raise InvalidInput(f"stream is over its limit of {self.settings.max_stream_s:.0f} s of audio")
                 for utterance in segmenter.feed(samples):
                     yield self._utterance_event(utterance, language, context, log)
             for utterance in segmenter.finish():
@@ -279,6 +279,9 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
         code, message = grpc.StatusCode.OK, ""
         try:
             yield from events()
+            return
+        except grpc.RpcError:  # the client cancelled or its deadline passed while we read chunks
+            code = grpc.StatusCode.CANCELLED
             return
         except ModerationError as err:
             code, message = err.code, caller_message(err)

@@ -27,8 +27,10 @@ class Settings:
     policy_path: str = ""  # TOML thresholds; empty: the shipped default policy
     max_text_chars: int = 2000  # longer messages get INVALID_ARGUMENT
     max_batch_texts: int = 64  # ClassifyTextBatch limit
-    max_in_flight: int = 256  # concurrent RPCs; past this, callers get RESOURCE_EXHAUSTED
-    worker_threads: int = 64  # gRPC handler threads (each waits on Triton, so many are cheap)
+    # Concurrent RPCs, streams included; past this, callers get RESOURCE_EXHAUSTED at once. Each
+    # holds a handler thread while it waits on Triton (threads are cheap while they wait), so
+    # nothing queues inside the gateway.
+    max_in_flight: int = 128
     triton_timeout_s: float = 2.0  # per model call, when the caller's deadline is later or unset
     length_buckets: tuple[int, ...] = ()  # e.g. (16, 32, 64, 128) for GPU libtorch serving
     health_poll_s: float = 1.0  # how often Triton's readiness is checked
@@ -41,6 +43,7 @@ class Settings:
     asr_workers: int = 1  # transcriptions at once
     asr_queue: int = 4  # clips that may wait; past this, RESOURCE_EXHAUSTED at once
     asr_beam_size: int = 1  # 1: greedy decoding (about twice as fast on short clips)
+    asr_timeout_s: float = 30.0  # per transcription, when the caller's deadline is later or unset
     default_language: str = "en"
     max_audio_s: float = 30.0  # longer clips get INVALID_ARGUMENT
     max_audio_bytes: int = 16 * 1024 * 1024
@@ -52,13 +55,16 @@ class Settings:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "length_buckets", parse_buckets(self.length_buckets))
-        for name in ("max_text_chars", "max_batch_texts", "max_in_flight", "worker_threads", "asr_threads",
+        for name in ("max_text_chars", "max_batch_texts", "max_in_flight", "asr_threads",
                      "asr_workers", "max_audio_bytes", "asr_beam_size", "max_streams", "max_chunk_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_streams >= self.max_in_flight:
+            raise ValueError(f"max_streams ({self.max_streams}) must be below max_in_flight ({self.max_in_flight}) "
+                             "so open voice streams cannot starve text calls")
         if self.asr_queue < 0:
             raise ValueError(f"asr_queue must be >= 0, got {self.asr_queue}")
-        for name in ("triton_timeout_s", "health_poll_s", "max_audio_s", "max_stream_s"):
+        for name in ("triton_timeout_s", "health_poll_s", "max_audio_s", "max_stream_s", "asr_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if list(self.length_buckets) != sorted(set(self.length_buckets)) or any(b < 2 for b in self.length_buckets):

@@ -56,10 +56,13 @@ class VoicePipeline:
         except asr.AudioError as err:
             raise InvalidInput(f"audio chunk rejected: {err}") from None
 
-    def transcribe(self, audio, language: str, timeout_s: float | None):
-        """Runs Whisper in the pool; waits at most timeout_s (the caller's remaining deadline)."""
+    def transcribe(self, audio, language: str, remaining_s: float | None):
+        """Runs Whisper in the pool; waits at most the caller's remaining time or asr_timeout_s."""
         import asr
 
+        timeout_s = self.settings.asr_timeout_s if remaining_s is None else min(remaining_s, self.settings.asr_timeout_s)
+        if timeout_s <= 0:
+            raise BackendTimeout("deadline exceeded before speech recognition")
         try:
             future = self.pool.submit(audio, language or self.settings.default_language or None)
         except asr.AsrOverloaded:

@@ -7,6 +7,14 @@ Every call fires Locust's `request` event with its own name, response time and, 
 an exception named after the status code, so RESOURCE_EXHAUSTED, UNAVAILABLE and
 DEADLINE_EXCEEDED show up as separate failures. Tasks are weighted like game traffic: mostly
 single chat messages, some batches, a few voice clips (espeak-ng clips made once and cached).
+
+Environment (python -m loadtest.run_load sets these for each run):
+    LOADTEST_TEXT_WEIGHT   weight of single-message ClassifyText in ChatUser (default 20)
+    LOADTEST_BATCH_WEIGHT  weight of ClassifyTextBatch in ChatUser (default 1; 0: never)
+    LOADTEST_BATCH_SIZE    messages per ClassifyTextBatch (default 16)
+    LOADTEST_VOICE_WEIGHT  VoiceUser weight against ChatUser's 10 (default 1)
+    LOADTEST_TIMEOUT_S     deadline of every call (default 10)
+    LOADTEST_CLIP_DIR      where the espeak-ng clips are cached
 """
 
 from __future__ import annotations
@@ -20,13 +28,20 @@ import time
 from pathlib import Path
 
 import grpc
+import grpc.experimental.gevent as grpc_gevent
 from locust import User, between, events, task
 
 from gateway.pb import moderation_pb2, moderation_pb2_grpc
 from loadtest.corpus import chat_messages
 
+# Locust runs every user as a greenlet on one thread; without this a blocking gRPC call blocks
+# them all and only one call is ever in flight (locust's own examples/grpc does the same).
+grpc_gevent.init_gevent()
+
 CORPUS = chat_messages(4096)
-BATCH_SIZE = 16
+BATCH_SIZE = int(os.environ.get("LOADTEST_BATCH_SIZE", "16"))
+TEXT_WEIGHT = int(os.environ.get("LOADTEST_TEXT_WEIGHT", "20"))
+BATCH_WEIGHT = int(os.environ.get("LOADTEST_BATCH_WEIGHT", "1"))
 CALL_TIMEOUT_S = float(os.environ.get("LOADTEST_TIMEOUT_S", "10"))
 CLIP_CACHE = Path(os.environ.get("LOADTEST_CLIP_DIR", Path(tempfile.gettempdir()) / "moderation-loadtest-clips"))
 VOICE_SENTENCES = (
@@ -82,12 +97,12 @@ class ChatUser(GatewayUser):
 
     weight = 10
 
-    @task(20)
+    @task(TEXT_WEIGHT)
     def classify_text(self) -> None:
         text = self.rng.choice(CORPUS)
         self.call("ClassifyText", self.stub.ClassifyText, moderation_pb2.ClassifyTextRequest(text=text), len(text))
 
-    @task(1)
+    @task(BATCH_WEIGHT)
     def classify_batch(self) -> None:
         texts = self.rng.sample(CORPUS, BATCH_SIZE)
         request = moderation_pb2.ClassifyTextBatchRequest(texts=texts)

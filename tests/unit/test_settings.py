@@ -83,8 +83,8 @@ def test_a_valid_flag_rescues_an_invalid_env_value():
 
 
 def test_settings_validates_on_construction_and_replace():
-    with pytest.raises(ValueError, match="worker_threads"):
-        Settings(worker_threads=0)
+    with pytest.raises(ValueError, match="max_streams"):
+        Settings(max_in_flight=8, max_streams=8)
     with pytest.raises(ValueError, match="health_poll_s"):
         Settings().replace(health_poll_s=0)
     assert Settings().replace(max_in_flight=3).max_in_flight == 3
