@@ -103,7 +103,9 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
         self.models = models
         self.policy = policy
         self.voice = voice  # gateway.voice.VoicePipeline, or None when voice is off
-        self._stream_slots = threading.BoundedSemaphore(settings.max_streams)
+        # Streams hold a handler thread for their whole length: at most half the RPC slots, so
+        # open voice streams can never starve text calls.
+        self._stream_slots = threading.BoundedSemaphore(max(1, min(settings.max_streams, settings.max_in_flight // 2)))
 
     # --- RPCs -----------------------------------------------------------------------------
     def ClassifyText(self, request, context):

@@ -59,9 +59,6 @@ class Settings:
                      "asr_workers", "max_audio_bytes", "asr_beam_size", "max_streams", "max_chunk_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.max_streams >= self.max_in_flight:
-            raise ValueError(f"max_streams ({self.max_streams}) must be below max_in_flight ({self.max_in_flight}) "
-                             "so open voice streams cannot starve text calls")
         if self.asr_queue < 0:
             raise ValueError(f"asr_queue must be >= 0, got {self.asr_queue}")
         for name in ("triton_timeout_s", "health_poll_s", "max_audio_s", "max_stream_s", "asr_timeout_s"):
