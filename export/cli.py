@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,6 +63,8 @@ def main(argv=None) -> None:
 
 
 def export(args: argparse.Namespace) -> Path | None:
+    import torch
+
     from export import torchscript
     from export.repository import check_labels, write_files, write_version
 
@@ -78,6 +81,8 @@ def export(args: argparse.Namespace) -> Path | None:
         if expected != labels:
             raise torchscript.ExportError(f"checkpoint categories {labels} differ from {args.labels}: {expected}")
 
+    if args.precision == "fp16" and args.device == "cpu":
+        raise torchscript.ExportError("--precision fp16 is for GPU serving: add --device cuda")
     logger.info("[2/5] building %s scoring module and tracing it on %s", args.precision, args.device)
     module = torchscript.build_scoring_module(model, args.precision)
     traced = torchscript.trace(module, tokenizer, args.max_length, args.device)
@@ -91,7 +96,8 @@ def export(args: argparse.Namespace) -> Path | None:
     parity = torchscript.compare(reference, served, tokenizer, args.max_length, tolerance,
                                need_argmax=args.precision != "int8")
     logger.info("      max |diff| %.2e, argmax agrees: %s", parity.max_abs_diff, parity.argmax_agree)
-    width = int(served(*torchscript.encode(tokenizer, ["ok"], args.max_length)).shape[-1])
+    device = next(iter(served.parameters()), torch.empty(0)).device
+    width = int(served(*(t.to(device) for t in torchscript.encode(tokenizer, ["ok"], args.max_length))).shape[-1])
     check_labels(labels, width)
 
     agreement = None
@@ -117,7 +123,9 @@ def export(args: argparse.Namespace) -> Path | None:
     if args.dry_run:
         logger.info("[5/5] dry run: all checks passed, nothing written")
         return None
-    files = dict(model_bytes=model_bytes, labels=labels, tokenizer_dir=Path(args.checkpoint), export_info=info,
+    tokenizer_dir = Path(tempfile.mkdtemp(prefix="moderation-export-"))
+    tokenizer.save_pretrained(tokenizer_dir)  # the tokenizer used for tracing, even from a hub id
+    files = dict(model_bytes=model_bytes, labels=labels, tokenizer_dir=tokenizer_dir, export_info=info,
                  model_card=Path(args.checkpoint) / contract.MODEL_CARD_FILENAME)
     if args.out_dir:
         path = Path(args.out_dir)

@@ -8,6 +8,7 @@ compared with the eager model on texts of several lengths, alone and as one mixe
 
 from __future__ import annotations
 
+import copy
 import io
 from dataclasses import dataclass
 
@@ -66,7 +67,7 @@ def build_scoring_module(model: torch.nn.Module, precision: str) -> torch.nn.Mod
     """The eager module to trace: fp32 as is, int8 with dynamic quantization of Linear layers."""
     if precision not in PRECISIONS:
         raise ExportError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    module = ScoringModule(model)
+    module = ScoringModule(copy.deepcopy(model))  # never change the caller's eager reference
     if precision == "int8":
         module = torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
     elif precision == "fp16":
@@ -92,11 +93,12 @@ def compare(
     """
     worst, agree = 0.0, True
     cases = [(text,) for text in PARITY_TEXTS] + [PARITY_TEXTS]
+    device = next(iter(candidate.parameters()), torch.empty(0)).device
     with torch.inference_mode():
         for texts in cases:
             ids, mask = encode(tokenizer, texts, max_length)
             expected = reference(ids, mask).float()
-            got = candidate(ids, mask).float()
+            got = candidate(ids.to(device), mask.to(device)).float().cpu()
             worst = max(worst, float((expected - got).abs().max()))
             agree = agree and bool((expected.argmax(-1) == got.argmax(-1)).all())
     report = ParityReport(worst, agree, len(PARITY_TEXTS))

@@ -12,6 +12,7 @@ does not fail the others.
 
 import json
 import os
+import sys
 
 import numpy as np
 import torch
@@ -56,10 +57,13 @@ class TritonPythonModel:
         mask = np.concatenate([_pad(mask, longest) for _, _, mask in batch])
         try:
             scores = self._forward(ids, mask)
-        except Exception as err:  # the whole forward failed: every request in it gets the error
-            error = pb_utils.TritonError(f"model forward failed: {err}")
-            for index, _, _ in batch:
-                responses[index] = pb_utils.InferenceResponse(error=error)
+        except Exception:  # one bad request (e.g. ids past the vocabulary) must not fail the others
+            if len(batch) > 1:
+                for item in batch:
+                    self._run_batch([item], responses)
+                return
+            error = pb_utils.TritonError(f"model forward failed: {_first_line(sys.exc_info()[1])}")
+            responses[batch[0][0]] = pb_utils.InferenceResponse(error=error)
             return
         start = 0
         for index, request_ids, _ in batch:
@@ -80,6 +84,10 @@ def _check_shapes(ids, mask):
     if ids.shape[1] == 0:
         return "token sequence is empty"
     return None
+
+
+def _first_line(err):
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def _pad(array, length):

@@ -50,7 +50,9 @@ class VersionManager:
         self.classifier = classifier
         self.models = models
         self.previous_version = ""
-        self._lock = threading.Lock()  # one activation at a time
+        # One activation at a time; the readiness monitor also takes it, so it never swaps in a
+        # version while an activation is half done.
+        self.lock = threading.RLock()
 
     @property
     def model_dir(self) -> Path:
@@ -73,9 +75,10 @@ class VersionManager:
 
     def activate(self, version: str) -> Activation:
         started = time.perf_counter()
-        with self._lock:
-            current = self.models.current()
-            if version == current.version:
+        with self.lock:
+            current = self.models.peek()  # None: nothing serves (e.g. its files broke); activating is the fix
+            current_version = current.version if current else ""
+            if version == current_version:
                 return Activation(version, self.previous_version, current.labels, 0.0, 0.0)
             if version not in self.versions_on_disk():
                 raise NotFound(f"version {version!r} not found; on disk: {', '.join(self.versions_on_disk()) or 'none'}")
@@ -83,33 +86,40 @@ class VersionManager:
                 candidate = load_serving_model(self.model_dir, self.settings.model_name, version, self.settings.length_buckets)
             except VersionFilesError as err:
                 raise FailedPrecondition(f"version {version} cannot be served: {err}") from None
-            load_ms = self._ensure_loaded(current.version, version)
-            self._smoke_test(candidate, current.version)
+            load_ms = self._ensure_loaded(current_version, version)
+            self._smoke_test(candidate, current_version)
             self.models.set(candidate)
             switch_ms = (time.perf_counter() - started) * 1e3
-            self.previous_version = current.version
+            self.previous_version = current_version
             logger.info("activated version %s (previous %s): load %.0f ms, switch %.0f ms, categories %s",
-                        version, current.version, load_ms, switch_ms, ",".join(candidate.labels))
-            return Activation(version, current.version, candidate.labels, load_ms, switch_ms)
+                        version, current_version or "-", load_ms, switch_ms, ",".join(candidate.labels))
+            return Activation(version, current_version, candidate.labels, load_ms, switch_ms)
 
     def rollback(self) -> Activation:
-        if not self.previous_version:
-            raise FailedPrecondition("no previous version to roll back to")
-        return self.activate(self.previous_version)
+        with self.lock:  # re-entrant: activate() takes it again
+            if not self.previous_version:
+                raise FailedPrecondition("no previous version to roll back to")
+            return self.activate(self.previous_version)
 
     def _ensure_loaded(self, current: str, version: str) -> float:
+        """Loads `version` next to `current`; a third version (the old previous) is unloaded once
+        no request uses it any more."""
         if self.classifier.is_ready(version):
             return 0.0
+        dropped = self.previous_version
+        if dropped and dropped not in (current, version):
+            self.models.wait_idle(dropped, self.settings.triton_timeout_s)
         started = time.perf_counter()
+        keep = sorted({v for v in (current, version) if v}, key=int)
         try:
-            self.classifier.load_versions(sorted({current, version}, key=int))
+            self.classifier.load_versions(keep)
         except ModerationError as err:
             self._keep_serving(current)
             reason = self.classifier.version_states().get(version, ("", str(err)))[1] or str(err)
-            raise FailedPrecondition(f"version {version} failed to load; still serving {current}: {reason}") from None
+            raise FailedPrecondition(f"version {version} failed to load; still serving {current or 'nothing'}: {reason}") from None
         if not self.classifier.is_ready(version):
             self._keep_serving(current)
-            raise FailedPrecondition(f"version {version} did not become ready; still serving {current}")
+            raise FailedPrecondition(f"version {version} did not become ready; still serving {current or 'nothing'}")
         return (time.perf_counter() - started) * 1e3
 
     def _smoke_test(self, candidate, current: str) -> None:
@@ -126,11 +136,15 @@ class VersionManager:
             )
 
     def _keep_serving(self, current: str) -> None:
-        """After a failed activation: make sure the current version is (still) loaded, alone."""
+        """After a failed activation: only the serving version (and the previous one, for
+        rollback) stay loaded."""
+        keep = sorted({v for v in (current, self.previous_version) if v}, key=int)
+        if not keep:
+            return
         try:
-            self.classifier.load_versions([current])
+            self.classifier.load_versions(keep)
         except ModerationError:
-            logger.exception("could not restore version %s after a failed activation", current)
+            logger.exception("could not restore versions %s after a failed activation", keep)
 
 
 def _labels_on_disk(version_dir: Path) -> tuple[str, ...]:

@@ -23,7 +23,9 @@ SERVICE_NAME = "moderation.v1.Moderation"
 
 
 class ReadinessMonitor:
-    def __init__(self, settings: Settings, classifier, models: ModelHolder, health_servicer: health.HealthServicer):
+    def __init__(self, settings: Settings, classifier, models: ModelHolder, health_servicer: health.HealthServicer,
+                 activation_lock=None):
+        self.activation_lock = activation_lock  # held by lifecycle.VersionManager while switching
         self.settings = settings
         self.classifier = classifier
         self.models = models
@@ -64,6 +66,16 @@ class ReadinessMonitor:
         if current is not None and self.classifier.is_ready(current.version):
             self._set_serving(True)
             return True
+        if self.activation_lock is None:
+            return self._fall_back(current)
+        if not self.activation_lock.acquire(blocking=False):  # an activation is under way: it decides
+            return current is not None
+        try:
+            return self._fall_back(current)
+        finally:
+            self.activation_lock.release()
+
+    def _fall_back(self, current) -> bool:
         version = self.fallback_version()
         if version is None:
             self._set_serving(False)

@@ -105,8 +105,9 @@ def create_server(settings: Settings, classifier=None, voice=_DEFAULT) -> tuple[
     port = server.add_insecure_port(settings.listen_address)
     if port == 0:
         raise RuntimeError(f"cannot listen on {settings.listen_address}")
-    monitor = ReadinessMonitor(settings, classifier, models, health_servicer)
-    admin = AdminService(VersionManager(settings, classifier, models), service)
+    manager = VersionManager(settings, classifier, models)
+    monitor = ReadinessMonitor(settings, classifier, models, health_servicer, manager.lock)
+    admin = AdminService(manager, service)
     admin_server, admin_port = _create_admin_server(settings, admin)
     return Gateway(server, service, monitor, classifier, admin_server, admin, admin_port), port
 

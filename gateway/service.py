@@ -63,8 +63,8 @@ class ModelHolder:
     @contextmanager
     def using(self):
         """The current model, counted as in flight until the block ends."""
-        model = self.current()
-        with self._lock:
+        with self._lock:  # choose and count under one lock: a switch then sees every user
+            model = self.current()
             self._in_flight[model.version] = self._in_flight.get(model.version, 0) + 1
         try:
             yield model
