@@ -1,8 +1,7 @@
 """Model lifecycle under load: publish, activate, roll back, category changes, broken versions.
 
 Runs its own Triton on a temporary copy of the model repository. The extra versions are real
-TorchScript models built from the shipped one: a temperature-scaled copy (same categories,
-different scores) and a copy with one extra category.
+TorchScript models built from the shipped one (loadtest/model_variants.py).
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ import torch
 from export import contract
 from export.repository import PublishError, publish_directory
 from gateway.pb import admin_pb2, admin_pb2_grpc, moderation_pb2
+from loadtest.model_variants import ExtraCategory, Temperature, copy_repository, make_variant_export
 from tests.integration.conftest import MODEL_REPOSITORY, _has_version, start_gateway, start_triton
 
 pytestmark = pytest.mark.integration
@@ -30,47 +30,6 @@ TEXTS = [
     "can we switch to the north lane next round?",
     "fuck you moron, you are trash",
 ]
-
-
-class Temperature(torch.nn.Module):
-    """A different model with the same categories: softmax(log(p) / T)."""
-
-    def __init__(self, base, temperature: float):
-        super().__init__()
-        self.base = base
-        self.temperature = temperature
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        scores = self.base(input_ids, attention_mask)
-        return torch.softmax(torch.log(scores.clamp_min(1e-9)) / self.temperature, dim=-1)
-
-
-class ExtraCategory(torch.nn.Module):
-    """The same model with one more category, which takes a fixed share of the mass."""
-
-    def __init__(self, base, share: float):
-        super().__init__()
-        self.base = base
-        self.share = share
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        scores = self.base(input_ids, attention_mask) * (1.0 - self.share)
-        extra = torch.full_like(scores[:, :1], self.share)
-        return torch.cat([scores, extra], dim=1)
-
-
-def _latest(model_dir: Path) -> Path:
-    return max((p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-
-
-def _make_export(source: Path, target: Path, wrap, extra_labels=()) -> Path:
-    shutil.copytree(source, target)
-    base = torch.jit.load(str(source / contract.MODEL_FILENAME), map_location="cpu").float().eval()
-    torch.jit.save(torch.jit.script(wrap(base)), str(target / contract.MODEL_FILENAME))
-    if extra_labels:
-        labels = (source / contract.LABELS_FILENAME).read_text().split() + list(extra_labels)
-        (target / contract.LABELS_FILENAME).write_text("\n".join(labels) + "\n")
-    return target
 
 
 def _offline_scores(version_dir: Path, texts) -> list[list[float]]:
@@ -93,10 +52,7 @@ def stack(tmp_path_factory):
         pytest.skip(f"no model version in {MODEL_REPOSITORY}")
     root = tmp_path_factory.mktemp("lifecycle")
     repository = root / "repo"
-    model_dir = repository / contract.MODEL_NAME
-    model_dir.mkdir(parents=True)
-    shutil.copy(MODEL_REPOSITORY / contract.MODEL_NAME / "config.pbtxt", model_dir)
-    shutil.copytree(_latest(MODEL_REPOSITORY / contract.MODEL_NAME), model_dir / "1")
+    model_dir = copy_repository(MODEL_REPOSITORY, repository)
     triton = start_triton(root, repository)
     # generous model timeout: loading a version competes for the same 2 CPU cores as serving
     running = start_gateway(triton, admin_listen_address="127.0.0.1:0", admin_token_file=str(_token_file(root)),
@@ -188,7 +144,7 @@ def test_publish_refuses_broken_exports(stack, tmp_path):
 
 def test_activate_and_rollback_under_load_lose_nothing(stack):
     admin, stub = stack["admin"], stack["gateway"].stub
-    export = _make_export(stack["model_dir"] / "1", stack["root"] / "export-t2", lambda b: Temperature(b, 2.0))
+    export = make_variant_export(stack["model_dir"] / "1", stack["root"] / "export-t2", lambda b: Temperature(b, 2.0))
     version = publish_directory(export, stack["model_dir"]).name
     with Load(stub) as load:
         activated = admin.ActivateVersion(admin_pb2.ActivateVersionRequest(version=version), metadata=AUTH, timeout=120)
@@ -209,7 +165,7 @@ def test_activate_and_rollback_under_load_lose_nothing(stack):
 
 def test_new_category_set_switches_consistently(stack):
     admin, stub = stack["admin"], stack["gateway"].stub
-    export = _make_export(stack["model_dir"] / "1", stack["root"] / "export-spam",
+    export = make_variant_export(stack["model_dir"] / "1", stack["root"] / "export-spam",
                           lambda b: ExtraCategory(b, 0.01), extra_labels=["spam"])
     version = publish_directory(export, stack["model_dir"]).name
     with Load(stub) as load:

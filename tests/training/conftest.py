@@ -1,4 +1,5 @@
-"""Fixtures for the evaluation tests: a tiny random BERT checkpoint and tiny validation CSVs.
+"""Fixtures for the training-studio tests: a tiny random BERT checkpoint, tiny CSVs, and the
+real shared data for the one test that trains for real.
 
 The CSVs are written in the formats training/data.py reads, with harmless made-up texts; the
 checkpoint is random (its scores mean nothing), which is all the plumbing tests need.
@@ -7,6 +8,7 @@ checkpoint is random (its scores mean nothing), which is all the plumbing tests 
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import pytest
@@ -84,3 +86,31 @@ def tiny_checkpoint(tmp_path_factory, minilm_dir) -> Path:
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+SHARED_DATA_DIR = Path(os.environ.get("MODERATION_DATA_DIR") or Path(__file__).resolve().parents[2].parent / "shared" / "data")
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    """The real training data (../shared/data, or $MODERATION_DATA_DIR); skips when it is absent."""
+    if not (SHARED_DATA_DIR / "tweeteval_offensive_train.csv").is_file():
+        pytest.skip(f"the shared training data is not at {SHARED_DATA_DIR} (set MODERATION_DATA_DIR)")
+    return SHARED_DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_train_val_dir(tmp_path_factory) -> Path:
+    """The tiny validation CSVs plus training CSVs of other made-up texts (and one text that is
+    also a validation text, which loaders must drop from training)."""
+    data_dir = tmp_path_factory.mktemp("train-val")
+    for split, suffix in (("val", ""), ("train", " again")):
+        tweeteval = [(text + suffix, label) for text, label in TWEETEVAL_ROWS]
+        if split == "train":
+            tweeteval.append(TWEETEVAL_ROWS[0])  # a duplicate of a validation text
+        _write_csv(data_dir / f"tweeteval_offensive_{split}.csv", ("text", "label"), tweeteval)
+        _write_csv(data_dir / f"davidson_{split}.csv", ("text", "label"),
+                   [(text + suffix, label) for text, label in DAVIDSON_ROWS])
+        _write_csv(data_dir / f"jigsaw_{split}.csv", ("text",) + JIGSAW_COLUMNS,
+                   [(text + suffix, *flags) for text, flags in JIGSAW_ROWS])
+    return data_dir
