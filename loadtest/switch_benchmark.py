@@ -55,7 +55,7 @@ def summarize(records, events: dict) -> dict:
     records = sorted(records)
     t0 = records[0][0]
     activate_at, activated_at = events["activate_start"], events["activate_end"]
-    old_after = [r for r in records if r[2] == "1" and r[0] >= activated_at]
+    old_after = [r for r in records if r[2] == "1" and activated_at <= r[0] < events["rollback_start"]]
     last_old = max((r[0] + r[1] for r in records if r[2] == "1" and r[0] <= events["rollback_start"]), default=activate_at)
     steady = [r[1] for r in records if r[0] + r[1] < activate_at]
     during = [r[1] for r in records if activate_at <= r[0] <= activated_at]
@@ -68,7 +68,7 @@ def summarize(records, events: dict) -> dict:
         "rollback_call_s": events["rollback_end"] - events["rollback_start"],
         "steady_p50_ms": _percentile_ms(steady, 50), "steady_p99_ms": _percentile_ms(steady, 99),
         "during_switch_p50_ms": _percentile_ms(during, 50), "during_switch_p99_ms": _percentile_ms(during, 99),
-        "events_s": {k: v - t0 for k, v in events.items()},
+        "events_s": {k: v - t0 for k, v in events.items() if k.endswith(("_start", "_end"))},
         "load_ms": events.get("load_ms"),
     }
 

@@ -138,7 +138,10 @@ def _log_summary(summary: dict) -> None:
 
 
 def _make_trainer(options, model, tokenizer, categories, train_rows, val_rows, run_dir):
-    from transformers import EarlyStoppingCallback, TrainingArguments
+    """The recipe's PartialLabelTrainer. With val_rows None (the comparison commands, whose
+    held-out rows must not pick the model) there is no evaluation, early stopping or
+    checkpointing during training: the weights after the last step are the model."""
+    from transformers import EarlyStoppingCallback
 
     from training.partial_label_trainer import (
         EncodedExamples,
@@ -148,7 +151,38 @@ def _make_trainer(options, model, tokenizer, categories, train_rows, val_rows, r
     )
 
     n = len(categories.names)
-    args = TrainingArguments(
+    select_best = val_rows is not None
+    return PartialLabelTrainer(
+        model=model,
+        args=_training_arguments(options, run_dir, select_best),
+        train_dataset=EncodedExamples(train_rows, tokenizer, n, options.max_length),
+        eval_dataset=EncodedExamples(val_rows, tokenizer, n, options.max_length) if select_best else None,
+        data_collator=PadCollator(tokenizer.pad_token_id),
+        processing_class=tokenizer,  # checkpoints then carry the tokenizer and can be exported
+        compute_metrics=make_compute_metrics(categories.names) if select_best else None,
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=options.early_stopping_patience)]
+        if select_best else [],
+    )
+
+
+def _training_arguments(options, run_dir, select_best: bool = True):
+    from transformers import TrainingArguments
+
+    by_epoch = options.max_steps < 0
+    if select_best:
+        selection = dict(
+            eval_strategy="epoch" if by_epoch else "steps",
+            eval_steps=None if by_epoch else max(options.max_steps, 1),
+            save_strategy="epoch" if by_epoch else "steps",
+            save_steps=None if by_epoch else max(options.max_steps, 1),
+            save_total_limit=2,
+            load_best_model_at_end=True,
+            metric_for_best_model="macro_f1",
+            greater_is_better=True,
+        )
+    else:
+        selection = dict(eval_strategy="no", save_strategy="no")
+    return TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         num_train_epochs=options.epochs,
         max_steps=options.max_steps,
@@ -157,30 +191,13 @@ def _make_trainer(options, model, tokenizer, categories, train_rows, val_rows, r
         per_device_eval_batch_size=options.eval_batch_size,
         warmup_steps=0.06,
         weight_decay=0.01,
-        eval_strategy="epoch" if options.max_steps < 0 else "steps",
-        eval_steps=None if options.max_steps < 0 else max(options.max_steps, 1),
-        save_strategy="epoch" if options.max_steps < 0 else "steps",
-        save_steps=None if options.max_steps < 0 else max(options.max_steps, 1),
-        save_total_limit=2,
-        load_best_model_at_end=True,
-        metric_for_best_model="macro_f1",
-        greater_is_better=True,
         logging_steps=25,
         train_sampling_strategy="group_by_length",  # less padding per batch: faster on CPU
         report_to=[],
         seed=options.seed,
         dataloader_num_workers=0,
         disable_tqdm=False,
-    )
-    return PartialLabelTrainer(
-        model=model,
-        args=args,
-        train_dataset=EncodedExamples(train_rows, tokenizer, n, options.max_length),
-        eval_dataset=EncodedExamples(val_rows, tokenizer, n, options.max_length),
-        data_collator=PadCollator(tokenizer.pad_token_id),
-        processing_class=tokenizer,  # checkpoints then carry the tokenizer and can be exported
-        compute_metrics=make_compute_metrics(categories.names),
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=options.early_stopping_patience)],
+        **selection,
     )
 
 
