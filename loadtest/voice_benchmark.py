@@ -1,0 +1,167 @@
+"""Voice through the real gateway: ClassifyVoice latency with concurrent callers, and how soon
+StreamVoice answers after an utterance ends.
+
+    python -m loadtest.voice_benchmark --callers 4
+
+Clips are spoken by espeak-ng. StreamVoice is fed in real time (100 ms chunks, paced like a
+microphone), and the latency of an event is its arrival time minus the wall time at which the
+utterance's last sample was sent. Writes loadtest/results/voice_benchmark.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import subprocess
+import tempfile
+import threading
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+RESULTS_DIR = Path(__file__).with_name("results")
+SENTENCES = (
+    "shut up you stupid idiot, your team is trash",
+    "good game everyone, that was a great match",
+    "push mid now and defend the tower please",
+)
+CHUNK_S = 0.1
+
+
+def speak_pcm16(sentence: str, rate: int = 16000) -> bytes:
+    """espeak-ng -> 16 kHz mono PCM16 (through ffmpeg)."""
+    with tempfile.NamedTemporaryFile(suffix=".wav") as wav:
+        subprocess.run(["espeak-ng", "-s", "150", "-w", wav.name, sentence], check=True, capture_output=True)
+        return subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", wav.name, "-f", "s16le",
+                               "-ar", str(rate), "-ac", "1", "-"], check=True, capture_output=True).stdout
+
+
+def wav_bytes(pcm: bytes, rate: int = 16000) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes(pcm)
+    return buffer.getvalue()
+
+
+def clip_of(seconds: float, pcm_sentences: list[bytes], rate: int = 16000) -> bytes:
+    """Sentences with 0.4 s pauses, repeated to `seconds`."""
+    gap = b"\0\0" * int(0.4 * rate)
+    out = b""
+    i = 0
+    while len(out) < seconds * rate * 2:
+        out += pcm_sentences[i % len(pcm_sentences)] + gap
+        i += 1
+    return out[: int(seconds * rate) * 2]
+
+
+def classify_voice_latency(stub, clip: bytes, callers: int, rounds: int) -> dict:
+    from gateway.pb import moderation_pb2
+
+    latencies, errors = [], []
+
+    def caller() -> None:
+        for _ in range(rounds):
+            started = time.perf_counter()
+            try:
+                stub.ClassifyVoice(moderation_pb2.ClassifyVoiceRequest(audio=clip), timeout=60)
+                latencies.append(time.perf_counter() - started)
+            except Exception as err:  # recorded, the benchmark goes on
+                errors.append(err.code().name if hasattr(err, "code") else repr(err))
+
+    threads = [threading.Thread(target=caller) for _ in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ms = np.array(latencies) * 1e3
+    return {"callers": callers, "calls": len(latencies), "errors": errors,
+            "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+
+
+def stream_latency(stub, pcm: bytes, rate: int = 16000) -> list[dict]:
+    """Streams in real time; returns per-utterance latency after its end."""
+    from gateway.pb import moderation_pb2
+
+    step = int(CHUNK_S * rate) * 2
+    started = {}
+
+    def chunks():
+        t0 = time.perf_counter()
+        started["t0"] = t0
+        for i, offset in enumerate(range(0, len(pcm), step)):
+            delay = t0 + i * CHUNK_S - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            yield moderation_pb2.AudioChunk(pcm16=pcm[offset : offset + step], sample_rate_hz=rate if i == 0 else 0)
+
+    events = []
+    for event in stub.StreamVoice(chunks(), timeout=300):
+        arrived = time.perf_counter()
+        sent_end = started["t0"] + event.end_s  # the chunk holding end_s left (paced) at about this time
+        events.append({"utterance": event.utterance, "end_s": event.end_s, "latency_ms": (arrived - sent_end) * 1e3,
+                       "asr_ms": event.asr_ms, "toxic": event.verdict.toxic})
+    return events
+
+
+def main(argv=None) -> None:
+    import grpc
+
+    from gateway.pb import moderation_pb2_grpc
+    from gateway.server import create_server
+    from gateway.settings import Settings
+    from gateway.triton_process import TritonProcess
+
+    parser = argparse.ArgumentParser(prog="loadtest.voice_benchmark", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-repository", default="model_repository")
+    parser.add_argument("--callers", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--out-dir", default=str(RESULTS_DIR))
+    args = parser.parse_args(argv)
+    sentences = [speak_pcm16(s) for s in SENTENCES]
+    report = {}
+    with TritonProcess(Path(args.model_repository)) as triton:
+        settings = Settings(listen_address="127.0.0.1:0", triton_url=triton.grpc_url, admin_listen_address="",
+                            model_repository=args.model_repository, log_level="WARNING")
+        gateway, port = create_server(settings)
+        gateway.start()
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                stub = moderation_pb2_grpc.ModerationStub(channel)
+                for seconds in (3, 5, 15):
+                    clip = wav_bytes(clip_of(seconds, sentences))
+                    classify_voice_latency(stub, clip, 1, 1)  # warm up
+                    for callers in sorted({1, args.callers}):
+                        key = f"classify_voice_{seconds}s_{callers}callers"
+                        report[key] = classify_voice_latency(stub, clip, callers, args.rounds)
+                        print(f"{key}: p50 {report[key]['p50_ms']:.0f} ms, p99 {report[key]['p99_ms']:.0f} ms", flush=True)
+                gap = b"\0\0" * int(1.2 * 16000)
+                events = stream_latency(stub, gap.join(sentences * 2) + gap)
+                lat = [e["latency_ms"] for e in events]
+                report["stream"] = {"utterances": len(events), "events": events,
+                                    "p50_after_end_ms": float(np.percentile(lat, 50)) if lat else None,
+                                    "max_after_end_ms": max(lat) if lat else None}
+                print(f"stream: {len(events)} utterances, verdict p50 {report['stream']['p50_after_end_ms']:.0f} ms "
+                      f"after the utterance ended (max {report['stream']['max_after_end_ms']:.0f} ms)", flush=True)
+        finally:
+            gateway.stop(0)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "voice_benchmark.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = ["# Voice through the gateway", "", "Command: `python -m loadtest.voice_benchmark`.", "",
+             "| measure | p50 ms | p99 ms |", "|---|---:|---:|"]
+    lines += [f"| {k} | {v['p50_ms']:.0f} | {v['p99_ms']:.0f} |" for k, v in report.items() if k != "stream"]
+    lines += ["", f"StreamVoice: {report['stream']['utterances']} utterances; verdict p50 "
+              f"{report['stream']['p50_after_end_ms']:.0f} ms after the utterance ended "
+              f"(max {report['stream']['max_after_end_ms']:.0f} ms)."]
+    (out / "voice_benchmark.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
