@@ -269,7 +269,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model-repository", default=str(REPO_DIR / "model_repository"))
     parser.add_argument("--model-name", default=contract.MODEL_NAME)
     parser.add_argument("--triton-config", default="", help="a config under <model>/configs/, e.g. gpu")
-    parser.add_argument("--gateway-args", default="", help='gateway flags, e.g. "--worker-threads 16 --length-buckets 16,32,64"')
+    parser.add_argument("--gateway-args", default="", help='gateway flags, e.g. "--max-in-flight 32 --length-buckets 16,32,64"')
     parser.add_argument("--naive-model", default="", help="a Hugging Face checkpoint directory: also load the naive server")
     parser.add_argument("--out-dir", default=str(RESULTS_DIR))
     return parser.parse_args(argv)
