@@ -46,15 +46,36 @@ def raw_throughput(version_dir: Path, messages: list[str], batch_size: int, thre
     encoder = TextEncoder(version_dir, int(info.get("max_length", 128)))
     model = torch.jit.load(str(version_dir / contract.MODEL_FILENAME), map_location="cpu").float().eval()
     batches = [encoder.encode(messages[i : i + batch_size]) for i in range(0, len(messages), batch_size)]
+    rates = {"padded_to_longest": _rate(model, batches, None, len(messages)),
+             "sorted_chunks_of_8": _rate(model, batches, 8, len(messages))}
+    best = max(rates, key=rates.get)
+    return {"sequences_per_s": rates[best], "best_method": best, "by_method": rates, "batch_size": batch_size,
+            "threads": threads, "precision": info.get("precision"), "messages": len(messages)}
+
+
+def _rate(model, batches, chunk_rows: int | None, count: int) -> float:
+    """Rows/s over all batches: each padded to its longest, or (as the python backend does) rows
+    sorted by length and run chunk_rows at a time, each chunk trimmed to its own length."""
+    import torch
+
+    def run(ids, mask):
+        if chunk_rows is None:
+            model(torch.from_numpy(ids), torch.from_numpy(mask))
+            return
+        lengths = mask.sum(axis=1)
+        order = np.argsort(lengths, kind="stable")
+        for start in range(0, len(order), chunk_rows):
+            rows = order[start : start + chunk_rows]
+            width = int(lengths[rows].max())
+            model(torch.from_numpy(ids[rows, :width]), torch.from_numpy(mask[rows, :width]))
+
     with torch.inference_mode():
         for ids, mask in batches[:3]:  # warm up
-            model(torch.from_numpy(ids), torch.from_numpy(mask))
+            run(ids, mask)
         started = time.perf_counter()
         for ids, mask in batches:
-            model(torch.from_numpy(ids), torch.from_numpy(mask))
-        elapsed = time.perf_counter() - started
-    return {"sequences_per_s": len(messages) / elapsed, "batch_size": batch_size, "threads": threads,
-            "precision": info.get("precision"), "messages": len(messages)}
+            run(ids, mask)
+    return count / (time.perf_counter() - started)
 
 
 def end_to_end(address: str, messages: list[str], callers: int, duration_s: float) -> dict:
@@ -169,7 +190,8 @@ def main(argv=None) -> None:
     version_dir = latest_version_dir(repository)
     print(f"raw in-process: {version_dir} batch {args.batch_size}, {args.threads} threads", flush=True)
     raw = raw_throughput(version_dir, messages, args.batch_size, args.threads)
-    print(f"  {raw['sequences_per_s']:.0f} sequences/s ({raw['precision']})", flush=True)
+    print(f"  {raw['sequences_per_s']:.0f} sequences/s ({raw['precision']}, best of "
+          + ", ".join(f"{k} {v:.0f}" for k, v in raw["by_method"].items()) + ")", flush=True)
     print(f"end to end: {args.callers} callers x {args.duration_s:.0f} s of single-message ClassifyText", flush=True)
     delays = [int(d) for d in args.queue_delays_us.split(",")]
     modes = {f"ragged/{d}us": ((), d) for d in delays}
@@ -202,7 +224,7 @@ def _write(report: dict, path: Path) -> None:
     lines = ["# Text throughput benchmark", "", "Command: `python -m loadtest.benchmark` (see loadtest/benchmark.py).", "",
              f"Model version {report['model_version']} ({raw['precision']}), token lengths {report['token_lengths']}.", "",
              "| path | messages/s | p50 ms | p99 ms | mean batch | errors | ratio to raw |", "|---|---:|---:|---:|---:|---|---:|",
-             f"| raw in-process, batch {raw['batch_size']} | {raw['sequences_per_s']:.0f} | | | {raw['batch_size']} | | 1.00 |"]
+             f"| raw in-process, batch {raw['batch_size']}, {raw['best_method']} | {raw['sequences_per_s']:.0f} | | | {raw['batch_size']} | | 1.00 |"]
     for name, r in report["end_to_end"].items():
         lines.append(f"| gateway + Triton, {r['callers']} callers, {name} | {r['messages_per_s']:.0f} | {r['p50_ms']:.1f} "
                      f"| {r['p99_ms']:.1f} | {r['mean_batch_size']:.1f} | {r['errors'] or '-'} | {r['messages_per_s'] / raw['sequences_per_s']:.2f} |")
