@@ -150,25 +150,50 @@ def _read_export_info(version_dir: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+class _ReflectedModeration:
+    """The gateway's Moderation API, learnt from the server itself through gRPC reflection, so
+    training/ needs none of gateway/'s generated code (training never imports gateway/)."""
+
+    SERVICE = "moderation.v1.Moderation"
+
+    def __init__(self, channel):
+        from google.protobuf import descriptor_pool, message_factory
+        from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+        pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
+        service = pool.FindServiceByName(self.SERVICE)
+        self._calls = {}
+        for method in service.methods:
+            request = message_factory.GetMessageClass(method.input_type)
+            reply = message_factory.GetMessageClass(method.output_type)
+            self._calls[method.name] = channel.unary_unary(f"/{self.SERVICE}/{method.name}",
+                                                           request_serializer=request.SerializeToString,
+                                                           response_deserializer=reply.FromString)
+            setattr(self, method.input_type.name, request)
+
+    def call(self, method: str, request, timeout: float):
+        return self._calls[method](request, timeout=timeout)
+
+
 class ServedScorer:
-    """Scores through a running gateway (gateway.pb is imported here only, lazily: training/
-    never imports gateway/ at module level)."""
+    """Scores through a running gateway, whose API it reads by reflection."""
 
     kind = "served"
 
     def __init__(self, address: str, timeout_s: float = SERVED_TIMEOUT_S):
         import grpc
 
-        from gateway.pb import moderation_pb2, moderation_pb2_grpc
-
-        self._pb, self._grpc, self.timeout_s = moderation_pb2, grpc, timeout_s
+        self._grpc, self.timeout_s = grpc, timeout_s
         self._channel = grpc.insecure_channel(address)
-        self._stub = moderation_pb2_grpc.ModerationStub(self._channel)
         try:
-            info = self._stub.GetModelInfo(moderation_pb2.GetModelInfoRequest(), timeout=timeout_s)
+            self._api = _ReflectedModeration(self._channel)
+            info = self._api.call("GetModelInfo", self._api.GetModelInfoRequest(), timeout=timeout_s)
         except grpc.RpcError as err:
             self._channel.close()
             raise ScorerError(f"gateway {address}: {err.code().name}: {err.details()}") from None
+        except KeyError as err:  # reflection could not find the service
+            self._channel.close()
+            raise ScorerError(f"gateway {address}: no {_ReflectedModeration.SERVICE} service ({err})") from None
         self.labels = list(info.categories)
         self.batch_texts = min(SERVED_BATCH_TEXTS, info.max_batch_texts or SERVED_BATCH_TEXTS)
         self.max_text_chars = info.max_text_chars
@@ -187,10 +212,10 @@ class ServedScorer:
         column = {name: i for i, name in enumerate(self.labels)}
         scores = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         for start in range(0, len(texts), self.batch_texts):
-            request = self._pb.ClassifyTextBatchRequest(texts=texts[start : start + self.batch_texts],
-                                                        request_id=f"evaluate-{start}")
+            request = self._api.ClassifyTextBatchRequest(texts=texts[start : start + self.batch_texts],
+                                                         request_id=f"evaluate-{start}")
             try:
-                reply = self._stub.ClassifyTextBatch(request, timeout=self.timeout_s)
+                reply = self._api.call("ClassifyTextBatch", request, timeout=self.timeout_s)
             except self._grpc.RpcError as err:
                 raise ScorerError(f"batch at row {start}: {err.code().name}: {err.details()}") from None
             sent, got = len(request.texts), len(reply.verdicts)
