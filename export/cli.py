@@ -66,7 +66,7 @@ def export(args: argparse.Namespace) -> Path | None:
     import torch
 
     from export import torchscript
-    from export.repository import check_labels, write_files, write_version
+    from export.repository import check_labels
 
     started = time.monotonic()
     if Path(args.checkpoint).is_dir():  # a Trainer checkpoint without tokenizer files would trace garbage
@@ -123,10 +123,16 @@ def export(args: argparse.Namespace) -> Path | None:
     if args.dry_run:
         logger.info("[5/5] dry run: all checks passed, nothing written")
         return None
-    tokenizer_dir = Path(tempfile.mkdtemp(prefix="moderation-export-"))
-    tokenizer.save_pretrained(tokenizer_dir)  # the tokenizer used for tracing, even from a hub id
-    files = dict(model_bytes=model_bytes, labels=labels, tokenizer_dir=tokenizer_dir, export_info=info,
-                 model_card=Path(args.checkpoint) / contract.MODEL_CARD_FILENAME)
+    with tempfile.TemporaryDirectory(prefix="moderation-export-") as tokenizer_dir:
+        tokenizer.save_pretrained(tokenizer_dir)  # the tokenizer used for tracing, even from a hub id
+        files = dict(model_bytes=model_bytes, labels=labels, tokenizer_dir=Path(tokenizer_dir), export_info=info,
+                     model_card=Path(args.checkpoint) / contract.MODEL_CARD_FILENAME)
+        return _write(args, files, started)
+
+
+def _write(args, files: dict, started: float) -> Path:
+    from export.repository import write_files, write_version
+
     if args.out_dir:
         path = Path(args.out_dir)
         logger.info("[5/5] writing %s", path)
@@ -135,7 +141,7 @@ def export(args: argparse.Namespace) -> Path | None:
         model_dir = Path(args.repository) / args.model_name
         logger.info("[5/5] writing the next version of %s", model_dir)
         path = write_version(model_dir, version=args.version, **files)
-    logger.info("wrote %s (%.1f MB) in %.0f s", path, len(model_bytes) / 1e6, time.monotonic() - started)
+    logger.info("wrote %s (%.1f MB) in %.0f s", path, len(files["model_bytes"]) / 1e6, time.monotonic() - started)
     return path
 
 

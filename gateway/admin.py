@@ -15,7 +15,7 @@ from pathlib import Path
 
 import grpc
 
-from gateway.errors import ModerationError, caller_message
+from gateway.errors import rpc_status
 from gateway.lifecycle import Activation, VersionManager
 from gateway.pb import admin_pb2, admin_pb2_grpc
 from gateway.policy import PolicyError, load_policy
@@ -108,13 +108,8 @@ def _run(what: str, context, work):
         reply = work()
         logger.info("admin %s: OK in %.0f ms", what, (time.perf_counter() - started) * 1e3)
         return reply
-    except ModerationError as err:
-        if err.code == grpc.StatusCode.INTERNAL:
-            logger.error("admin %s failed: %s", what, err, exc_info=True)
-        else:
-            logger.warning("admin %s: %s: %s", what, err.code.name, err)
-        code, message = err.code, caller_message(err)
-    except Exception:
-        logger.exception("admin %s failed", what)
-        code, message = grpc.StatusCode.INTERNAL, "internal error"
+    except Exception as err:
+        code, message = rpc_status(err, logger, f"admin {what}")
+        if code != grpc.StatusCode.INTERNAL:
+            logger.warning("admin %s: %s: %s", what, code.name, message)
     context.abort(code, message)

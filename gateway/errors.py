@@ -36,6 +36,16 @@ def caller_message(error: ModerationError) -> str:
     return str(error) if error.public else "internal error"
 
 
+def rpc_status(error: Exception, logger, what: str) -> tuple[grpc.StatusCode, str]:
+    """The status and caller-facing message for an error that ends an RPC. Only INTERNAL errors
+    are logged, with their traceback (the boundary's one logger.exception); the rest are the
+    caller's problem or a known backend state, already in the request's log line."""
+    if isinstance(error, ModerationError) and error.code != grpc.StatusCode.INTERNAL:
+        return error.code, caller_message(error)
+    logger.error("%s failed: %s", what, error, exc_info=error)
+    return grpc.StatusCode.INTERNAL, "internal error"
+
+
 def translate_triton_error(error: Exception) -> ModerationError:
     """Maps a tritonclient InferenceServerException onto our errors.
 

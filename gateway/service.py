@@ -22,7 +22,7 @@ from gateway.errors import (
     ModerationError,
     Overloaded,
     Unimplemented,
-    caller_message,
+    rpc_status,
 )
 from gateway.model_version import ServingModel
 from gateway.pb import moderation_pb2, moderation_pb2_grpc
@@ -286,13 +286,8 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
         except grpc.RpcError:  # the client cancelled or its deadline passed while we read chunks
             code = grpc.StatusCode.CANCELLED
             return
-        except ModerationError as err:
-            code, message = err.code, caller_message(err)
-            if code == grpc.StatusCode.INTERNAL:
-                logger.error("stream %s failed: %s", log.request_id, err, exc_info=True)
-        except Exception:
-            code, message = grpc.StatusCode.INTERNAL, "internal error"
-            logger.exception("stream %s failed", log.request_id)
+        except Exception as err:
+            code, message = rpc_status(err, logger, f"stream {log.request_id}")
         finally:
             logger.info("rpc kind=%s id=%s chunks=%d bytes=%d total_ms=%.1f last=%s status=%s", log.kind,
                         log.request_id, log.size, log.chars, (time.perf_counter() - started) * 1e3, log.outcome,
@@ -304,14 +299,8 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
         code = grpc.StatusCode.OK
         try:
             return work()
-        except ModerationError as err:
-            code = err.code
-            if code == grpc.StatusCode.INTERNAL:
-                logger.error("request %s failed: %s", log.request_id, err, exc_info=True)
-            message = caller_message(err)
-        except Exception:
-            code, message = grpc.StatusCode.INTERNAL, "internal error"
-            logger.exception("request %s failed", log.request_id)
+        except Exception as err:
+            code, message = rpc_status(err, logger, f"request {log.request_id}")
         finally:
             stages = " ".join(f"{k}_ms={v:.1f}" for k, v in log.stages_ms.items())
             logger.info("rpc kind=%s id=%s texts=%d chars=%d %s total_ms=%.1f verdict=%s status=%s",

@@ -28,14 +28,6 @@ from loadtest.corpus import chat_messages
 RESULTS_DIR = Path(__file__).with_name("results")
 
 
-def latest_version_dir(model_repository: Path) -> Path:
-    model_dir = model_repository / contract.MODEL_NAME
-    versions = sorted((p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-    if not versions:
-        raise SystemExit(f"no model version in {model_dir}")
-    return versions[-1]
-
-
 def raw_throughput(version_dir: Path, messages: list[str], batch_size: int, threads: int) -> dict:
     import torch
 
@@ -187,7 +179,9 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.WARNING)
     repository = Path(args.model_repository)
     messages = chat_messages(args.messages)
-    version_dir = latest_version_dir(repository)
+    from loadtest.model_variants import latest_version_dir
+
+    version_dir = latest_version_dir(repository / contract.MODEL_NAME)
     print(f"raw in-process: {version_dir} batch {args.batch_size}, {args.threads} threads", flush=True)
     raw = raw_throughput(version_dir, messages, args.batch_size, args.threads)
     print(f"  {raw['sequences_per_s']:.0f} sequences/s ({raw['precision']}, best of "
