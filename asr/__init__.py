@@ -4,6 +4,7 @@ This package knows nothing of gRPC or Triton; the gateway calls it (see STYLE.md
 
     audio = decode_audio(clip, format_hint="ogg", limits=AudioLimits(max_audio_s=30))
     transcriber = create_transcriber(TranscriberOptions())      # once, at start-up
+    # or IsolatedTranscriber(TranscriberOptions(), niceness=10): the model in worker processes
     with TranscriptionPool(transcriber, workers=1, max_queued=4) as pool:
         transcript = pool.submit(audio).result()
 """
@@ -22,6 +23,7 @@ from asr.errors import (
     UndecodableAudio,
     UnsupportedFormat,
 )
+from asr.isolated import IsolatedTranscriber
 from asr.pool import TranscriptionPool
 from asr.transcriber import Segment, Transcriber, TranscriberOptions, Transcript, create_transcriber
 
@@ -36,6 +38,7 @@ __all__ = [
     "AudioTooLong",
     "EmptyAudio",
     "InvalidSampleRate",
+    "IsolatedTranscriber",
     "ModelUnavailable",
     "Segment",
     "Transcriber",

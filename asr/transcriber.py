@@ -146,6 +146,9 @@ class Transcriber(abc.ABC):
     def _transcribe(self, audio: np.ndarray, language: str | None, duration_s: float) -> Transcript:
         """Runs the model on a checked, non-empty clip."""
 
+    def close(self) -> None:  # noqa: B027 - optional hook; in-process models hold nothing to free
+        """Frees what the model holds beyond memory (worker processes)."""
+
 
 def _check_audio(audio: np.ndarray) -> np.ndarray:
     if not isinstance(audio, np.ndarray) or audio.ndim != 1:

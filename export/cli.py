@@ -26,6 +26,8 @@ STORAGE_TOLERANCE = 0.02  # extra |score diff| allowed from storing weights in f
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    from export.torchscript import DEFAULT_FP32_LAYERS
+
     parser = argparse.ArgumentParser(prog="moderation-export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a Hugging Face checkpoint directory (or hub id)")
@@ -35,6 +37,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="int8: dynamic quantization for CPU (fastest there); fp16: GPU only")
     parser.add_argument("--storage", choices=("fp16", "fp32"), default="fp16",
                         help="dtype of the float weights in the file (CPU widens fp16 at load)")
+    parser.add_argument("--fp32-layers", type=int, default=None,
+                        help="int8: the first N encoder layers stay fp32, the most sensitive to "
+                        f"quantization (default {DEFAULT_FP32_LAYERS})")
     parser.add_argument("--device", default="cpu", help="trace on this device (cuda for --precision fp16)")
     parser.add_argument("--max-length", type=int, default=128, help="tokens the gateway keeps per text")
     parser.add_argument("--labels", help="a labels file the checkpoint's categories must match")
@@ -76,6 +81,7 @@ def export(args: argparse.Namespace) -> Path | None:
     logger.info("[1/5] loading %s", args.checkpoint)
     model, tokenizer = torchscript.load_classifier(args.checkpoint)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    normalization = getattr(model.config, "text_normalization", None) or "none"  # set by moderation-train
     if args.labels:
         expected = contract.read_labels(Path(args.labels).read_text(encoding="utf-8"))
         if expected != labels:
@@ -84,7 +90,8 @@ def export(args: argparse.Namespace) -> Path | None:
     if args.precision == "fp16" and args.device == "cpu":
         raise torchscript.ExportError("--precision fp16 is for GPU serving: add --device cuda")
     logger.info("[2/5] building %s scoring module and tracing it on %s", args.precision, args.device)
-    module = torchscript.build_scoring_module(model, args.precision)
+    fp32_layers = torchscript.DEFAULT_FP32_LAYERS if args.fp32_layers is None else args.fp32_layers
+    module = torchscript.build_scoring_module(model, args.precision, fp32_layers)
     traced = torchscript.trace(module, tokenizer, args.max_length, args.device)
 
     logger.info("[3/5] comparing traced with eager on %d texts and a mixed batch", len(torchscript.PARITY_TEXTS))
@@ -106,16 +113,18 @@ def export(args: argparse.Namespace) -> Path | None:
         from export.validation import check_agreement
 
         agreement = check_agreement(reference, served, tokenizer, Path(args.validate_data), labels,
-                                    args.max_length, args.min_agreement, args.max_f1_drop)
+                                    args.max_length, args.min_agreement, args.max_f1_drop, normalization)
     else:
         logger.info("[4/5] no --validate-data: skipping the validation agreement check")
 
     info = {
         "checkpoint": str(args.checkpoint),
         "precision": args.precision,
+        **({"fp32_layers": fp32_layers} if args.precision == "int8" else {}),
         "storage": storage,
         "device": args.device,
         "max_length": args.max_length,
+        "normalization": normalization,
         "parity_max_abs_diff": parity.max_abs_diff,
         "validation": agreement,
         "export_seconds": round(time.monotonic() - started, 1),

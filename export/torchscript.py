@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import io
+import re
 from dataclasses import dataclass
 
 import torch
@@ -63,13 +64,42 @@ def encode(tokenizer, texts, max_length: int):
     return encoded["input_ids"].long(), encoded["attention_mask"].long()
 
 
-def build_scoring_module(model: torch.nn.Module, precision: str) -> torch.nn.Module:
-    """The eager module to trace: fp32 as is, int8 with dynamic quantization of Linear layers."""
+DEFAULT_FP32_LAYERS = 2  # int8: the first encoder layers that stay fp32 (see int8_linear_names)
+_ENCODER_LAYER = re.compile(r"\.layer\.(\d+)\.")  # BERT/RoBERTa `encoder.layer.N.`, DistilBERT `transformer.layer.N.`
+
+
+def int8_linear_names(module: torch.nn.Module, fp32_layers: int = DEFAULT_FP32_LAYERS) -> list[str]:
+    """The Linear layers that int8 export quantizes: those inside encoder layers >= fp32_layers.
+
+    Measured on the shipped MiniLM (1,500 validation rows, argmax agreement with fp32): every
+    Linear with per-tensor weights 94.0%, per-channel weights 96.9%; per-channel with the first
+    two layers kept fp32 99.0%. The early layers' feed-forward outputs are the sensitive ones; the
+    head and pooler are tiny and stay fp32 too.
+    """
+    names = []
+    for name, child in module.named_modules():
+        match = _ENCODER_LAYER.search(name + ".")
+        if isinstance(child, torch.nn.Linear) and match and int(match.group(1)) >= fp32_layers:
+            names.append(name)
+    return names
+
+
+def build_scoring_module(model: torch.nn.Module, precision: str,
+                         fp32_layers: int = DEFAULT_FP32_LAYERS) -> torch.nn.Module:
+    """The eager module to trace: fp32 as is; int8 with dynamic quantization (int8 weights per
+    output channel, activations quantized per batch) of the encoder's Linear layers from layer
+    `fp32_layers` on."""
     if precision not in PRECISIONS:
         raise ExportError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     module = ScoringModule(copy.deepcopy(model))  # never change the caller's eager reference
     if precision == "int8":
-        module = torch.ao.quantization.quantize_dynamic(module, {torch.nn.Linear}, dtype=torch.qint8)
+        from torch.ao.quantization import per_channel_dynamic_qconfig
+
+        names = int8_linear_names(module, fp32_layers)
+        if not names:
+            raise ExportError(f"int8: no encoder Linear layers from layer {fp32_layers} on to quantize")
+        module = torch.ao.quantization.quantize_dynamic(
+            module, {name: per_channel_dynamic_qconfig for name in names}, dtype=torch.qint8)
     elif precision == "fp16":
         module = module.half()
     return module.eval()

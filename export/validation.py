@@ -36,7 +36,7 @@ def agreement_report(reference_scores, candidate_scores, allowed_mask, labels) -
 
 
 def check_agreement(reference, candidate, tokenizer, data_dir: Path, labels, max_length: int,
-                    min_agreement: float, max_f1_drop: float) -> dict:
+                    min_agreement: float, max_f1_drop: float, normalization: str = "none") -> dict:
     from training.categories import load_categories
     from training.data import load_split
 
@@ -46,7 +46,10 @@ def check_agreement(reference, candidate, tokenizer, data_dir: Path, labels, max
     rows = load_split(data_dir, categories, "val")
     if not rows:
         raise ExportError(f"no validation files in {data_dir}")
-    texts = [row.text for row in rows]
+    from export.text_normalization import normalizer
+
+    normalize = normalizer(normalization)  # as the gateway will serve it
+    texts = [normalize(row.text) for row in rows]
     mask = np.zeros((len(rows), len(labels)), dtype=np.float32)
     for i, row in enumerate(rows):
         mask[i, list(row.allowed)] = 1

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from export import contract
+from export.text_normalization import normalizer
 from gateway.text_encoder import TextEncoder
 
 DEFAULT_MAX_LENGTH = 128  # tokens, when a version's export.json does not say
@@ -43,8 +44,12 @@ def load_serving_model(model_dir: Path, name: str, version: str, buckets=()) -> 
         max_length = int(info.get("max_length", DEFAULT_MAX_LENGTH))
     except (OSError, ValueError, AttributeError) as err:
         raise VersionFilesError(f"{info_path}: unreadable: {err}") from None
+    try:  # the model was trained on text normalised this way, so it must be served so too
+        normalize = normalizer(info.get("normalization"))
+    except ValueError as err:
+        raise VersionFilesError(f"{info_path}: {err}") from None
     try:
-        encoder = TextEncoder(version_dir, max_length, buckets)
+        encoder = TextEncoder(version_dir, max_length, buckets, normalize)
     except (OSError, ValueError) as err:
         raise VersionFilesError(f"{version_dir}: cannot load the tokenizer: {err}") from None
     return ServingModel(name, version, tuple(labels), encoder)

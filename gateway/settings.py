@@ -44,6 +44,10 @@ class Settings:
     asr_queue: int = 4  # clips that may wait; past this, RESOURCE_EXHAUSTED at once
     asr_beam_size: int = 1  # 1: greedy decoding (about twice as fast on short clips)
     asr_timeout_s: float = 30.0  # per transcription, when the caller's deadline is later or unset
+    # Whisper in worker processes at a lower CPU priority (asr.isolated), so voice cannot starve
+    # text on a shared box; False runs it in the gateway's process (one model fewer in memory).
+    asr_process: bool = True
+    asr_nice: int = 10  # added to the workers' nice value (0-19)
     default_language: str = "en"
     max_audio_s: float = 30.0  # longer clips get INVALID_ARGUMENT
     max_audio_bytes: int = 16 * 1024 * 1024
@@ -61,6 +65,8 @@ class Settings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.asr_queue < 0:
             raise ValueError(f"asr_queue must be >= 0, got {self.asr_queue}")
+        if not 0 <= self.asr_nice <= 19:
+            raise ValueError(f"asr_nice must be in 0..19, got {self.asr_nice}")
         for name in ("triton_timeout_s", "health_poll_s", "max_audio_s", "max_stream_s", "asr_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")

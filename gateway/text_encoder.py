@@ -8,13 +8,15 @@ group requests of equal shape: what GPU libtorch serving needs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 
 class TextEncoder:
-    def __init__(self, tokenizer_dir: str | Path, max_length: int, buckets: tuple[int, ...] = ()):
+    def __init__(self, tokenizer_dir: str | Path, max_length: int, buckets: tuple[int, ...] = (),
+                 normalize: Callable[[str], str] | None = None):
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
@@ -23,6 +25,7 @@ class TextEncoder:
         self.max_length = max_length
         self.buckets = tuple(b for b in buckets if b < max_length) + (max_length,) if buckets else ()
         self.pad_id = self.tokenizer.pad_token_id or 0
+        self.normalize = normalize  # the version's text normalisation (export.text_normalization)
         # The first call configures truncation inside the Rust tokenizer; done here, once, so
         # concurrent first requests cannot collide on it ("Already borrowed").
         self.encode(["warm up"])
@@ -34,6 +37,8 @@ class TextEncoder:
         return longest
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        if self.normalize is not None:
+            texts = [self.normalize(text) for text in texts]
         encoded = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
         width = self.padded_length(max(len(ids) for ids in encoded))
         input_ids = np.full((len(texts), width), self.pad_id, dtype=np.int64)

@@ -21,7 +21,7 @@ class VoicePipeline:
     """Decoding limits, the Whisper model and its bounded worker pool."""
 
     def __init__(self, settings: Settings):
-        from asr import AudioLimits, TranscriberOptions, TranscriptionPool, create_transcriber
+        from asr import AudioLimits, IsolatedTranscriber, TranscriberOptions, TranscriptionPool, create_transcriber
 
         self.settings = settings
         self.limits = AudioLimits(max_bytes=settings.max_audio_bytes, max_audio_s=settings.max_audio_s)
@@ -29,10 +29,14 @@ class VoicePipeline:
                                      beam_size=settings.asr_beam_size, language=settings.default_language or None,
                                      cpu_threads=settings.asr_threads, num_workers=settings.asr_workers)
         started = time.perf_counter()
-        self.transcriber = create_transcriber(options)
+        if settings.asr_process:  # Whisper at a lower priority in its own process: text keeps the CPU
+            self.transcriber = IsolatedTranscriber(options, niceness=settings.asr_nice)
+        else:
+            self.transcriber = create_transcriber(options)
         self.pool = TranscriptionPool(self.transcriber, workers=settings.asr_workers, max_queued=settings.asr_queue)
-        logger.info("voice: whisper %s on %s loaded in %.1f s (%d worker(s), queue %d)", settings.whisper_model,
-                    settings.whisper_device, time.perf_counter() - started, settings.asr_workers, settings.asr_queue)
+        logger.info("voice: whisper %s on %s loaded in %.1f s (%d worker(s)%s, queue %d)", settings.whisper_model,
+                    settings.whisper_device, time.perf_counter() - started, settings.asr_workers,
+                    f" in processes at nice +{settings.asr_nice}" if settings.asr_process else "", settings.asr_queue)
 
     def decode(self, request):
         import asr
@@ -81,6 +85,7 @@ class VoicePipeline:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_queued=True)
+        self.transcriber.close()
 
 
 def create_voice_pipeline(settings: Settings) -> VoicePipeline | None:

@@ -183,3 +183,21 @@ def summarize(examples: list[Example], categories: Categories) -> dict[str, dict
         label = "|".join(categories.names[i] for i in example.allowed)
         summary[example.source][label] += 1
     return {source: dict(sorted(counts.items())) for source, counts in sorted(summary.items())}
+
+
+def balanced_example_weights(examples: list[Example], num_categories: int, max_weight: float = 10.0) -> list[float]:
+    """Per-example loss weights that balance the exact-label categories (inverse frequency).
+
+    A category's weight is n_exact / (k * n_c), the "balanced" rule, clipped to max_weight so a
+    category with a handful of rows cannot dominate. A partial label gets the mean weight of the
+    categories it allows (it is evidence for the set, not for one of them). Weights are scaled to
+    average 1 over the examples, so the learning rate means the same as without weighting.
+    """
+    counts = Counter(example.exact for example in examples if example.exact is not None)
+    present = [c for c in range(num_categories) if counts[c]]
+    total = sum(counts[c] for c in present)
+    per_category = [min(total / (len(present) * counts[c]), max_weight) if counts[c] else 1.0
+                    for c in range(num_categories)]
+    raw = [sum(per_category[c] for c in example.allowed) / len(example.allowed) for example in examples]
+    scale = len(raw) / sum(raw) if raw else 1.0
+    return [weight * scale for weight in raw]

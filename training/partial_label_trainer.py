@@ -17,37 +17,52 @@ from training.data import Example
 from training.metrics import binary_metrics, multiclass_metrics
 
 
-def partial_label_loss(logits: torch.Tensor, allowed_mask: torch.Tensor) -> torch.Tensor:
+def partial_label_loss(logits: torch.Tensor, allowed_mask: torch.Tensor,
+                       weights: torch.Tensor | None = None) -> torch.Tensor:
     all_classes = torch.logsumexp(logits, dim=-1)
     inside = torch.logsumexp(logits.masked_fill(allowed_mask <= 0, float("-inf")), dim=-1)
-    return (all_classes - inside).mean()
+    per_example = all_classes - inside
+    if weights is None:
+        return per_example.mean()
+    return (per_example * weights).sum() / weights.sum()
 
 
 class PartialLabelTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         allowed_mask = inputs.pop("labels")
+        weights = inputs.pop("weights", None)
         outputs = model(**inputs)
-        loss = partial_label_loss(outputs.logits.float(), allowed_mask)
+        loss = partial_label_loss(outputs.logits.float(), allowed_mask, weights)
         return (loss, outputs) if return_outputs else loss
 
 
 class EncodedExamples(Dataset):
-    """Tokenised examples; padding happens per batch in `PadCollator`."""
+    """Tokenised examples; padding happens per batch in `PadCollator`.
 
-    def __init__(self, examples: list[Example], tokenizer, num_categories: int, max_length: int):
-        encoded = tokenizer(
-            [example.text for example in examples], truncation=True, max_length=max_length
-        )
+    `normalize` is the version's text normalisation (export.text_normalization), applied before
+    tokenising exactly as the gateway will; `weights` are optional per-example loss weights.
+    """
+
+    def __init__(self, examples: list[Example], tokenizer, num_categories: int, max_length: int,
+                 normalize=None, weights: list[float] | None = None):
+        texts = [example.text for example in examples]
+        if normalize is not None:
+            texts = [normalize(text) for text in texts]
+        encoded = tokenizer(texts, truncation=True, max_length=max_length)
         self._input_ids = encoded["input_ids"]
         self._masks = np.zeros((len(examples), num_categories), dtype=np.float32)
         for row, example in enumerate(examples):
             self._masks[row, list(example.allowed)] = 1.0
+        self._weights = None if weights is None else np.asarray(weights, dtype=np.float32)
 
     def __len__(self) -> int:
         return len(self._input_ids)
 
     def __getitem__(self, index: int) -> dict:
-        return {"input_ids": self._input_ids[index], "labels": self._masks[index]}
+        item = {"input_ids": self._input_ids[index], "labels": self._masks[index]}
+        if self._weights is not None:
+            item["weights"] = self._weights[index]
+        return item
 
     @property
     def allowed_masks(self) -> np.ndarray:
@@ -67,7 +82,10 @@ class PadCollator:
             input_ids[row, :length] = torch.tensor(item["input_ids"])
             attention_mask[row, :length] = 1
         labels = torch.from_numpy(np.stack([item["labels"] for item in batch]))
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        collated = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        if "weights" in batch[0]:
+            collated["weights"] = torch.tensor([float(item["weights"]) for item in batch])
+        return collated
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

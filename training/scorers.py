@@ -126,17 +126,22 @@ class TorchScriptScorer:
             raise ScorerError(f"{labels_path}: {err} (a TorchScript model needs its version's labels)") from None
         export_info = _read_export_info(self.version_dir)
         self.max_length = self.max_length or int(export_info.get("max_length", DEFAULT_MAX_LENGTH))
+        from export.text_normalization import normalizer
+
+        self.normalization = export_info.get("normalization") or "none"
+        self.normalize = normalizer(self.normalization)
         self.tokenizer = load_tokenizer(self.tokenizer_dir)
         # As the Triton python backend does: weights may be stored in fp16, CPU computes in fp32.
         self.module = torch.jit.load(str(self.model_file), map_location="cpu").float().eval()
         self.name = safe_name(self.version_dir.resolve().parts[-2:])
         self.info = {"kind": self.kind, "path": str(self.model_file), "max_length": self.max_length,
-                     "precision": export_info.get("precision"), "version": export_info.get("version")}
+                     "precision": export_info.get("precision"), "version": export_info.get("version"),
+                     "normalization": self.normalization}
 
     def score(self, texts: list[str]) -> np.ndarray:
         from export.validation import score_texts
 
-        scores = score_texts(self.module, self.tokenizer, texts, self.max_length)
+        scores = score_texts(self.module, self.tokenizer, [self.normalize(t) for t in texts], self.max_length)
         if scores.shape[1] != len(self.labels):
             raise ScorerError(f"{self.model_file} outputs {scores.shape[1]} scores for {len(self.labels)} labels")
         return scores

@@ -31,7 +31,9 @@ class TrainOptions:
     batch_size: int = 32
     eval_batch_size: int = 128
     max_length: int = 64  # tokens; game chat is short and Jigsaw comments are truncated
-    min_rows_per_category: int = 500  # rarer exact categories (threat) are oversampled to this
+    imbalance: str = "oversample"  # oversample | class_weight | none (see IMBALANCE_CHOICES)
+    min_rows_per_category: int = 500  # with oversample: rarer exact categories are repeated to this
+    normalization: str = "none"  # text normalisation scheme (export.text_normalization): none | chat
     max_train_rows: int = 0  # 0: all; a small number for smoke runs
     max_val_rows: int = 0
     max_steps: int = -1  # -1: run the epochs
@@ -41,14 +43,24 @@ class TrainOptions:
     resume: bool = False
 
 
+IMBALANCE_CHOICES = {
+    "oversample": "repeat exact rows of categories under --min-rows-per-category",
+    "class_weight": "weight the loss by inverse category frequency (balanced, clipped at 10)",
+    "none": "train on the rows as they come",
+}
+
+
 def parse_options(argv=None) -> TrainOptions:
+    from export.text_normalization import SCHEMES
+
     parser = argparse.ArgumentParser(prog="moderation-train", description=__doc__)
+    choices = {"imbalance": tuple(IMBALANCE_CHOICES), "normalization": SCHEMES}
     for name, default in asdict(TrainOptions()).items():
         flag = "--" + name.replace("_", "-")
         if isinstance(default, bool):
             parser.add_argument(flag, action="store_true")
         else:
-            parser.add_argument(flag, type=type(default), default=default)
+            parser.add_argument(flag, type=type(default), default=default, choices=choices.get(name))
     return TrainOptions(**vars(parser.parse_args(argv)))
 
 
@@ -87,6 +99,7 @@ def train(options: TrainOptions) -> dict:
         id2label=dict(enumerate(categories.names)),
         label2id={name: i for i, name in enumerate(categories.names)},
     )
+    model.config.text_normalization = options.normalization  # saved with every checkpoint; export reads it
     started = time.monotonic()
     trainer = _make_trainer(options, model, tokenizer, categories, train_rows, val_rows, run_dir)
     trainer.train(resume_from_checkpoint=True if options.resume else None)
@@ -127,7 +140,8 @@ def _load_rows(options: TrainOptions, categories):
         train_rows = rng.sample(train_rows, options.max_train_rows)
     if options.max_val_rows and len(val_rows) > options.max_val_rows:
         val_rows = rng.sample(val_rows, options.max_val_rows)
-    train_rows = oversample_rare(train_rows, options.min_rows_per_category, options.seed)
+    if options.imbalance == "oversample":
+        train_rows = oversample_rare(train_rows, options.min_rows_per_category, options.seed)
     return train_rows, val_rows
 
 
@@ -143,6 +157,8 @@ def _make_trainer(options, model, tokenizer, categories, train_rows, val_rows, r
     checkpointing during training: the weights after the last step are the model."""
     from transformers import EarlyStoppingCallback
 
+    from export.text_normalization import normalizer
+    from training.data import balanced_example_weights
     from training.partial_label_trainer import (
         EncodedExamples,
         PadCollator,
@@ -152,11 +168,13 @@ def _make_trainer(options, model, tokenizer, categories, train_rows, val_rows, r
 
     n = len(categories.names)
     select_best = val_rows is not None
+    normalize = normalizer(options.normalization)
+    weights = balanced_example_weights(train_rows, n) if options.imbalance == "class_weight" else None
     return PartialLabelTrainer(
         model=model,
         args=_training_arguments(options, run_dir, select_best),
-        train_dataset=EncodedExamples(train_rows, tokenizer, n, options.max_length),
-        eval_dataset=EncodedExamples(val_rows, tokenizer, n, options.max_length) if select_best else None,
+        train_dataset=EncodedExamples(train_rows, tokenizer, n, options.max_length, normalize, weights),
+        eval_dataset=EncodedExamples(val_rows, tokenizer, n, options.max_length, normalize) if select_best else None,
         data_collator=PadCollator(tokenizer.pad_token_id),
         processing_class=tokenizer,  # checkpoints then carry the tokenizer and can be exported
         compute_metrics=make_compute_metrics(categories.names) if select_best else None,
@@ -202,10 +220,15 @@ def _training_arguments(options, run_dir, select_best: bool = True):
 
 
 def predict_probs(model, tokenizer, texts, max_length: int, batch_size: int = 128):
-    """Softmax scores for texts with an eager HF model (batches sorted by length for speed)."""
+    """Softmax scores for texts with an eager HF model (batches sorted by length for speed), after
+    the text normalisation the model was trained with (its config's `text_normalization`)."""
     import numpy as np
     import torch
 
+    from export.text_normalization import normalizer
+
+    normalize = normalizer(getattr(model.config, "text_normalization", None))
+    texts = [normalize(text) for text in texts]
     model.eval()
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     probs = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)

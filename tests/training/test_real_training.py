@@ -46,7 +46,9 @@ def _mean_loss(model, tokenizer, rows, num_categories: int) -> float:
     return float(partial_label_loss(logits.float(), batch["labels"]))
 
 
-def test_a_few_real_steps_lower_the_training_loss(shared_data_dir, minilm_dir, tmp_path, two_threads):
+@pytest.mark.parametrize(("imbalance", "normalization"), [("oversample", "none"), ("class_weight", "chat")])
+def test_a_few_real_steps_lower_the_training_loss(shared_data_dir, minilm_dir, tmp_path, two_threads,
+                                                  imbalance, normalization):
     import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -56,7 +58,8 @@ def test_a_few_real_steps_lower_the_training_loss(shared_data_dir, minilm_dir, t
     rows = cap_rows(load_split(shared_data_dir, categories, "train"), TRAIN_ROWS, seed=13, salt="real-training-test")
     assert len(rows) == TRAIN_ROWS
     options = TrainOptions(base_model=str(minilm_dir), output_dir=str(tmp_path), max_steps=MAX_STEPS,
-                           batch_size=BATCH_SIZE, max_length=MAX_LENGTH, learning_rate=LEARNING_RATE, seed=13)
+                           batch_size=BATCH_SIZE, max_length=MAX_LENGTH, learning_rate=LEARNING_RATE, seed=13,
+                           imbalance=imbalance, normalization=normalization)
     transformers.set_seed(options.seed)
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir))
     model = AutoModelForSequenceClassification.from_pretrained(str(minilm_dir), num_labels=len(categories.names))

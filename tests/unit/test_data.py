@@ -11,6 +11,7 @@ from training.categories import load_categories
 from training.data import (
     DataFileError,
     Example,
+    balanced_example_weights,
     deduplicate,
     load_source_file,
     load_split,
@@ -194,3 +195,20 @@ def test_summarize_counts_per_source_and_label():
         "jigsaw": {"profanity|insult_harassment": 1},
         "own": {"non_toxic": 1, "profanity|insult_harassment": 1},
     }
+
+
+def test_balanced_weights_match_hand_computed_values():
+    rows = ([ex(f"clean {i}", NON_TOXIC) for i in range(6)] + [ex(f"prof {i}", PROFANITY) for i in range(2)]
+            + [ex("insult", INSULT), ex("either", PROFANITY, INSULT)])
+    # exact counts 6/2/1 over k=3 categories: 9/18=0.5, 9/6=1.5, 9/3=3; the partial row gets
+    # (1.5+3)/2=2.25; all scaled by 10/11.25 so they average 1.
+    scale = 10 / 11.25
+    expected = [0.5 * scale] * 6 + [1.5 * scale] * 2 + [3 * scale, 2.25 * scale]
+    assert balanced_example_weights(rows, 5) == pytest.approx(expected)
+    assert sum(balanced_example_weights(rows, 5)) == pytest.approx(len(rows))
+
+
+def test_balanced_weights_are_clipped():
+    rows = [ex(f"clean {i}", NON_TOXIC) for i in range(30)] + [ex("threat", THREAT)]
+    weights = balanced_example_weights(rows, 5, max_weight=4.0)
+    assert weights[-1] / weights[0] == pytest.approx(4.0 / (31 / 60))  # 31/2 clipped to 4, against 31/60

@@ -115,3 +115,25 @@ def test_check_labels_accepts_matching_labels():
 def test_check_labels_refuses(labels, width, expected):
     with pytest.raises(PublishError, match=expected):
         check_labels(labels, width)
+
+
+def test_gateway_serves_a_version_with_the_normalisation_it_was_trained_with(tmp_path, tokenizer_dir):
+    from gateway.model_version import load_serving_model
+
+    plain = load_serving_model(publish(tmp_path / "toxicity", tokenizer_dir).parent, "toxicity", "1")
+    chat_dir = publish(tmp_path / "toxicity", tokenizer_dir,
+                       export_info={"precision": "fp32", "max_length": 64, "normalization": "chat"})
+    chat = load_serving_model(chat_dir.parent, "toxicity", chat_dir.name)
+    plain_ids, _ = plain.encoder.encode(["you 1d10t"])
+    chat_ids, _ = chat.encoder.encode(["you 1d10t"])
+    idiot_ids, _ = plain.encoder.encode(["you idiot"])
+    assert chat_ids.tolist() == idiot_ids.tolist() != plain_ids.tolist()
+
+
+def test_gateway_refuses_a_version_with_an_unknown_normalisation(tmp_path, tokenizer_dir):
+    from gateway.model_version import VersionFilesError, load_serving_model
+
+    version_dir = publish(tmp_path / "toxicity", tokenizer_dir,
+                          export_info={"precision": "fp32", "max_length": 64, "normalization": "shouty"})
+    with pytest.raises(VersionFilesError, match="unknown text normalization 'shouty'"):
+        load_serving_model(version_dir.parent, "toxicity", version_dir.name)

@@ -54,3 +54,20 @@ def test_pad_collator_pads_ids_and_masks():
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
     assert batch["input_ids"].dtype == torch.long
     assert batch["labels"].tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
+def test_weighted_loss_is_the_weighted_mean_of_per_example_losses():
+    mask = torch.tensor([[0, 1, 1, 1, 1], [1, 0, 0, 0, 0], [0, 0, 1, 0, 1]], dtype=torch.float32)
+    per_example = -torch.log((LOGITS.softmax(-1) * mask).sum(-1))
+    weights = torch.tensor([3.0, 1.0, 0.5])
+    expected = (per_example * weights).sum() / weights.sum()
+    assert torch.allclose(partial_label_loss(LOGITS, mask, weights), expected, atol=1e-6)
+    assert torch.allclose(partial_label_loss(LOGITS, mask, torch.ones(3)), partial_label_loss(LOGITS, mask), atol=1e-6)
+
+
+def test_pad_collator_passes_weights_when_present():
+    batch = PadCollator(pad_token_id=0)([
+        {"input_ids": [101, 102], "labels": [1.0, 0.0], "weights": 2.5},
+        {"input_ids": [101, 102], "labels": [0.0, 1.0], "weights": 0.5},
+    ])
+    assert batch["weights"].tolist() == [2.5, 0.5]

@@ -94,3 +94,34 @@ def test_a_different_model_fails_the_parity_check(reference, minilm_tokenizer):
 def test_unknown_precision_is_refused(model):
     with pytest.raises(ExportError, match="precision must be one of"):
         build_scoring_module(model, "int4")
+
+
+def test_int8_quantizes_encoder_layers_from_fp32_layers_on(minilm_tokenizer):
+    from export.torchscript import int8_linear_names
+
+    three_layers = tiny_bert(len(minilm_tokenizer), seed=0)
+    three_layers.bert.encoder.layer.append(copy_layer(three_layers))
+    names = int8_linear_names(ScoringModule(three_layers), fp32_layers=2)
+    assert names and all(".layer.2." in name for name in names)  # 6 Linear per BERT layer
+    assert len(names) == 6
+    assert len(int8_linear_names(ScoringModule(three_layers), fp32_layers=0)) == 18
+
+    quantized = build_scoring_module(three_layers, "int8", fp32_layers=2)
+    kinds = {name: type(child).__name__ for name, child in quantized.named_modules()}
+    assert kinds["classifier.bert.encoder.layer.0.output.dense"] == "Linear"  # stays fp32
+    assert kinds["classifier.classifier"] == "Linear"  # the head stays fp32
+    assert "quantized" in type(dict(quantized.named_modules())["classifier.bert.encoder.layer.2.output.dense"]).__module__
+    ids, mask = encode(minilm_tokenizer, PARITY_TEXTS, MAX_LENGTH)
+    scores = trace(quantized, minilm_tokenizer, MAX_LENGTH)(ids, mask)
+    assert torch.allclose(scores.sum(-1), torch.ones(len(PARITY_TEXTS)), atol=1e-5)
+
+
+def test_int8_with_nothing_to_quantize_is_refused(model):
+    with pytest.raises(ExportError, match="no encoder Linear layers from layer 5"):
+        build_scoring_module(model, "int8", fp32_layers=5)
+
+
+def copy_layer(model):
+    import copy
+
+    return copy.deepcopy(model.bert.encoder.layer[-1])

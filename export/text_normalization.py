@@ -1,0 +1,64 @@
+"""Optional chat-text normalisation, part of a model version's contract.
+
+A model trained on normalised text must be served on text normalised the same way, so the scheme
+is named, recorded in the checkpoint's config (`text_normalization`) and in the version's
+export.json (`normalization`), and applied by training, evaluation and the gateway through this
+one module. Pure standard library: the gateway imports it.
+
+`chat` rewrites what varies between sources and players but carries no meaning for moderation:
+- HTML entities (`&amp;`, `&#8220;`), common in scraped tweets, are decoded;
+- URLs become `http`, user mentions `@user` (TweetEval's own convention);
+- a character repeated 3+ times is cut to two (`sooooo` -> `soo`, `!!!!!` -> `!!`);
+- leetspeak inside words is spelled out (`1d10t` -> `idiot`, `$h1t` -> `shit`) when the word has
+  at least two letters, so `1v1`, `gg2` and numbers stay as they are.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Callable
+
+NONE = "none"
+CHAT = "chat"
+SCHEMES = (NONE, CHAT)
+
+_URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
+_MENTION = re.compile(r"(?<![\w@])@\w{1,30}")
+_REPEATS = re.compile(r"(.)\1{2,}", re.DOTALL)
+_WORD = re.compile(r"[^\s]+")
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
+_LEET_CHARS = frozenset("013457@$")
+_CANDIDATE = re.compile(r"[a-z0-9@$]+", re.IGNORECASE)
+
+
+def normalize_chat(text: str) -> str:
+    text = html.unescape(text)
+    text = _URL.sub("http", text)
+    text = _MENTION.sub("@user", text)
+    text = _REPEATS.sub(r"\1\1", text)
+    return _WORD.sub(_unleet_word, text)
+
+
+def _unleet_word(match: re.Match) -> str:
+    word = match.group(0)
+    core = word.strip(".,!?;:'\"()[]{}*")
+    if (word == "@user" or not core or not _CANDIDATE.fullmatch(core)
+            or not _LEET_CHARS.intersection(core) or sum(c.isalpha() for c in core) < 2
+            or core[0] == "@"):  # a mention or a bare number: not leetspeak
+        return word
+    return word.replace(core, core.translate(_LEET))
+
+
+def _identity(text: str) -> str:
+    return text
+
+
+def normalizer(scheme: str | None) -> Callable[[str], str]:
+    """The function for a scheme name; None or "" mean none. Raises ValueError for unknown names."""
+    scheme = scheme or NONE
+    if scheme == NONE:
+        return _identity
+    if scheme == CHAT:
+        return normalize_chat
+    raise ValueError(f"unknown text normalization {scheme!r} (known: {', '.join(SCHEMES)})")
