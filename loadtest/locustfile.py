@@ -13,6 +13,9 @@ Environment (python -m loadtest.run_load sets these for each run):
     LOADTEST_BATCH_WEIGHT  weight of ClassifyTextBatch in ChatUser (default 1; 0: never)
     LOADTEST_BATCH_SIZE    messages per ClassifyTextBatch (default 16)
     LOADTEST_VOICE_WEIGHT  VoiceUser weight against ChatUser's 10 (default 1)
+    LOADTEST_USER_RATE     chat calls per second per ChatUser (constant throughput), so that
+                           users x rate is the offered load; 0 (default): each user calls again
+                           as soon as it is answered (closed loop, 0-50 ms think time)
     LOADTEST_TIMEOUT_S     deadline of every call (default 10)
     LOADTEST_CLIP_DIR      where the espeak-ng clips are cached
 """
@@ -29,7 +32,7 @@ from pathlib import Path
 
 import grpc
 import grpc.experimental.gevent as grpc_gevent
-from locust import User, between, events, task
+from locust import User, between, constant_throughput, events, task
 
 from gateway.pb import moderation_pb2, moderation_pb2_grpc
 from loadtest.corpus import chat_messages
@@ -43,6 +46,7 @@ BATCH_SIZE = int(os.environ.get("LOADTEST_BATCH_SIZE", "16"))
 TEXT_WEIGHT = int(os.environ.get("LOADTEST_TEXT_WEIGHT", "20"))
 BATCH_WEIGHT = int(os.environ.get("LOADTEST_BATCH_WEIGHT", "1"))
 CALL_TIMEOUT_S = float(os.environ.get("LOADTEST_TIMEOUT_S", "10"))
+USER_RATE = float(os.environ.get("LOADTEST_USER_RATE", "0"))
 CLIP_CACHE = Path(os.environ.get("LOADTEST_CLIP_DIR", Path(tempfile.gettempdir()) / "moderation-loadtest-clips"))
 VOICE_SENTENCES = (
     "good game everyone, that was a great match",
@@ -98,6 +102,9 @@ class ChatUser(GatewayUser):
     """Players typing: single messages (the bulk), sometimes a batch from a game server."""
 
     weight = 10
+    # open-loop pacing: a rejected call does not make the user call again at once, so the offered
+    # load stays users x rate however the gateway answers
+    wait_time = constant_throughput(USER_RATE) if USER_RATE > 0 else GatewayUser.wait_time
 
     @task(TEXT_WEIGHT)
     def classify_text(self) -> None:

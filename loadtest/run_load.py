@@ -59,6 +59,7 @@ class LoadOptions:
     voice_weight: int  # VoiceUser's weight against ChatUser's 10; 0: no voice at all
     locust_processes: int
     raw_dir: Path
+    user_rate: float = 0.0  # chat calls/s per ChatUser; 0: closed loop
 
     def __post_init__(self) -> None:
         if not self.users or min(self.users) < 1:
@@ -67,6 +68,8 @@ class LoadOptions:
             raise ValueError(f"step_s must be >= 5, got {self.step_s}")
         if min(self.text_weight, self.batch_weight, self.voice_weight) < 0 or self.batch_size < 1:
             raise ValueError("task weights must be >= 0 and the batch size >= 1")
+        if self.user_rate < 0:
+            raise ValueError(f"user_rate must be >= 0, got {self.user_rate}")
         if self.locust_processes < 1:
             raise ValueError(f"locust_processes must be >= 1, got {self.locust_processes}")
         if self.text_weight + self.batch_weight == 0:
@@ -75,7 +78,8 @@ class LoadOptions:
     @property
     def mix(self) -> str:
         return (f"ChatUser (weight 10): ClassifyText {self.text_weight}, ClassifyTextBatch of {self.batch_size} "
-                f"{self.batch_weight}; VoiceUser weight {self.voice_weight}; {self.step_s} s per step")
+                f"{self.batch_weight}; VoiceUser weight {self.voice_weight}; {self.step_s} s per step"
+                + (f"; each ChatUser paced at {self.user_rate:g} calls/s" if self.user_rate else ""))
 
 
 def run_steps(label: str, address: str, options: LoadOptions, metrics_url: str | None = None,
@@ -109,7 +113,8 @@ def run_locust(address: str, users: int, prefix: Path, options: LoadOptions) -> 
         command.append("VoiceUser")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_DIR), os.environ.get("PYTHONPATH", "")]),
            "LOADTEST_TEXT_WEIGHT": str(options.text_weight), "LOADTEST_BATCH_WEIGHT": str(options.batch_weight),
-           "LOADTEST_BATCH_SIZE": str(options.batch_size), "LOADTEST_VOICE_WEIGHT": str(options.voice_weight)}
+           "LOADTEST_BATCH_SIZE": str(options.batch_size), "LOADTEST_VOICE_WEIGHT": str(options.voice_weight),
+           "LOADTEST_USER_RATE": str(options.user_rate)}
     log_path = Path(f"{prefix}.log")
     with log_path.open("w") as log:
         # exit status 1 only says some calls failed; the failures are counted from the CSV files
@@ -201,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         options = LoadOptions(users=tuple(int(u) for u in args.users.split(",") if u), step_s=args.step_s,
                               text_weight=args.text_weight, batch_weight=args.batch_weight, batch_size=args.batch_size,
-                              voice_weight=args.voice_weight, locust_processes=args.locust_processes,
+                              voice_weight=args.voice_weight, locust_processes=args.locust_processes, user_rate=args.user_rate,
                               raw_dir=Path(args.out_dir) / "raw")
     except ValueError as err:
         raise SystemExit(f"run_load: {err}") from None
@@ -263,6 +268,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=16, help="messages per ClassifyTextBatch")
     parser.add_argument("--voice-weight", type=int, default=0,
                         help="VoiceUser weight against ChatUser's 10 (e.g. 1 for ~10%% voice users); 0: no voice")
+    parser.add_argument("--user-rate", type=float, default=0.0,
+                        help="chat calls/s per ChatUser (offered load = users x rate); 0: closed loop")
     parser.add_argument("--locust-processes", type=int, default=1, help="Locust --processes (load generators)")
     parser.add_argument("--host", default="", help="an already running gateway host:port; default: start one")
     parser.add_argument("--triton-metrics-url", default="", help="with --host: Triton's metrics URL, e.g. http://127.0.0.1:8002/metrics")

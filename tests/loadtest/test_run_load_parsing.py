@@ -84,7 +84,7 @@ def test_results_files_count_batched_messages_and_compare_peaks(locust_prefix, t
 
 
 @pytest.mark.parametrize("change", [{"users": ()}, {"users": (0,)}, {"step_s": 1},
-                                    {"text_weight": 0, "batch_weight": 0}, {"voice_weight": -1}])
+                                    {"text_weight": 0, "batch_weight": 0}, {"voice_weight": -1}, {"user_rate": -1.0}])
 def test_bad_load_options_are_refused(tmp_path, change):
     values = dict(users=(4, 8), step_s=10, text_weight=20, batch_weight=1, batch_size=16, voice_weight=0,
                   locust_processes=1, raw_dir=tmp_path)
