@@ -22,6 +22,7 @@ Environment (python -m loadtest.run_load sets these for each run):
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import shutil
@@ -48,10 +49,10 @@ BATCH_WEIGHT = int(os.environ.get("LOADTEST_BATCH_WEIGHT", "1"))
 CALL_TIMEOUT_S = float(os.environ.get("LOADTEST_TIMEOUT_S", "10"))
 USER_RATE = float(os.environ.get("LOADTEST_USER_RATE", "0"))
 CLIP_CACHE = Path(os.environ.get("LOADTEST_CLIP_DIR", Path(tempfile.gettempdir()) / "moderation-loadtest-clips"))
-VOICE_SENTENCES = (
-    "good game everyone, that was a great match",
-    "shut up you stupid idiot, your team is trash",
-    "push mid now and defend the tower please",
+VOICE_SENTENCES = (  # each about 5 s when spoken by espeak-ng at 150 words/min
+    "good game everyone, that was a great match, see you all in the next round tonight",
+    "shut up you stupid idiot, your team is trash and you should just uninstall the game",
+    "push mid now and defend the tower please, the enemy jungler is coming from the top side",
 )
 
 
@@ -65,8 +66,8 @@ def voice_clips() -> list[bytes]:
         return []
     CLIP_CACHE.mkdir(parents=True, exist_ok=True)
     clips = []
-    for i, sentence in enumerate(VOICE_SENTENCES):
-        path = CLIP_CACHE / f"clip-{i}.wav"
+    for sentence in VOICE_SENTENCES:
+        path = CLIP_CACHE / f"clip-{hashlib.sha1(sentence.encode()).hexdigest()[:12]}.wav"
         if not path.exists():
             subprocess.run(["espeak-ng", "-s", "150", "-w", str(path), sentence], check=True, capture_output=True)
         clips.append(path.read_bytes())
@@ -122,7 +123,9 @@ class VoiceUser(GatewayUser):
     """Players talking: short voice clips."""
 
     weight = int(os.environ.get("LOADTEST_VOICE_WEIGHT", "1"))
-    wait_time = between(0.5, 1.5)
+    # paced like ChatUser when LOADTEST_USER_RATE is set: with weights 10:1 about 9% of the
+    # offered calls are then voice clips
+    wait_time = constant_throughput(USER_RATE) if USER_RATE > 0 else between(0.5, 1.5)
     clips: list[bytes] = []
 
     def on_start(self) -> None:

@@ -9,7 +9,11 @@ callers, once per setting:
 
 - batching: dynamic batching at the shipped queue delay, or none (one execution per request);
 - instances: one model instance with 2 torch threads, or two instances with 1 thread each;
-- rpc: single-message ClassifyText, or ClassifyTextBatch of `--batch-rpc-size` messages.
+- padding: ragged batches padded by the backend, or the gateway padding to length buckets;
+- rpc: single-message ClassifyText, or ClassifyTextBatch of 32 messages.
+
+The raw limit is the best of batch sizes 16, 32 and 64 (and of padding each batch to its longest
+or running rows sorted by length 8 at a time, as the python backend does).
 
 Every Triton setting is applied by reloading the model with a config override, so all rows of a
 variant share one Triton process. Writes loadtest/results/matrix.json and matrix.md; every
@@ -41,6 +45,7 @@ class Setting:
     instances: int = 1
     threads_per_instance: int = 2
     rpc_batch: int = 1  # messages per RPC; 1 is ClassifyText
+    buckets: tuple[int, ...] = ()  # gateway length buckets; () lets the backend pad ragged batches
 
     def apply(self, config: dict, queue_delay_us: int) -> dict:
         config = copy.deepcopy(config)
@@ -55,10 +60,14 @@ class Setting:
 
 SETTINGS = (
     Setting("batching on, 1 instance x 2 threads"),
-    Setting("batching off", batching=False),
+    Setting("batching off, 1 instance x 2 threads", batching=False),
     Setting("batching on, 2 instances x 1 thread", instances=2, threads_per_instance=1),
+    Setting("batching on, 2 x 1, length buckets 16/32/64/128", instances=2, threads_per_instance=1,
+            buckets=(16, 32, 64, 128)),
     Setting("batch RPC of 32, 1 instance x 2 threads", rpc_batch=32),
+    Setting("batch RPC of 32, 2 instances x 1 thread", instances=2, threads_per_instance=1, rpc_batch=32),
 )
+RAW_BATCH_SIZES = (16, 32, 64)
 
 
 def drive(address: str, messages: list[str], callers: int, duration_s: float, rpc_batch: int = 1) -> dict:
@@ -124,36 +133,39 @@ def run_variant(name: str, version_dir: Path, args, messages: list[str]) -> dict
     from gateway.triton_process import TritonProcess
 
     print(f"[{name}] raw in-process: {version_dir}", flush=True)
-    raw = raw_throughput(version_dir, messages, args.raw_batch_size, args.threads)
-    print(f"  {raw['sequences_per_s']:.0f} sequences/s ({raw['best_method']})", flush=True)
+    by_batch = {size: raw_throughput(version_dir, messages, size, args.threads) for size in RAW_BATCH_SIZES}
+    raw = max(by_batch.values(), key=lambda r: r["sequences_per_s"])
+    raw["by_batch_size"] = {size: r["sequences_per_s"] for size, r in by_batch.items()}
+    print(f"  {raw['sequences_per_s']:.0f} sequences/s (batch {raw['batch_size']}, {raw['best_method']}; by batch "
+          + ", ".join(f"{s}: {v:.0f}" for s, v in raw["by_batch_size"].items()) + ")", flush=True)
     rows = {}
     with tempfile.TemporaryDirectory(prefix="matrix-") as tmp:
         repository = single_version_repository(version_dir, Path(args.model_repository) / contract.MODEL_NAME
                                                / "config.pbtxt", Path(tmp) / "repo")
         with TritonProcess(repository) as triton, grpcclient.InferenceServerClient(triton.grpc_url) as client:
             shipped = client.get_model_config(contract.MODEL_NAME, as_json=True)["config"]
-            settings = Settings(listen_address="127.0.0.1:0", triton_url=triton.grpc_url,
-                                model_repository=str(repository), log_level="WARNING", voice_enabled=False,
-                                admin_listen_address="")
-            gateway, port = create_server(settings)
-            gateway.start()
-            address = f"127.0.0.1:{port}"
-            try:
-                for setting in SETTINGS:
-                    client.load_model(contract.MODEL_NAME, config=json.dumps(setting.apply(shipped, args.queue_delay_us)))
+            for setting in SETTINGS:
+                client.load_model(contract.MODEL_NAME, config=json.dumps(setting.apply(shipped, args.queue_delay_us)))
+                settings = Settings(listen_address="127.0.0.1:0", triton_url=triton.grpc_url,
+                                    model_repository=str(repository), log_level="WARNING", voice_enabled=False,
+                                    admin_listen_address="", length_buckets=setting.buckets)
+                gateway, port = create_server(settings)
+                gateway.start()
+                address = f"127.0.0.1:{port}"
+                try:
                     callers = args.batch_rpc_callers if setting.rpc_batch > 1 else args.callers
                     drive(address, messages[:64], callers, 2.0, setting.rpc_batch)  # warm up
                     before = batch_stats(triton)
                     result = drive(address, messages, callers, args.duration_s, setting.rpc_batch)
                     after = batch_stats(triton)
-                    result["mean_triton_batch"] = (after[0] - before[0]) / max(after[1] - before[1], 1)
-                    result["setting"] = setting.__dict__
-                    rows[setting.name] = result
-                    print(f"  {setting.name:>42}: {result['messages_per_s']:.0f} msg/s, p50 {result['p50_ms']:.0f} ms,"
-                          f" p99 {result['p99_ms']:.0f} ms, Triton batch {result['mean_triton_batch']:.1f},"
-                          f" errors {result['errors'] or '-'}", flush=True)
-            finally:
-                gateway.stop(0)
+                finally:
+                    gateway.stop(0)
+                result["mean_triton_batch"] = (after[0] - before[0]) / max(after[1] - before[1], 1)
+                result["setting"] = setting.__dict__
+                rows[setting.name] = result
+                print(f"  {setting.name:>48}: {result['messages_per_s']:.0f} msg/s, p50 {result['p50_ms']:.0f} ms,"
+                      f" p99 {result['p99_ms']:.0f} ms, Triton batch {result['mean_triton_batch']:.1f},"
+                      f" errors {result['errors'] or '-'}", flush=True)
     return {"version_dir": str(version_dir), "raw": raw, "end_to_end": rows}
 
 
@@ -170,7 +182,6 @@ def main(argv=None) -> None:
     parser.add_argument("--batch-rpc-callers", type=int, default=4)
     parser.add_argument("--duration-s", type=float, default=15.0)
     parser.add_argument("--queue-delay-us", type=int, default=500)
-    parser.add_argument("--raw-batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2, help="torch threads for the raw limit")
     parser.add_argument("--out", default=str(RESULTS_DIR / "matrix.json"))
     args = parser.parse_args(argv)

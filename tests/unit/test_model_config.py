@@ -57,7 +57,18 @@ def test_dynamic_batching_and_bounded_queue(config):
 
 
 def test_one_version_served_at_a_time(config):
-    assert config.version_policy.latest.num_versions == 1
+    policy = config.version_policy
+    assert policy.latest.num_versions == 1 or len(policy.specific.versions) == 1
+
+
+def test_gpu_config_serves_a_version_without_cpu_only_int8_kernels():
+    import json
+
+    versions = parse(GPU_CONFIG).version_policy.specific.versions
+    assert versions, "the GPU config must pin a version: the latest may be dynamic-int8 (CPU-only)"
+    for version in versions:
+        info = json.loads((CPU_CONFIG.parent / str(version) / "export.json").read_text())
+        assert info["precision"] != "int8"
 
 
 def test_cpu_config_runs_the_python_backend_with_ragged_batching():
