@@ -81,6 +81,10 @@ def create_server(settings: Settings, classifier=None, voice=_DEFAULT) -> tuple[
         from gateway.triton_classifier import TritonClassifier
 
         classifier = TritonClassifier(settings.triton_url, settings.model_name)
+        if settings.coalesce_wait_us > 0:
+            from gateway.coalescer import CoalescingClassifier
+
+            classifier = CoalescingClassifier(classifier, settings.coalesce_max_rows, settings.coalesce_wait_us / 1e6)
     policy = load_policy(settings.policy_path)
     models = ModelHolder(on_change=lambda model: service.check_policy(model))
     voice = create_voice_pipeline(settings) if voice is _DEFAULT else voice

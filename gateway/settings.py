@@ -31,6 +31,10 @@ class Settings:
     # holds a handler thread while it waits on Triton (threads are cheap while they wait), so
     # nothing queues inside the gateway.
     max_in_flight: int = 128
+    # Concurrent small calls are merged into one Triton request of up to coalesce_max_rows rows;
+    # the first waits at most coalesce_wait_us for company (gateway/coalescer.py; 0: off).
+    coalesce_max_rows: int = 16
+    coalesce_wait_us: int = 1000
     triton_timeout_s: float = 2.0  # per model call, when the caller's deadline is later or unset
     length_buckets: tuple[int, ...] = ()  # e.g. (16, 32, 64, 128) for GPU libtorch serving
     health_poll_s: float = 1.0  # how often Triton's readiness is checked
@@ -60,11 +64,13 @@ class Settings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "length_buckets", parse_buckets(self.length_buckets))
         for name in ("max_text_chars", "max_batch_texts", "max_in_flight", "asr_threads",
-                     "asr_workers", "max_audio_bytes", "asr_beam_size", "max_streams", "max_chunk_bytes"):
+                     "asr_workers", "max_audio_bytes", "asr_beam_size", "max_streams", "max_chunk_bytes", "coalesce_max_rows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.asr_queue < 0:
             raise ValueError(f"asr_queue must be >= 0, got {self.asr_queue}")
+        if self.coalesce_wait_us < 0:
+            raise ValueError(f"coalesce_wait_us must be >= 0, got {self.coalesce_wait_us}")
         if not 0 <= self.asr_nice <= 19:
             raise ValueError(f"asr_nice must be in 0..19, got {self.asr_nice}")
         for name in ("triton_timeout_s", "health_poll_s", "max_audio_s", "max_stream_s", "asr_timeout_s"):

@@ -46,6 +46,7 @@ class Setting:
     threads_per_instance: int = 2
     rpc_batch: int = 1  # messages per RPC; 1 is ClassifyText
     buckets: tuple[int, ...] = ()  # gateway length buckets; () lets the backend pad ragged batches
+    coalesce_wait_us: int = 0  # the gateway merges concurrent calls (gateway/coalescer.py); 0: off
 
     def apply(self, config: dict, queue_delay_us: int) -> dict:
         config = copy.deepcopy(config)
@@ -64,6 +65,8 @@ SETTINGS = (
     Setting("batching on, 2 instances x 1 thread", instances=2, threads_per_instance=1),
     Setting("batching on, 2 x 1, length buckets 16/32/64/128", instances=2, threads_per_instance=1,
             buckets=(16, 32, 64, 128)),
+    Setting("batching on, 2 x 1, gateway merges calls (1 ms, 16 rows)", instances=2, threads_per_instance=1,
+            coalesce_wait_us=1000),
     Setting("batch RPC of 32, 1 instance x 2 threads", rpc_batch=32),
     Setting("batch RPC of 32, 2 instances x 1 thread", instances=2, threads_per_instance=1, rpc_batch=32),
 )
@@ -148,7 +151,8 @@ def run_variant(name: str, version_dir: Path, args, messages: list[str]) -> dict
                 client.load_model(contract.MODEL_NAME, config=json.dumps(setting.apply(shipped, args.queue_delay_us)))
                 settings = Settings(listen_address="127.0.0.1:0", triton_url=triton.grpc_url,
                                     model_repository=str(repository), log_level="WARNING", voice_enabled=False,
-                                    admin_listen_address="", length_buckets=setting.buckets)
+                                    admin_listen_address="", length_buckets=setting.buckets,
+                                    coalesce_wait_us=setting.coalesce_wait_us)
                 gateway, port = create_server(settings)
                 gateway.start()
                 address = f"127.0.0.1:{port}"
