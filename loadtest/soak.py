@@ -33,6 +33,14 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def command_name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as comm:
+            return comm.read().strip()
+    except OSError:
+        return ""
+
+
 def children(pid: int) -> list[int]:
     try:
         return [int(p) for p in open(f"/proc/{pid}/task/{pid}/children").read().split()]
@@ -73,7 +81,8 @@ def main(argv=None) -> None:
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         started = time.monotonic()
         while locust.poll() is None:
-            triton = [p for p in descendants(serve.pid)]
+            # Triton and its python-backend stubs; the gateway's Whisper workers are its own children too
+            triton = [p for p in descendants(serve.pid) if command_name(p).startswith(("tritonserver", "triton_python"))]
             samples.append({"t_s": time.monotonic() - started, "gateway_mb": rss_mb(serve.pid),
                             "triton_mb": sum(rss_mb(p) for p in triton)})
             print(f"{samples[-1]['t_s']:6.0f} s  gateway {samples[-1]['gateway_mb']:.0f} MB  "
