@@ -234,10 +234,10 @@ def _run_gateway(args: argparse.Namespace, options: LoadOptions, header: dict) -
         wait_serving(args.host)
         header["model_version"] = warm_up(args.host)
         return run_steps("gateway", args.host, options, args.triton_metrics_url or None, args.model_name)
-    from loadtest.benchmark import latest_version_dir
-
     repository = Path(args.model_repository).resolve()
-    latest_version_dir(repository)  # exits with a clear message when no version is there
+    model_dir = repository / args.model_name
+    if not model_dir.is_dir() or not any(p.name.isdigit() for p in model_dir.iterdir()):
+        raise SystemExit(f"run_load: no model version in {model_dir}")
     with local_stack(repository, options, shlex.split(args.gateway_args), args.triton_config) as (address, metrics):
         wait_serving(address)
         header["model_version"] = warm_up(address)
