@@ -13,9 +13,10 @@ Environment (python -m loadtest.run_load sets these for each run):
     LOADTEST_BATCH_WEIGHT  weight of ClassifyTextBatch in ChatUser (default 1; 0: never)
     LOADTEST_BATCH_SIZE    messages per ClassifyTextBatch (default 16)
     LOADTEST_VOICE_WEIGHT  VoiceUser weight against ChatUser's 10 (default 1)
-    LOADTEST_USER_RATE     chat calls per second per ChatUser (constant throughput), so that
-                           users x rate is the offered load; 0 (default): each user calls again
-                           as soon as it is answered (closed loop, 0-50 ms think time)
+    LOADTEST_USER_RATE     calls per second per user, as a Poisson process (random gaps, so users
+                           do not fire in lockstep), so that users x rate is the offered load;
+                           0 (default): each user calls again as soon as it is answered (closed
+                           loop, 0-50 ms think time)
     LOADTEST_TIMEOUT_S     deadline of every call (default 10)
     LOADTEST_CLIP_DIR      where the espeak-ng clips are cached
 """
@@ -33,7 +34,7 @@ from pathlib import Path
 
 import grpc
 import grpc.experimental.gevent as grpc_gevent
-from locust import User, between, constant_throughput, events, task
+from locust import User, between, events, task
 
 from gateway.pb import moderation_pb2, moderation_pb2_grpc
 from loadtest.corpus import chat_messages
@@ -54,6 +55,19 @@ VOICE_SENTENCES = (  # each about 5 s when spoken by espeak-ng at 150 words/min
     "shut up you stupid idiot, your team is trash and you should just uninstall the game",
     "push mid now and defend the tower please, the enemy jungler is coming from the top side",
 )
+
+
+def poisson_pacing(rate: float):
+    """A Locust wait_time: calls at exponential gaps of mean 1/rate, on a schedule that does not
+    move with response times (a user that fell behind starts again from now, without a burst)."""
+
+    def wait_time(user) -> float:
+        now = time.monotonic()
+        due = max(getattr(user, "_next_call_at", now), now) + random.expovariate(rate)
+        user._next_call_at = due
+        return due - now
+
+    return wait_time
 
 
 class RpcStatusError(Exception):
@@ -105,7 +119,7 @@ class ChatUser(GatewayUser):
     weight = 10
     # open-loop pacing: a rejected call does not make the user call again at once, so the offered
     # load stays users x rate however the gateway answers
-    wait_time = constant_throughput(USER_RATE) if USER_RATE > 0 else GatewayUser.wait_time
+    wait_time = poisson_pacing(USER_RATE) if USER_RATE > 0 else GatewayUser.wait_time
 
     @task(TEXT_WEIGHT)
     def classify_text(self) -> None:
@@ -125,7 +139,7 @@ class VoiceUser(GatewayUser):
     weight = int(os.environ.get("LOADTEST_VOICE_WEIGHT", "1"))
     # paced like ChatUser when LOADTEST_USER_RATE is set: with weights 10:1 about 9% of the
     # offered calls are then voice clips
-    wait_time = constant_throughput(USER_RATE) if USER_RATE > 0 else between(0.5, 1.5)
+    wait_time = poisson_pacing(USER_RATE) if USER_RATE > 0 else between(0.5, 1.5)
     clips: list[bytes] = []
 
     def on_start(self) -> None:
