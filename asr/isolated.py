@@ -38,7 +38,8 @@ class IsolatedTranscriber(Transcriber):
 
     Args:
       options: What each worker loads (as `create_transcriber` takes it).
-      niceness: Added to each worker's nice value (0-19); 10 lets text work preempt speech.
+      niceness: Added to each worker's nice value (0-19); 10 lets text work preempt speech;
+        19 also puts the workers in the SCHED_IDLE class (they run only on otherwise idle CPU).
     """
 
     def __init__(self, options: TranscriberOptions, niceness: int = 10):
@@ -150,6 +151,8 @@ def _worker_main(connection: Connection, options: TranscriberOptions, niceness: 
 
     if niceness:
         os.nice(niceness)
+    if niceness >= 19 and hasattr(os, "SCHED_IDLE"):  # the lowest: runs only on otherwise idle CPU
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     try:
         transcriber = create_transcriber(options)
     except Exception as err:  # reported to the parent, which raises it

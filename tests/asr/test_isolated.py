@@ -57,11 +57,12 @@ def test_a_killed_worker_fails_its_clip_and_is_replaced(isolated, clean_speech):
     assert any(word in transcript.text.lower() for word in clean_speech.key_words), transcript.text
 
 
-def test_closed_transcriber_refuses_and_its_workers_are_gone():
+def test_niceness_19_means_idle_scheduling_and_a_closed_transcriber_refuses():
     import numpy as np
 
-    transcriber = IsolatedTranscriber(TranscriberOptions(), niceness=0)
+    transcriber = IsolatedTranscriber(TranscriberOptions(), niceness=19)
     (pid,) = transcriber.worker_pids
+    assert os.sched_getscheduler(pid) == os.SCHED_IDLE
     transcriber.close()
     _wait_for_exit(pid)
     with pytest.raises(AsrUnavailable, match="shut down"):
