@@ -70,7 +70,9 @@ def _rate(model, batches, chunk_rows: int | None, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def end_to_end(address: str, messages: list[str], callers: int, duration_s: float) -> dict:
+def end_to_end(address: str, messages: list[str], callers: int, duration_s: float, rpc_batch: int = 1) -> dict:
+    """`callers` threads send RPCs back to back for duration_s: single-message ClassifyText, or
+    ClassifyTextBatch of `rpc_batch` messages. Counts answered messages; errors by status."""
     import grpc
 
     from gateway.pb import moderation_pb2, moderation_pb2_grpc
@@ -83,18 +85,21 @@ def end_to_end(address: str, messages: list[str], callers: int, duration_s: floa
     def caller(offset: int) -> None:
         with grpc.insecure_channel(address) as channel:
             stub = moderation_pb2_grpc.ModerationStub(channel)
-            i = offset
+            i = offset * rpc_batch
             while time.perf_counter() < stop_at:
-                request = moderation_pb2.ClassifyTextRequest(text=messages[i % len(messages)])
+                texts = [messages[(i + k) % len(messages)] for k in range(rpc_batch)]
                 t0 = time.perf_counter()
                 try:
-                    stub.ClassifyText(request, timeout=10)
+                    if rpc_batch == 1:
+                        stub.ClassifyText(moderation_pb2.ClassifyTextRequest(text=texts[0]), timeout=10)
+                    else:
+                        stub.ClassifyTextBatch(moderation_pb2.ClassifyTextBatchRequest(texts=texts), timeout=10)
                     with lock:
                         latencies.append(time.perf_counter() - t0)
                 except grpc.RpcError as err:
                     with lock:
                         errors[err.code().name] = errors.get(err.code().name, 0) + 1
-                i += callers
+                i += callers * rpc_batch
 
     workers = [threading.Thread(target=caller, args=(k,)) for k in range(callers)]
     started = time.perf_counter()
@@ -105,8 +110,8 @@ def end_to_end(address: str, messages: list[str], callers: int, duration_s: floa
     elapsed = time.perf_counter() - started
     ms = sorted(1e3 * x for x in latencies)
     pct = (lambda q: ms[min(len(ms) - 1, int(q * len(ms)))]) if ms else (lambda q: float("nan"))
-    return {"callers": callers, "requests": len(ms), "errors": errors, "seconds": elapsed,
-            "messages_per_s": len(ms) / elapsed, "p50_ms": pct(0.50), "p95_ms": pct(0.95),
+    return {"callers": callers, "requests": len(ms), "rpc_batch": rpc_batch, "errors": errors, "seconds": elapsed,
+            "messages_per_s": len(ms) * rpc_batch / elapsed, "p50_ms": pct(0.50), "p95_ms": pct(0.95),
             "p99_ms": pct(0.99), "mean_ms": statistics.fmean(ms) if ms else float("nan")}
 
 

@@ -28,13 +28,12 @@ import json
 import platform
 import shutil
 import tempfile
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from export import contract
 from loadtest.benchmark import RESULTS_DIR, batch_stats, raw_throughput
+from loadtest.benchmark import end_to_end as drive
 from loadtest.corpus import chat_messages
 
 
@@ -71,52 +70,6 @@ SETTINGS = (
     Setting("batch RPC of 32, 2 instances x 1 thread", instances=2, threads_per_instance=1, rpc_batch=32),
 )
 RAW_BATCH_SIZES = (16, 32, 64)
-
-
-def drive(address: str, messages: list[str], callers: int, duration_s: float, rpc_batch: int = 1) -> dict:
-    """`callers` threads send RPCs back to back for duration_s; counts answered messages."""
-    import grpc
-
-    from gateway.pb import moderation_pb2, moderation_pb2_grpc
-
-    latencies: list[float] = []
-    errors: dict[str, int] = {}
-    lock = threading.Lock()
-    stop_at = time.perf_counter() + duration_s
-
-    def caller(offset: int) -> None:
-        with grpc.insecure_channel(address) as channel:
-            stub = moderation_pb2_grpc.ModerationStub(channel)
-            i = offset * rpc_batch
-            while time.perf_counter() < stop_at:
-                texts = [messages[(i + k) % len(messages)] for k in range(rpc_batch)]
-                t0 = time.perf_counter()
-                try:
-                    if rpc_batch == 1:
-                        stub.ClassifyText(moderation_pb2.ClassifyTextRequest(text=texts[0]), timeout=10)
-                    else:
-                        stub.ClassifyTextBatch(moderation_pb2.ClassifyTextBatchRequest(texts=texts), timeout=10)
-                    with lock:
-                        latencies.append(time.perf_counter() - t0)
-                except grpc.RpcError as err:
-                    with lock:
-                        errors[err.code().name] = errors.get(err.code().name, 0) + 1
-                i += callers * rpc_batch
-
-    threads = [threading.Thread(target=caller, args=(k,)) for k in range(callers)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    ms = sorted(1e3 * x for x in latencies)
-
-    def pct(q: float) -> float:
-        return ms[min(len(ms) - 1, int(q * len(ms)))] if ms else float("nan")
-
-    return {"callers": callers, "rpcs": len(ms), "rpc_batch": rpc_batch, "errors": errors, "seconds": elapsed,
-            "messages_per_s": len(ms) * rpc_batch / elapsed, "p50_ms": pct(0.5), "p99_ms": pct(0.99)}
 
 
 def single_version_repository(version_dir: Path, config_source: Path, root: Path) -> Path:
