@@ -14,6 +14,7 @@ call; other clips are unaffected.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -30,6 +31,7 @@ from asr.transcriber import Transcriber, TranscriberOptions, Transcript
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 120.0  # loading a model from a cold disk cache
+CALL_TIMEOUT_S = 120.0  # one clip (<= 30 s of audio); past this the worker is deemed hung and replaced
 _READY = "ready"
 
 
@@ -42,21 +44,28 @@ class IsolatedTranscriber(Transcriber):
         19 also puts the workers in the SCHED_IDLE class (they run only on otherwise idle CPU).
     """
 
-    def __init__(self, options: TranscriberOptions, niceness: int = 10):
+    def __init__(self, options: TranscriberOptions, niceness: int = 10, call_timeout_s: float = CALL_TIMEOUT_S):
         super().__init__(options)
         if not 0 <= niceness <= 19:
             raise ValueError(f"niceness must be in 0..19, got {niceness}")
         self.niceness = niceness
+        self.call_timeout_s = call_timeout_s
+        # each worker runs one clip at a time, so its model needs no parallel decoders
+        self._worker_options = dataclasses.replace(options, num_workers=1)
         self._context = multiprocessing.get_context("spawn")  # no fork of a threaded gateway
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._workers: list[_Worker] = []
         self._closed = False
         started = time.perf_counter()
-        for _ in range(options.num_workers):
-            worker = self._start_worker()
-            self._workers.append(worker)
-            self._idle.put(worker)
+        try:
+            for _ in range(options.num_workers):
+                worker = self._start_worker()
+                self._workers.append(worker)
+                self._idle.put(worker)
+        except BaseException:  # no half-started set of processes left behind
+            self.close()
+            raise
         logger.info("asr: %d worker process(es) at nice +%d ready in %.1f s", options.num_workers,
                     niceness, time.perf_counter() - started)
 
@@ -67,7 +76,7 @@ class IsolatedTranscriber(Transcriber):
 
     def _start_worker(self) -> _Worker:
         parent_end, child_end = self._context.Pipe()
-        process = self._context.Process(target=_worker_main, args=(child_end, self.options, self.niceness),
+        process = self._context.Process(target=_worker_main, args=(child_end, self._worker_options, self.niceness),
                                         name="asr-worker", daemon=True)
         process.start()
         child_end.close()
@@ -91,7 +100,7 @@ class IsolatedTranscriber(Transcriber):
         worker = self._idle.get()
         try:
             worker = self._alive(worker)
-            return worker.call(audio, language)
+            return worker.call(audio, language, self.call_timeout_s)
         finally:
             self._idle.put(worker)
 
@@ -105,11 +114,15 @@ class IsolatedTranscriber(Transcriber):
         fresh = self._start_worker()
         with self._lock:
             self._workers[self._workers.index(worker)] = fresh
+            closed = self._closed
+        if closed:  # close() ran while this one started
+            fresh.stop()
+            raise AsrUnavailable("the speech workers are shut down")
         return fresh
 
     def close(self) -> None:
-        self._closed = True
         with self._lock:
+            self._closed = True
             workers = list(self._workers)
         for worker in workers:
             worker.stop()
@@ -121,9 +134,13 @@ class _Worker:
         self.connection = connection
         self.broken = False
 
-    def call(self, audio: np.ndarray, language: str | None) -> Transcript:
+    def call(self, audio: np.ndarray, language: str | None, timeout_s: float) -> Transcript:
         try:
             self.connection.send((audio, language))
+            if not self.connection.poll(timeout_s):
+                self.broken = True  # hung: replaced on the next call
+                self.process.kill()
+                raise AsrUnavailable(f"the speech worker gave no answer in {timeout_s:.0f} s; it is being replaced")
             status, result = self.connection.recv()
         except (EOFError, OSError, BrokenPipeError):
             self.broken = True

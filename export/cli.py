@@ -82,6 +82,12 @@ def export(args: argparse.Namespace) -> Path | None:
     model, tokenizer = torchscript.load_classifier(args.checkpoint)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     normalization = getattr(model.config, "text_normalization", None) or "none"  # set by moderation-train
+    from export.text_normalization import normalizer
+
+    try:
+        normalizer(normalization)  # the gateway would refuse to load the version
+    except ValueError as err:
+        raise torchscript.ExportError(f"{args.checkpoint}: {err}") from None
     if args.labels:
         expected = contract.read_labels(Path(args.labels).read_text(encoding="utf-8"))
         if expected != labels:

@@ -10,7 +10,8 @@ one module. Pure standard library: the gateway imports it.
 - URLs become `http`, user mentions `@user` (TweetEval's own convention);
 - a character repeated 3+ times is cut to two (`sooooo` -> `soo`, `!!!!!` -> `!!`);
 - leetspeak inside words is spelled out (`1d10t` -> `idiot`, `$h1t` -> `shit`) when the word has
-  at least two letters, so `1v1`, `gg2` and numbers stay as they are.
+  at least two letters and is not a number with a suffix or a name ending in digits, so `1v1`,
+  `5pm`, `3rd`, `mp3` and numbers stay as they are.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ SCHEMES = (NONE, CHAT)
 
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _MENTION = re.compile(r"(?<![\w@])@\w{1,30}")
-_REPEATS = re.compile(r"(.)\1{2,}", re.DOTALL)
+_REPEATS = re.compile(r"(\D)\1{2,}", re.DOTALL)  # not digits: 1000 stays 1000
 _WORD = re.compile(r"[^\s]+")
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
 _LEET_CHARS = frozenset("013457@$")
 _CANDIDATE = re.compile(r"[a-z0-9@$]+", re.IGNORECASE)
+# numbers with a unit or suffix (5pm, 3rd, 10k, 2v2) and names ending in digits (mp3, covid19)
+_NOT_LEET = re.compile(r"\d+[a-z]{1,3}|[a-z]+\d+", re.IGNORECASE)
 
 
 def normalize_chat(text: str) -> str:
@@ -45,7 +48,7 @@ def _unleet_word(match: re.Match) -> str:
     core = word.strip(".,!?;:'\"()[]{}*")
     if (word == "@user" or not core or not _CANDIDATE.fullmatch(core)
             or not _LEET_CHARS.intersection(core) or sum(c.isalpha() for c in core) < 2
-            or core[0] == "@"):  # a mention or a bare number: not leetspeak
+            or core[0] == "@" or _NOT_LEET.fullmatch(core)):  # a mention, a number, a name: not leetspeak
         return word
     return word.replace(core, core.translate(_LEET))
 

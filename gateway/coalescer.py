@@ -8,7 +8,8 @@ but each request still pays the round trip and the per-request backend work.
 Here the first caller to arrive opens a batch and waits up to `max_wait_s` for other callers of
 the same model version (or until `max_rows` rows are in). Then it sends all their rows as one
 request and hands each caller its own rows of the scores. Rows keep their own attention masks,
-and the backend sorts rows by length, so merging adds no padding work. A failure of the merged
+and the CPU backend sorts rows by length, so there merging adds no padding work (with length
+buckets for GPU serving, rows are padded to the longest part's bucket). A failure of the merged
 call reaches every caller in it with the same status when it is about the server (queue full,
 unavailable, deadline); any other failure, such as a batch larger than the model's
 max_batch_size after a config change, is retried one caller at a time and merging for that
@@ -75,6 +76,8 @@ class CoalescingClassifier:
             batch = self._open.get(version)
             leader = batch is None or batch.rows + rows > self.max_rows
             if leader:
+                if batch is not None:
+                    batch.full.set()  # it cannot grow any more: its leader need not wait
                 batch = self._open[version] = _Batch(version)
             part = len(batch.parts)
             batch.parts.append((input_ids, attention_mask))

@@ -117,8 +117,9 @@ class ChatUser(GatewayUser):
     """Players typing: single messages (the bulk), sometimes a batch from a game server."""
 
     weight = 10
-    # open-loop pacing: a rejected call does not make the user call again at once, so the offered
-    # load stays users x rate however the gateway answers
+    # paced: a rejected call does not make the user call again at once. A user still waits for
+    # each answer, so once latency exceeds the gaps the achieved rate falls below users x rate
+    # (the summary reports the achieved req/s)
     wait_time = poisson_pacing(USER_RATE) if USER_RATE > 0 else GatewayUser.wait_time
 
     @task(TEXT_WEIGHT)

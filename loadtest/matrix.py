@@ -145,8 +145,11 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.WARNING)
     from loadtest.model_variants import latest_version_dir
 
-    variants = dict(item.split("=", 1) for item in args.variant) or {
-        "fp32": str(latest_version_dir(Path(args.model_repository) / contract.MODEL_NAME))}
+    variants = dict(item.split("=", 1) for item in args.variant)
+    if not variants:  # the latest shipped version, named by its precision
+        latest = latest_version_dir(Path(args.model_repository) / contract.MODEL_NAME)
+        info = json.loads((latest / contract.EXPORT_INFO_FILENAME).read_text())
+        variants = {str(info.get("precision", f"version {latest.name}")): str(latest)}
     messages = chat_messages(args.messages)
     results = {name: run_variant(name, Path(path), args, messages) for name, path in variants.items()}
     best_raw = max(r["raw"]["sequences_per_s"] for r in results.values())

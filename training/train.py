@@ -212,6 +212,9 @@ def _training_arguments(options, run_dir, select_best: bool = True):
         logging_steps=25,
         train_sampling_strategy="group_by_length",  # less padding per batch: faster on CPU
         report_to=[],
+        # keep the `weights` field of --imbalance class_weight: the Trainer otherwise drops every
+        # batch key that is not an argument of the model's forward()
+        remove_unused_columns=False,
         seed=options.seed,
         dataloader_num_workers=0,
         disable_tqdm=False,

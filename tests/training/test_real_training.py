@@ -73,3 +73,22 @@ def test_a_few_real_steps_lower_the_training_loss(shared_data_dir, minilm_dir, t
     assert result.global_step == MAX_STEPS
     assert after < before - 0.05, f"loss on the training rows went from {before:.4f} to {after:.4f}"
     assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+
+
+def test_class_weights_reach_the_loss(shared_data_dir, minilm_dir, tmp_path):
+    """The Trainer drops batch keys its model's forward() does not take unless told not to; the
+    per-example weights must survive into compute_loss's inputs."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from training.train import TrainOptions, _make_trainer
+
+    categories = load_categories()
+    rows = cap_rows(load_split(shared_data_dir, categories, "train"), 16, seed=13, salt="weights-test")
+    options = TrainOptions(base_model=str(minilm_dir), output_dir=str(tmp_path), max_steps=1, batch_size=8,
+                           max_length=MAX_LENGTH, imbalance="class_weight")
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir))
+    model = AutoModelForSequenceClassification.from_pretrained(str(minilm_dir), num_labels=len(categories.names))
+    trainer = _make_trainer(options, model, tokenizer, categories, rows, None, tmp_path)
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert "weights" in batch and batch["weights"].shape == (8,)
+    assert float(batch["weights"].min()) > 0

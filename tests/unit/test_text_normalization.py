@@ -26,7 +26,8 @@ def test_chat_rewrites(text, expected):
 
 @pytest.mark.parametrize(
     "text",
-    ["gg 1v1 me 2v2", "I have 300 gold", "R2D2", "email a@b.com", "ok", "", "naïve café \u4f60\u597d", "line\nbreak"],
+    ["gg 1v1 me 2v2", "I have 300 gold", "R2D2", "email a@b.com", "ok", "", "naïve café \u4f60\u597d", "line\nbreak",
+     "meet at 5pm", "3rd place", "send the mp3", "covid19", "10000 gold"],
 )
 def test_chat_leaves_numbers_and_ordinary_text_alone(text):
     assert normalize_chat(text) == text
