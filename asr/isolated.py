@@ -188,6 +188,8 @@ def _worker_main(connection: Connection, options: TranscriberOptions, niceness: 
 
 
 def _picklable(err: Exception) -> Exception:
-    """Our own errors cross the pipe as they are; anything else as AsrUnavailable with its text."""
-    return err if isinstance(err, (AsrError, ValueError)) and type(err).__module__.startswith(("asr", "builtins")) \
-        else AsrUnavailable(f"{type(err).__name__}: {err}")
+    """Our own errors and plain ValueErrors (bad arguments) cross the pipe as they are; anything
+    else, which might not unpickle in the gateway, as AsrUnavailable with its text."""
+    if isinstance(err, AsrError) or type(err) is ValueError:
+        return err
+    return AsrUnavailable(f"{type(err).__name__}: {err}")
