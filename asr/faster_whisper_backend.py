@@ -8,6 +8,10 @@ Settings that matter for short game clips:
   and faster-whisper maps the segment times back onto the original clip.
 - `num_workers` lets that many transcriptions run at once on one loaded model (CTranslate2's
   `inter_threads`); each uses `cpu_threads` threads.
+- `encoder_window_s` below 30: faster-whisper pads each window's mel frames with zeros to 30 s
+  before `WhisperModel.encode`; the model here cuts that padding back to the clip plus 1 s (at
+  least the window asked for) first. CTranslate2 encodes windows of any length, and the decoder's
+  timestamps are relative to the window's start, so segment times are unchanged.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 from asr.errors import ModelUnavailable
 from asr.models import resolve_ctranslate2_model
 from asr.transcriber import (
+    WHISPER_WINDOW_S,
     Segment,
     Transcriber,
     TranscriberOptions,
@@ -57,14 +62,40 @@ class FasterWhisperTranscriber(Transcriber):
         )
 
 
+MEL_FRAMES_PER_S = 100  # Whisper's feature hop: 10 ms
+_WINDOW_MARGIN_FRAMES = MEL_FRAMES_PER_S  # silence kept after the clip, so speech never ends at the edge
+
+
+def shortened_window(features: np.ndarray, min_frames: int) -> np.ndarray:
+    """`features` ([batch x] mels x frames, zero-padded at the end to 30 s) cut to the frames that hold
+    audio plus a 1 s margin, and to at least `min_frames`; always an even count (the encoder
+    halves it)."""
+    frames = features.shape[-1]
+    # padding columns are exact zeros; a real log-mel column never is (its floor is max - 8 dB)
+    has_audio = np.flatnonzero(np.any(features.reshape(-1, frames) != 0, axis=0))
+    used = int(has_audio[-1]) + 1 if len(has_audio) else 0
+    keep = min(frames, max(used + _WINDOW_MARGIN_FRAMES, min_frames))
+    keep += keep % 2
+    return features if keep >= frames else np.ascontiguousarray(features[..., :keep])
+
+
 def _load_model(model_path: str, options: TranscriberOptions):
     try:
         from faster_whisper import WhisperModel
     except ImportError as err:
         raise ModelUnavailable("faster-whisper is not installed: pip install 'moderation-gateway[asr]'") from err
+    model_class = WhisperModel
+    if options.encoder_window_s < WHISPER_WINDOW_S:
+        min_frames = round(options.encoder_window_s * MEL_FRAMES_PER_S)
+
+        class ShortWindowWhisperModel(WhisperModel):
+            def encode(self, features: np.ndarray):
+                return super().encode(shortened_window(features, min_frames))
+
+        model_class = ShortWindowWhisperModel
     started = time.perf_counter()
     try:
-        model = WhisperModel(
+        model = model_class(
             model_path,
             device=options.device,
             compute_type=options.compute_type,
@@ -73,9 +104,9 @@ def _load_model(model_path: str, options: TranscriberOptions):
         )
     except (RuntimeError, ValueError, OSError) as err:  # CUDA missing, bad files, hub unreachable
         raise ModelUnavailable(f"could not load Whisper model {model_path!r} on {options.device}: {err}") from err
-    logger.info("loaded whisper model=%s device=%s compute_type=%s threads=%d workers=%d s=%.2f",
+    logger.info("loaded whisper model=%s device=%s compute_type=%s threads=%d workers=%d window_s=%g s=%.2f",
                 model_path, options.device, options.compute_type, options.cpu_threads,
-                options.num_workers, time.perf_counter() - started)
+                options.num_workers, options.encoder_window_s, time.perf_counter() - started)
     return model
 
 

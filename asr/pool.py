@@ -5,9 +5,10 @@ ever longer queue and time out anyway. Here a semaphore caps the work in the poo
 waiting) at `workers + max_queued`; past that `submit` raises AsrOverloaded at once, which the
 gateway answers with RESOURCE_EXHAUSTED so clients back off.
 
-Threads suffice: CTranslate2 releases the GIL while it decodes. On 2 CPU cores one worker with
-2 threads per transcription gives the lowest latency; give the model as many workers as the pool
-(`TranscriberOptions.num_workers`), or the extra workers only wait inside the model.
+Threads suffice: CTranslate2 releases the GIL while it decodes. On 2 CPU cores, with the short
+encoder window, two workers of one thread each serve concurrent callers best (Whisper's decoder
+works on one token at a time, too little to split across threads); give the model as many workers
+as the pool (`TranscriberOptions.num_workers`), or the extra workers only wait inside the model.
 """
 
 from __future__ import annotations

@@ -37,6 +37,8 @@ COMPUTE_TYPES = {
     "openai-whisper": ("float16", "float32"),
 }
 _GPU_ONLY_COMPUTE_TYPES = ("float16", "bfloat16", "int8_float16", "int8_bfloat16")
+WHISPER_WINDOW_S = 30.0  # what Whisper was trained on and pads every clip to
+MIN_ENCODER_WINDOW_S = 1.0
 MAX_BEAM_SIZE = 16  # whisper's own default is 5; more costs time for no gain on short clips
 _LANGUAGE_CODE = re.compile(r"[a-z]{2,3}")  # Whisper's codes: "en", "de", "haw", "yue"
 
@@ -76,6 +78,11 @@ class TranscriberOptions:
     cpu_threads: int = 2  # threads per transcription (CTranslate2's intra_threads)
     num_workers: int = 1  # transcriptions that can run at once; match the pool's workers
     vad_filter: bool = True  # skip non-speech with Silero VAD
+    # Seconds of audio the encoder sees at least. Whisper pads every window to 30 s, and the
+    # encoder's cost grows with the window, so a 5 s clip pays for 30 s. A shorter window
+    # (faster-whisper only) encodes the clip plus 1 s of padding, at least this long; below
+    # about 10 s transcripts drift from the 30 s ones (loadtest/results/asr_window.md).
+    encoder_window_s: float = 30.0
     cache_dir: str | None = None  # where "base" is assembled; asr.models.default_cache_dir()
 
     def __post_init__(self) -> None:
@@ -92,8 +99,17 @@ class TranscriberOptions:
         if self.cpu_threads < 1 or self.num_workers < 1:
             raise ValueError(f"cpu_threads and num_workers must be >= 1, got {self.cpu_threads}, {self.num_workers}")
         check_language(self.language)
+        self._check_encoder_window()
         if not self.model:
             raise ValueError("model must name a model or a path")
+
+    def _check_encoder_window(self) -> None:
+        if not MIN_ENCODER_WINDOW_S <= self.encoder_window_s <= WHISPER_WINDOW_S:
+            raise ValueError(f"encoder_window_s must be in {MIN_ENCODER_WINDOW_S:g}..{WHISPER_WINDOW_S:g}, "
+                             f"got {self.encoder_window_s}")
+        if self.backend != "faster-whisper" and self.encoder_window_s != WHISPER_WINDOW_S:
+            raise ValueError(f"{self.backend} only encodes the full {WHISPER_WINDOW_S:g} s window; "
+                             "encoder_window_s needs faster-whisper")
 
     def _cpu_default(self) -> str:
         return "int8" if self.backend == "faster-whisper" else "float32"

@@ -43,10 +43,16 @@ class Settings:
     voice_enabled: bool = True  # ClassifyVoice (needs the asr extra)
     whisper_model: str = "tiny.en"  # packaged tiny.en / base, or a local model directory
     whisper_device: str = "cpu"
-    asr_threads: int = 2  # CPU threads per transcription
-    asr_workers: int = 1  # transcriptions at once
+    # Two single-threaded workers beat one with two threads: Whisper's decoder runs one token at a
+    # time, in matrices too small to split across threads (loadtest/results/voice_benchmark.md).
+    asr_threads: int = 1  # CPU threads per transcription
+    asr_workers: int = 2  # transcriptions at once
     asr_queue: int = 4  # clips that may wait; past this, RESOURCE_EXHAUSTED at once
     asr_beam_size: int = 1  # 1: greedy decoding (about twice as fast on short clips)
+    # Seconds of audio Whisper's encoder sees at least (30: Whisper's own padded window). A short
+    # clip then costs a third of the time, with no more word errors at 5-15 s
+    # (loadtest/results/asr_window.md); at 3 s transcripts break down.
+    asr_window_s: float = 7.0
     asr_timeout_s: float = 30.0  # per transcription, when the caller's deadline is later or unset
     # Whisper in worker processes at a lower CPU priority (asr.isolated), so voice cannot starve
     # text on a shared box; False runs it in the gateway's process (one model fewer in memory).
@@ -73,6 +79,8 @@ class Settings:
             raise ValueError(f"coalesce_wait_us must be >= 0, got {self.coalesce_wait_us}")
         if not 0 <= self.asr_nice <= 19:
             raise ValueError(f"asr_nice must be in 0..19, got {self.asr_nice}")
+        if not 1.0 <= self.asr_window_s <= 30.0:  # Whisper's own window is 30 s
+            raise ValueError(f"asr_window_s must be in 1..30 seconds, got {self.asr_window_s}")
         for name in ("triton_timeout_s", "health_poll_s", "max_audio_s", "max_stream_s", "asr_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")

@@ -27,7 +27,8 @@ class VoicePipeline:
         self.limits = AudioLimits(max_bytes=settings.max_audio_bytes, max_audio_s=settings.max_audio_s)
         options = TranscriberOptions(model=settings.whisper_model, device=settings.whisper_device,
                                      beam_size=settings.asr_beam_size, language=settings.default_language or None,
-                                     cpu_threads=settings.asr_threads, num_workers=settings.asr_workers)
+                                     cpu_threads=settings.asr_threads, num_workers=settings.asr_workers,
+                                     encoder_window_s=settings.asr_window_s)
         started = time.perf_counter()
         if settings.asr_process:  # Whisper at a lower priority in its own process: text keeps the CPU
             self.transcriber = IsolatedTranscriber(options, niceness=settings.asr_nice)

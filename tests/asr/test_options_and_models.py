@@ -42,6 +42,9 @@ def test_compute_type_follows_device_and_backend(kwargs, compute_type):
     ({"num_workers": 0}, "num_workers"),
     ({"language": "English"}, "language"),
     ({"model": ""}, "model"),
+    ({"encoder_window_s": 0.5}, "encoder_window_s must be in"),
+    ({"encoder_window_s": 31}, "encoder_window_s must be in"),
+    ({"backend": "openai-whisper", "encoder_window_s": 10}, "encoder_window_s needs faster-whisper"),
 ])
 def test_bad_options_stop_before_any_model_loads(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -90,6 +90,53 @@ def test_segments_say_where_each_sentence_was_spoken(toxic_speech, clean_speech,
     assert match_segment.end_s <= transcript.duration_s
 
 
+@pytest.fixture(scope="module")
+def short_window_transcriber():
+    """tiny.en encoding the clip plus 1 s, at least 7 s, as the gateway runs it."""
+    transcriber = create_transcriber(TranscriberOptions(encoder_window_s=7.0, cpu_threads=1))
+    yield transcriber
+    transcriber.close()
+
+
+def test_short_window_keeps_the_words_and_times(toxic_speech, clean_speech, short_window_transcriber, transcriber):
+    for speech in (toxic_speech, clean_speech):
+        audio = decode_audio(speech.path.read_bytes())
+        short, full = short_window_transcriber.transcribe(audio), transcriber.transcribe(audio)
+
+        assert _contains_all(short, speech.key_words), short.text
+        _assert_segments_inside_clip(short)
+        assert difflib.SequenceMatcher(a=_words(full), b=_words(short)).ratio() >= 0.8, (short.text, full.text)
+        assert short.segments[-1].end_s == pytest.approx(full.segments[-1].end_s, abs=0.5)
+
+
+def test_short_window_encodes_fewer_frames(toxic_speech, short_window_transcriber):
+    model = short_window_transcriber._model
+    seen = []
+    original = model.model.encode
+
+    def counting_encode(features, *args, **kwargs):
+        seen.append(features.shape[-1])
+        return original(features, *args, **kwargs)
+
+    model.model = _EncodeSpy(model.model, counting_encode)
+    try:
+        short_window_transcriber.transcribe(decode_audio(toxic_speech.path.read_bytes()))
+    finally:
+        model.model = model.model.inner
+    assert seen and all(700 <= frames < 3000 for frames in seen), seen
+
+
+class _EncodeSpy:
+    """CTranslate2's Whisper with `encode` observed; everything else passes through."""
+
+    def __init__(self, inner, encode):
+        self.inner = inner
+        self.encode = encode
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
 def test_silence_gives_an_empty_transcript(silent_wav, transcriber):
     transcript = transcriber.transcribe(decode_audio(silent_wav.read_bytes()))
 

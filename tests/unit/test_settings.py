@@ -55,6 +55,8 @@ def test_empty_bucket_env_means_no_buckets():
         (["--listen-address", "50051"], "host:port"),
         (["--length-buckets", "16,x"], "--length-buckets"),
         (["--max-in-flight", "many"], "--max-in-flight"),
+        (["--asr-window-s", "0.5"], "asr_window_s must be in 1..30"),
+        (["--asr-window-s", "45"], "asr_window_s must be in 1..30"),
     ],
 )
 def test_bad_flags_stop_with_a_clear_message(argv, expected, capsys):
