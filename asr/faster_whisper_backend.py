@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from asr.audio import WHISPER_SAMPLE_RATE_HZ
+from asr.batched_decode import decode_together
 from asr.errors import ModelUnavailable
 from asr.models import resolve_ctranslate2_model
 from asr.transcriber import (
@@ -43,6 +45,23 @@ class FasterWhisperTranscriber(Transcriber):
         cache_dir = Path(options.cache_dir) if options.cache_dir else None
         self.model_path = resolve_ctranslate2_model(options.model, cache_dir)
         self._model = _load_model(self.model_path, options)
+
+    def _transcribe_batch(self, audios: list[np.ndarray], language: str | None) -> list[Transcript]:
+        if len(audios) == 1 or (language is None and self._model.model.is_multilingual):
+            return super()._transcribe_batch(audios, language)  # one clip, or a language to detect per clip
+        if not self._model.model.is_multilingual:
+            language = "en"  # as faster-whisper does for English-only models
+        decoded = decode_together(self._model, audios, language, self.options.beam_size, self.options.vad_filter)
+        transcripts = []
+        for audio, segments in zip(audios, decoded, strict=True):
+            duration_s = len(audio) / WHISPER_SAMPLE_RATE_HZ
+            if segments is None:  # needs faster-whisper's full loop (long, or retried warmer)
+                transcripts.append(self._transcribe(audio, language, duration_s))
+                continue
+            result = [_to_segment(segment, duration_s) for segment in segments]
+            transcripts.append(Transcript(text=join_segment_texts(result), segments=result, language=language,
+                                          duration_s=duration_s))
+        return transcripts
 
     def _transcribe(self, audio: np.ndarray, language: str | None, duration_s: float) -> Transcript:
         segments, info = self._model.transcribe(

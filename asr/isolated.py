@@ -7,13 +7,16 @@ that loads the model once and runs at `os.nice(niceness)`: when text traffic nee
 scheduler gives it first, and when it does not, speech runs at full speed.
 
 `IsolatedTranscriber` is a `Transcriber`, so `TranscriptionPool` bounds it exactly as it bounds an
-in-process model: the pool's threads only wait here for a worker's answer. A worker that dies
-(killed, out of memory) fails the clip it held with AsrUnavailable and is replaced on the next
-call; other clips are unaffected.
+in-process model: the pool's threads only wait here for a worker's answer. Each worker has a
+feeder thread that takes the clips waiting when the worker falls idle, up to `max_batch`, and
+sends them as one batch (`Transcriber.transcribe_batch`): concurrent callers share the decoder's
+steps. A worker that dies (killed, out of memory) fails the clips it held with AsrUnavailable and
+is replaced for the next batch; other clips are unaffected.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
 import multiprocessing
@@ -44,28 +47,33 @@ class IsolatedTranscriber(Transcriber):
         19 also puts the workers in the SCHED_IDLE class (they run only on otherwise idle CPU).
     """
 
-    def __init__(self, options: TranscriberOptions, niceness: int = 10, call_timeout_s: float = CALL_TIMEOUT_S):
+    def __init__(self, options: TranscriberOptions, niceness: int = 10, call_timeout_s: float = CALL_TIMEOUT_S,
+                 max_batch: int = 1):
         super().__init__(options)
         if not 0 <= niceness <= 19:
             raise ValueError(f"niceness must be in 0..19, got {niceness}")
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.niceness = niceness
         self.call_timeout_s = call_timeout_s
+        self.max_batch = max_batch
+        self.batch_sizes: collections.Counter[int] = collections.Counter()  # clips per batch sent -> batches
         # each worker runs one clip at a time, so its model needs no parallel decoders
         self._worker_options = dataclasses.replace(options, num_workers=1)
         self._context = multiprocessing.get_context("spawn")  # no fork of a threaded gateway
-        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        self._waiting: queue.SimpleQueue[_Clip | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._workers: list[_Worker] = []
         self._closed = False
         started = time.perf_counter()
         try:
             for _ in range(options.num_workers):
-                worker = self._start_worker()
-                self._workers.append(worker)
-                self._idle.put(worker)
+                self._workers.append(self._start_worker())
         except BaseException:  # no half-started set of processes left behind
             self.close()
             raise
+        for slot in range(len(self._workers)):
+            threading.Thread(target=self._feed, args=(slot,), name=f"asr-feeder-{slot}", daemon=True).start()
         logger.info("asr: %d worker process(es) at nice +%d ready in %.1f s", options.num_workers,
                     niceness, time.perf_counter() - started)
 
@@ -95,17 +103,47 @@ class IsolatedTranscriber(Transcriber):
         return worker
 
     def _transcribe(self, audio: np.ndarray, language: str | None, duration_s: float) -> Transcript:
-        if self._closed:
-            raise AsrUnavailable("the speech workers are shut down")
-        worker = self._idle.get()
-        try:
-            worker = self._alive(worker)
-            return worker.call(audio, language, self.call_timeout_s)
-        finally:
-            self._idle.put(worker)
+        return self._transcribe_batch([audio], language)[0]
 
-    def _alive(self, worker: _Worker) -> _Worker:
-        """The worker, or a fresh one in its place if it has died since its last clip."""
+    def _transcribe_batch(self, audios: list[np.ndarray], language: str | None) -> list[Transcript]:
+        clips = [_Clip(audio, language) for audio in audios]
+        with self._lock:  # ordered against close(), so no clip is queued after the feeders have left
+            if self._closed:
+                raise AsrUnavailable("the speech workers are shut down")
+            for clip in clips:
+                self._waiting.put(clip)
+        return [clip.result() for clip in clips]
+
+    def _feed(self, slot: int) -> None:
+        """One worker's feeder: everything waiting when the worker is free, up to max_batch clips."""
+        while (clip := self._waiting.get()) is not None:
+            batch = [clip]
+            while len(batch) < self.max_batch:
+                try:
+                    clip = self._waiting.get_nowait()
+                except queue.Empty:
+                    break
+                if clip is None:  # closing: leave the sentinel for this feeder's next turn
+                    self._waiting.put(None)
+                    break
+                batch.append(clip)
+            self.batch_sizes[len(batch)] += 1
+            try:
+                results = self._alive(slot).call([(clip.audio, clip.language) for clip in batch], self.call_timeout_s)
+                if len(results) != len(batch):
+                    raise AsrUnavailable(f"the speech worker answered {len(results)} of {len(batch)} clips")
+            except Exception as err:  # the worker died, hung or would not start: these clips fail
+                results = [("error", err if isinstance(err, AsrError) else AsrUnavailable(str(err)))] * len(batch)
+            for clip, (status, value) in zip(batch, results, strict=True):
+                clip.settle(status, value)
+        self._waiting.put(None)  # pass the sentinel on to the next feeder
+
+    def _alive(self, slot: int) -> _Worker:
+        """The slot's worker, or a fresh one in its place if it has died since its last batch."""
+        with self._lock:
+            worker = self._workers[slot]
+            if self._closed:
+                raise AsrUnavailable("the speech workers are shut down")
         if worker.process.is_alive() and not worker.broken:
             return worker
         logger.warning("asr: worker pid %s is gone (exit %s); starting a new one", worker.process.pid,
@@ -113,7 +151,7 @@ class IsolatedTranscriber(Transcriber):
         worker.stop()
         fresh = self._start_worker()
         with self._lock:
-            self._workers[self._workers.index(worker)] = fresh
+            self._workers[slot] = fresh
             closed = self._closed
         if closed:  # close() ran while this one started
             fresh.stop()
@@ -122,10 +160,45 @@ class IsolatedTranscriber(Transcriber):
 
     def close(self) -> None:
         with self._lock:
-            self._closed = True
+            already_closed, self._closed = self._closed, True
             workers = list(self._workers)
+            if not already_closed:
+                self._waiting.put(None)  # the feeders pass it on to each other and exit
         for worker in workers:
             worker.stop()
+        self._fail_waiting()
+
+    def _fail_waiting(self) -> None:
+        while True:
+            try:
+                clip = self._waiting.get_nowait()
+            except queue.Empty:
+                return
+            if clip is None:
+                self._waiting.put(None)
+                return
+            clip.settle("error", AsrUnavailable("the speech workers are shut down"))
+
+
+class _Clip:
+    """One clip waiting for a worker, and its answer once settled."""
+
+    def __init__(self, audio: np.ndarray, language: str | None):
+        self.audio = audio
+        self.language = language
+        self._done = threading.Event()
+        self._outcome: tuple[str, object] = ("error", AsrUnavailable("no answer"))
+
+    def settle(self, status: str, value) -> None:
+        self._outcome = (status, value)
+        self._done.set()
+
+    def result(self) -> Transcript:
+        self._done.wait()
+        status, value = self._outcome
+        if status == "ok":
+            return value
+        raise value
 
 
 class _Worker:
@@ -134,20 +207,18 @@ class _Worker:
         self.connection = connection
         self.broken = False
 
-    def call(self, audio: np.ndarray, language: str | None, timeout_s: float) -> Transcript:
+    def call(self, clips: list[tuple[np.ndarray, str | None]], timeout_s: float) -> list[tuple[str, object]]:
+        """(status, transcript or error) per clip."""
         try:
-            self.connection.send((audio, language))
+            self.connection.send(clips)
             if not self.connection.poll(timeout_s):
                 self.broken = True  # hung: replaced on the next call
                 self.process.kill()
                 raise AsrUnavailable(f"the speech worker gave no answer in {timeout_s:.0f} s; it is being replaced")
-            status, result = self.connection.recv()
-        except (EOFError, OSError, BrokenPipeError):
+            return self.connection.recv()
+        except (EOFError, OSError, TypeError):  # TypeError: the pipe was closed (stop()) while we waited
             self.broken = True
-            raise AsrUnavailable("the speech worker died while transcribing; it is being replaced") from None
-        if status == "ok":
-            return result
-        raise result
+            raise AsrUnavailable("the speech worker died or was stopped while transcribing") from None
 
     def stop(self) -> None:
         try:
@@ -178,13 +249,31 @@ def _worker_main(connection: Connection, options: TranscriberOptions, niceness: 
     connection.send((_READY, None))
     while True:
         try:
-            audio, language = connection.recv()
+            clips = connection.recv()
         except (EOFError, OSError):
             return
+        connection.send(_transcribe_clips(transcriber, clips))
+
+
+def _transcribe_clips(transcriber: Transcriber, clips: list[tuple[np.ndarray, str | None]]) -> list[tuple[str, object]]:
+    """Clips of one language as one batch; if a batch fails, its clips one by one, so one bad clip
+    fails alone."""
+    results: list[tuple[str, object] | None] = [None] * len(clips)
+    by_language: dict[str | None, list[int]] = {}
+    for index, (_, language) in enumerate(clips):
+        by_language.setdefault(language, []).append(index)
+    for language, indexes in by_language.items():
         try:
-            connection.send(("ok", transcriber.transcribe(audio, language)))
-        except Exception as err:
-            connection.send(("error", _picklable(err)))
+            transcripts = transcriber.transcribe_batch([clips[index][0] for index in indexes], language)
+            for index, transcript in zip(indexes, transcripts, strict=True):
+                results[index] = ("ok", transcript)
+        except Exception:
+            for index in indexes:
+                try:
+                    results[index] = ("ok", transcriber.transcribe(clips[index][0], language))
+                except Exception as err:
+                    results[index] = ("error", _picklable(err))
+    return results
 
 
 def _picklable(err: Exception) -> Exception:

@@ -158,9 +158,33 @@ class Transcriber(abc.ABC):
             logger.debug("transcript: %s", transcript.text)
         return transcript
 
+    def transcribe_batch(self, audios: list[np.ndarray], language: str | None = None) -> list[Transcript]:
+        """Transcribes clips that arrived together, in one model call where the backend can.
+
+        Each clip's transcript is what `transcribe` would give, up to the small differences of
+        decoding it beside others (it is padded to the longest clip's window). Raises if any clip fails.
+        """
+        audios = [_check_audio(audio) for audio in audios]
+        language = language or self.options.language
+        check_language(language)
+        transcripts: list[Transcript | None] = [
+            None if len(audio) else Transcript(text="", language=language, duration_s=0.0) for audio in audios]
+        spoken = [index for index, audio in enumerate(audios) if len(audio)]
+        if spoken:
+            started = time.perf_counter()
+            decoded = self._transcribe_batch([audios[index] for index in spoken], language)
+            for index, transcript in zip(spoken, decoded, strict=True):
+                transcripts[index] = transcript
+            logger.debug("transcribed clips=%d ms=%.1f", len(spoken), (time.perf_counter() - started) * 1e3)
+        return transcripts
+
     @abc.abstractmethod
     def _transcribe(self, audio: np.ndarray, language: str | None, duration_s: float) -> Transcript:
         """Runs the model on a checked, non-empty clip."""
+
+    def _transcribe_batch(self, audios: list[np.ndarray], language: str | None) -> list[Transcript]:
+        """Checked, non-empty clips; backends that batch override this."""
+        return [self._transcribe(audio, language, len(audio) / WHISPER_SAMPLE_RATE_HZ) for audio in audios]
 
     def close(self) -> None:  # noqa: B027 - optional hook; in-process models hold nothing to free
         """Frees what the model holds beyond memory (worker processes)."""

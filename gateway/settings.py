@@ -47,6 +47,9 @@ class Settings:
     # time, in matrices too small to split across threads (loadtest/results/voice_benchmark.md).
     asr_threads: int = 1  # CPU threads per transcription
     asr_workers: int = 2  # transcriptions at once
+    # Clips one worker process decodes together when callers overlap (asr.batched_decode);
+    # with asr_process only.
+    asr_batch: int = 2
     asr_queue: int = 4  # clips that may wait; past this, RESOURCE_EXHAUSTED at once
     asr_beam_size: int = 1  # 1: greedy decoding (about twice as fast on short clips)
     # Seconds of audio Whisper's encoder sees at least (30: Whisper's own padded window). A short
@@ -70,7 +73,7 @@ class Settings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "length_buckets", parse_buckets(self.length_buckets))
         for name in ("max_text_chars", "max_batch_texts", "max_in_flight", "asr_threads",
-                     "asr_workers", "max_audio_bytes", "asr_beam_size", "max_streams", "max_chunk_bytes", "coalesce_max_rows"):
+                     "asr_workers", "asr_batch", "max_audio_bytes", "asr_beam_size", "max_streams", "max_chunk_bytes", "coalesce_max_rows"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.asr_queue < 0:

@@ -31,13 +31,16 @@ class VoicePipeline:
                                      encoder_window_s=settings.asr_window_s)
         started = time.perf_counter()
         if settings.asr_process:  # Whisper at a lower priority in its own process: text keeps the CPU
-            self.transcriber = IsolatedTranscriber(options, niceness=settings.asr_nice)
+            self.transcriber = IsolatedTranscriber(options, niceness=settings.asr_nice, max_batch=settings.asr_batch)
+            running = settings.asr_workers * settings.asr_batch  # enough callers to fill every batch
         else:
             self.transcriber = create_transcriber(options)
-        self.pool = TranscriptionPool(self.transcriber, workers=settings.asr_workers, max_queued=settings.asr_queue)
+            running = settings.asr_workers
+        self.pool = TranscriptionPool(self.transcriber, workers=running, max_queued=settings.asr_queue)
         logger.info("voice: whisper %s on %s loaded in %.1f s (%d worker(s)%s, queue %d)", settings.whisper_model,
                     settings.whisper_device, time.perf_counter() - started, settings.asr_workers,
-                    f" in processes at nice +{settings.asr_nice}" if settings.asr_process else "", settings.asr_queue)
+                    f" in processes at nice +{settings.asr_nice}, batches of up to {settings.asr_batch}"
+                    if settings.asr_process else "", settings.asr_queue)
 
     def decode(self, request):
         import asr

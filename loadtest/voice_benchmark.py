@@ -129,8 +129,9 @@ def main(argv=None) -> None:
     parser.add_argument("--asr-workers", type=int, help="Whisper workers (default: the gateway's)")
     parser.add_argument("--asr-threads", type=int, help="threads per transcription (default: the gateway's)")
     parser.add_argument("--asr-window-s", type=float, help="Whisper encoder window (default: the gateway's)")
+    parser.add_argument("--asr-batch", type=int, help="clips a worker decodes together (default: the gateway's)")
     args = parser.parse_args(argv)
-    overrides = {name: value for name in ("asr_workers", "asr_threads", "asr_window_s")
+    overrides = {name: value for name in ("asr_workers", "asr_threads", "asr_window_s", "asr_batch")
                  if (value := getattr(args, name)) is not None}
     sentences = [speak_pcm16(s) for s in SENTENCES]
     report = {}
@@ -138,7 +139,7 @@ def main(argv=None) -> None:
         settings = Settings(listen_address="127.0.0.1:0", triton_url=triton.grpc_url, admin_listen_address="",
                             model_repository=args.model_repository, log_level="WARNING", **overrides)
         report["asr"] = {name: getattr(settings, name) for name in ("whisper_model", "asr_workers", "asr_threads",
-                                                                      "asr_window_s", "asr_process", "asr_nice")}
+                                                                      "asr_window_s", "asr_batch", "asr_process", "asr_nice")}
         gateway, port = create_server(settings)
         gateway.start()
         try:

@@ -86,3 +86,68 @@ def _wait_for_exit(pid: int, timeout_s: float = 10.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"process {pid} still running after {timeout_s} s")
+
+
+def test_clips_waiting_for_a_busy_worker_are_decoded_as_one_batch(toxic_speech, clean_speech):
+    import threading
+
+    import numpy as np
+
+    toxic, clean = decode_audio(toxic_speech.path.read_bytes()), decode_audio(clean_speech.path.read_bytes())
+    long_clip = np.concatenate([toxic, clean] * 3)  # keeps the one worker busy while three more arrive
+    transcriber = IsolatedTranscriber(TranscriberOptions(encoder_window_s=7.0, cpu_threads=1), max_batch=4)
+    try:
+        results = {}
+        first = threading.Thread(target=lambda: results.update(long=transcriber.transcribe(long_clip)))
+        first.start()
+        _wait_until(lambda: transcriber.batch_sizes[1] == 1)
+        others = [threading.Thread(target=lambda name=name, audio=audio: results.update({name: transcriber.transcribe(audio)}))
+                  for name, audio in (("toxic", toxic), ("clean", clean), ("toxic again", toxic))]
+        for thread in others:
+            thread.start()
+        for thread in [first, *others]:
+            thread.join(timeout=120)
+    finally:
+        transcriber.close()
+
+    assert transcriber.batch_sizes == {1: 1, 3: 1}
+    for name, speech in (("toxic", toxic_speech), ("clean", clean_speech), ("toxic again", toxic_speech)):
+        assert all(word in results[name].text.lower() for word in speech.key_words), (name, results[name].text)
+    assert results["toxic"].text == results["toxic again"].text
+    assert results["long"].text.lower().count("idiot") == 3
+
+
+def test_closing_fails_running_and_waiting_clips_instead_of_hanging(toxic_speech, clean_speech):
+    import threading
+
+    import numpy as np
+
+    long_clip = np.concatenate([decode_audio(toxic_speech.path.read_bytes()), decode_audio(clean_speech.path.read_bytes())] * 3)
+    transcriber = IsolatedTranscriber(TranscriberOptions(cpu_threads=1), max_batch=1)
+    errors = []
+
+    def call() -> None:
+        try:
+            transcriber.transcribe(long_clip)
+        except AsrUnavailable as err:
+            errors.append(str(err))
+
+    threads = [threading.Thread(target=call) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    _wait_until(lambda: transcriber.batch_sizes[1] == 1)
+    transcriber.close()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert not any(thread.is_alive() for thread in threads)
+    assert len(errors) == 3, errors
+    assert any("shut down" in error for error in errors), errors
+
+
+def _wait_until(condition, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)

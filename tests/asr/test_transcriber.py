@@ -109,6 +109,36 @@ def test_short_window_keeps_the_words_and_times(toxic_speech, clean_speech, shor
         assert short.segments[-1].end_s == pytest.approx(full.segments[-1].end_s, abs=0.5)
 
 
+def test_a_batch_gives_each_clip_its_own_transcript(toxic_speech, clean_speech, silent_wav, short_window_transcriber):
+    toxic, clean = decode_audio(toxic_speech.path.read_bytes()), decode_audio(clean_speech.path.read_bytes())
+    silence = decode_audio(silent_wav.read_bytes())
+    empty = np.zeros(0, dtype=np.float32)
+
+    batch = short_window_transcriber.transcribe_batch([toxic, silence, empty, clean])
+
+    alone = [short_window_transcriber.transcribe(audio) for audio in (toxic, clean)]
+    assert [t.text for t in (batch[0], batch[3])] == [t.text for t in alone]
+    assert batch[1].text == "" and batch[1].segments == [] and batch[1].duration_s == pytest.approx(3.0)
+    assert batch[2].text == "" and batch[2].duration_s == 0.0
+    for transcript in (batch[0], batch[3]):
+        _assert_segments_inside_clip(transcript)
+        assert transcript.language == "en"
+    assert batch[0].duration_s == pytest.approx(toxic_speech.duration_s, abs=0.15)
+
+
+def test_a_clip_longer_than_one_window_in_a_batch_is_decoded_in_full(toxic_speech, clean_speech,
+                                                                    short_window_transcriber):
+    toxic, clean = decode_audio(toxic_speech.path.read_bytes()), decode_audio(clean_speech.path.read_bytes())
+    long_clip = np.concatenate([toxic, clean] * 6)  # over 30 s of speech: faster-whisper's own loop
+
+    long_transcript, short_transcript = short_window_transcriber.transcribe_batch([long_clip, clean])
+
+    assert long_transcript.duration_s > 30
+    assert long_transcript.segments[-1].end_s > 30, long_transcript.segments
+    assert long_transcript.text.lower().count("idiot") >= 2, long_transcript.text  # Whisper may skip repeats
+    assert _contains_all(short_transcript, clean_speech.key_words), short_transcript.text
+
+
 def test_short_window_encodes_fewer_frames(toxic_speech, short_window_transcriber):
     model = short_window_transcriber._model
     seen = []
