@@ -30,7 +30,9 @@ class Settings:
     # Concurrent RPCs, streams included; past this, callers get RESOURCE_EXHAUSTED at once. Each
     # holds a handler thread while it waits on Triton (threads are cheap while they wait), so
     # nothing queues inside the gateway.
-    max_in_flight: int = 128
+    # 64 keeps the peak (about 2 instances x 32 rows in Triton's batches) and halves what an
+    # accepted call waits under overload against 128 (loadtest/results/overload.md).
+    max_in_flight: int = 64
     # Concurrent small calls are merged into one Triton request of up to coalesce_max_rows rows;
     # the first waits at most coalesce_wait_us for company (gateway/coalescer.py; 0: off).
     coalesce_max_rows: int = 16

@@ -169,6 +169,7 @@ def test_full_triton_queue_is_resource_exhausted(triton, stub):
 
     with grpcclient.InferenceServerClient(triton.grpc_url) as client:
         config = client.get_model_config(contract.MODEL_NAME, as_json=True)["config"]
+        original = json.dumps(config)
         config["dynamic_batching"]["default_queue_policy"]["max_queue_size"] = "1"
         config["dynamic_batching"]["max_queue_delay_microseconds"] = "100000"
         config["dynamic_batching"]["preferred_batch_size"] = []
@@ -181,7 +182,9 @@ def test_full_triton_queue_is_resource_exhausted(triton, stub):
             assert grpc.StatusCode.OK in outcomes
             assert set(outcomes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
         finally:
-            client.load_model(contract.MODEL_NAME)  # back to config.pbtxt on disk
+            # back to the config it had: a plain load_model keeps the override (the next tests
+            # on this server would see a queue of one and 100 ms of batching delay)
+            client.load_model(contract.MODEL_NAME, config=original)
 
 
 def test_triton_down_is_unavailable_then_recovers(tmp_path):

@@ -1,0 +1,107 @@
+"""An open-loop load generator: ClassifyText calls sent on a fixed schedule, whatever the answers.
+
+    python -m loadtest.open_loop --address 127.0.0.1:50051 --rate 800 --seconds 15 --out step.json
+
+Locust's users wait for their answers, so a slow server slows its own load down; past saturation
+they cannot offer 2-10x the load a server can take (and one Locust process tops out at about 500
+calls/s on these 2 cores). Here one asyncio process sends call i at start + i/rate on one grpc.aio
+channel and never waits for answers before sending more. Each call records its status code and
+its latency from the moment it was sent. Writes per-code counts and latency percentiles as JSON;
+`loadtest.overload` runs it at a series of rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEADLINE_S = 2.0  # what a game server would give a chat verdict before letting the message through
+
+
+async def send_at_rate(address: str, rate: float, seconds: float, deadline_s: float,
+                       messages: list[str]) -> dict:
+    import grpc
+
+    from gateway.pb import moderation_pb2, moderation_pb2_grpc
+
+    latencies: dict[str, list[float]] = {}
+    first_message: dict[str, str] = {}  # per status code, the first error's text
+
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = moderation_pb2_grpc.ModerationStub(channel)
+
+        async def call(text: str) -> None:
+            sent = time.perf_counter()
+            try:
+                await stub.ClassifyText(moderation_pb2.ClassifyTextRequest(text=text), timeout=deadline_s)
+                code = "OK"
+            except grpc.aio.AioRpcError as err:
+                code = err.code().name
+                first_message.setdefault(code, err.details() or "")
+            latencies.setdefault(code, []).append(time.perf_counter() - sent)
+
+        calls = int(rate * seconds)
+        pending: set[asyncio.Task] = set()
+        started = time.perf_counter()
+        for index in range(calls):
+            delay = started + index / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(call(messages[index % len(messages)]))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        sending_s = time.perf_counter() - started
+        await asyncio.gather(*pending)
+    return summarise(rate, calls, sending_s, latencies, first_message)
+
+
+def summarise(rate: float, calls: int, sending_s: float, latencies: dict[str, list[float]],
+              first_message: dict[str, str] | None = None) -> dict:
+    """What one generator saw; `merge` combines several."""
+    return {"target_rate": rate, "calls": calls, "sending_s": sending_s, "messages": first_message or {},
+            "latencies_ms": {code: [round(value * 1e3, 3) for value in values] for code, values in latencies.items()}}
+
+
+def merge(parts: list[dict]) -> dict:
+    """Generators that ran side by side -> offered rate, answered rate, per-code percentiles."""
+    sending_s = max(part["sending_s"] for part in parts)
+    by_code: dict[str, list[float]] = {}
+    for part in parts:
+        for code, values in part["latencies_ms"].items():
+            by_code.setdefault(code, []).extend(values)
+    codes = {}
+    for code, values in sorted(by_code.items()):
+        ms = np.array(values)
+        codes[code] = {"count": len(values), "per_s": len(values) / sending_s, "p50_ms": float(np.percentile(ms, 50)),
+                       "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max())}
+    for part in parts:
+        for code, message in part.get("messages", {}).items():
+            codes[code].setdefault("first_message", message)
+    calls = sum(part["calls"] for part in parts)
+    return {"target_rate": sum(part["target_rate"] for part in parts), "offered_rate": calls / sending_s,
+            "calls": calls, "codes": codes}
+
+
+def main(argv=None) -> None:
+    from loadtest.corpus import chat_messages
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--address", required=True, help="the gateway, host:port")
+    parser.add_argument("--rate", type=float, required=True, help="calls per second")
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--deadline-s", type=float, default=DEADLINE_S)
+    parser.add_argument("--out", type=Path, required=True, help="where the JSON summary goes")
+    args = parser.parse_args(argv)
+    if args.rate <= 0 or args.seconds <= 0:
+        parser.error("--rate and --seconds must be > 0")
+    result = asyncio.run(send_at_rate(args.address, args.rate, args.seconds, args.deadline_s, chat_messages(2000)))
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

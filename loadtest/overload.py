@@ -1,0 +1,149 @@
+"""Past saturation: does the gateway keep its throughput and turn the excess away quickly?
+
+    python -m loadtest.overload                          # Triton + gateway on free ports
+    python -m loadtest.overload --rates 200,400,800,2000,4000 --step-s 15 --generators 2
+    python -m loadtest.overload --host 127.0.0.1:50051   # a gateway that is already running
+
+Each step runs `--generators` processes of loadtest.open_loop, which send single ClassifyText
+calls on a fixed schedule (rate / generators each, 2 s deadline) without waiting for answers. Per
+step it reports the rate actually offered (a generator that falls behind offers less than its
+target), answered calls/s, and count and latency percentiles per status code: OK, RESOURCE_EXHAUSTED
+(turned away), DEADLINE_EXCEEDED and UNAVAILABLE. Everything shares the same cores, generators
+included, so past about 2x the generators take CPU the server would otherwise have.
+Writes loadtest/results/overload.{md,json} and overload.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+from contextlib import nullcontext
+from datetime import UTC, datetime
+from pathlib import Path
+
+from loadtest.open_loop import DEADLINE_S, merge
+
+RESULTS_DIR = Path(__file__).with_name("results")
+REPO_DIR = Path(__file__).resolve().parents[1]
+CODES = ("OK", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "UNAVAILABLE")
+
+
+def run_step(address: str, rate: float, step_s: float, generators: int, work_dir: Path) -> dict:
+    outputs = [work_dir / f"rate{rate:g}-{index}.json" for index in range(generators)]
+    processes = [subprocess.Popen([sys.executable, "-m", "loadtest.open_loop", "--address", address,
+                                   "--rate", str(rate / generators), "--seconds", str(step_s),
+                                   "--deadline-s", str(DEADLINE_S), "--out", str(out)], cwd=REPO_DIR)
+                 for out in outputs]
+    for process in processes:
+        if process.wait(timeout=step_s + 120) != 0:
+            raise RuntimeError(f"a load generator exited with {process.returncode}")
+    return merge([json.loads(out.read_text()) for out in outputs])
+
+
+def local_stack(model_repository: Path, log_dir: Path, gateway_argv: list[str]):
+    """Triton + the gateway (in this process, as loadtest.run_load runs it) on free ports."""
+    from loadtest.run_load import LoadOptions
+    from loadtest.run_load import local_stack as stack
+
+    options = LoadOptions(users=(1,), step_s=5, text_weight=1, batch_weight=0, batch_size=1, voice_weight=0,
+                          locust_processes=1, raw_dir=log_dir)
+    return stack(model_repository, options, gateway_argv, "")
+
+
+def write_report(report: dict, out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "overload.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = ["# Overload: open-loop ClassifyText past saturation", "",
+             f"Command: `{report['command']}`", "",
+             f"Started {report['started']}; {report['cpus']} CPUs; {report['generators']} generator process(es) "
+             f"on the same cores; {report['step_s']} s per step; deadline {DEADLINE_S:g} s.", "",
+             "| target req/s | offered req/s | OK/s | OK p50 / p99 ms | RESOURCE_EXHAUSTED/s | rejected p50 / p99 ms "
+             "| DEADLINE_EXCEEDED | UNAVAILABLE |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for step in report["steps"]:
+        codes = step["codes"]
+        ok, rejected = codes.get("OK"), codes.get("RESOURCE_EXHAUSTED")
+        lines.append(
+            f"| {step['target_rate']:g} | {step['offered_rate']:.0f} | {ok['per_s'] if ok else 0:.0f} | "
+            f"{_pair(ok)} | {rejected['per_s'] if rejected else 0:.0f} | {_pair(rejected)} | "
+            f"{codes.get('DEADLINE_EXCEEDED', {}).get('count', 0)} | {codes.get('UNAVAILABLE', {}).get('count', 0)} |")
+    other = sorted({code for step in report["steps"] for code in step["codes"]} - set(CODES))
+    if other:
+        lines += ["", f"Other status codes seen: {', '.join(other)} (counts in overload.json)."]
+    (out_dir / "overload.md").write_text("\n".join(lines) + "\n")
+    _plot(report, out_dir / "overload.png")
+
+
+def _pair(code: dict | None) -> str:
+    return f"{code['p50_ms']:.0f} / {code['p99_ms']:.0f}" if code else "-"
+
+
+def _plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = report["steps"]
+    offered = [step["offered_rate"] for step in steps]
+    figure, (rate_axis, latency_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    for code in ("OK", "RESOURCE_EXHAUSTED"):
+        rate_axis.plot(offered, [step["codes"].get(code, {}).get("per_s", 0) for step in steps], "o-", label=code)
+        latency_axis.plot(offered, [step["codes"].get(code, {}).get("p99_ms", float("nan")) for step in steps], "o-",
+                          label=f"{code} p99")
+    rate_axis.plot(offered, offered, ":", color="grey", label="offered")
+    rate_axis.set(xlabel="offered req/s", ylabel="answers/s", title="answers per second by status")
+    latency_axis.set(xlabel="offered req/s", ylabel="ms", yscale="log", title="p99 latency by status")
+    for axis in (rate_axis, latency_axis):
+        axis.legend()
+        axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m loadtest.overload", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rates", default="200,400,800,2000,4000", help="target req/s, one step each")
+    parser.add_argument("--step-s", type=float, default=15.0)
+    parser.add_argument("--generators", type=int, default=2, help="open-loop generator processes per step")
+    parser.add_argument("--host", help="an already running gateway host:port; default: start one")
+    parser.add_argument("--model-repository", type=Path, default=REPO_DIR / "model_repository")
+    parser.add_argument("--gateway-args", default="", help='flags for the gateway started here, e.g. "--max-in-flight 48"')
+    parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    rates = [float(value) for value in args.rates.split(",")]
+    if args.generators < 1 or args.step_s <= 0 or min(rates) <= 0:
+        parser.error("--generators, --step-s and every rate must be positive")
+    report = {"command": "python -m loadtest.overload " + " ".join(argv if argv is not None else sys.argv[1:]),
+              "started": datetime.now(UTC).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
+              "python": platform.python_version(), "generators": args.generators, "step_s": args.step_s,
+              "steps": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        work_dir = Path(tmp)
+        stack = nullcontext((args.host, None)) if args.host else local_stack(args.model_repository, work_dir,
+                                                                                  shlex.split(args.gateway_args))
+        with stack as (address, _):
+            from loadtest.run_load import wait_serving, warm_up
+
+            wait_serving(address)
+            warm_up(address)
+            for rate in rates:
+                step = run_step(address, rate, args.step_s, args.generators, work_dir)
+                report["steps"].append(step)
+                codes = ", ".join(f"{code} {value['count']} (p50 {value['p50_ms']:.0f} / p99 {value['p99_ms']:.0f} ms)"
+                                  for code, value in step["codes"].items())
+                print(f"target {rate:g}/s, offered {step['offered_rate']:.0f}/s: {codes}", flush=True)
+    write_report(report, args.out_dir)
+    print(f"wrote {args.out_dir}/overload.{{md,json,png}}")
+
+
+if __name__ == "__main__":
+    main()
