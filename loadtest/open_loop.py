@@ -31,12 +31,14 @@ async def send_at_rate(address: str, rate: float, seconds: float, deadline_s: fl
 
     latencies: dict[str, list[float]] = {}
     first_message: dict[str, str] = {}  # per status code, the first error's text
+    send_lag: list[float] = []
 
     async with grpc.aio.insecure_channel(address) as channel:
         stub = moderation_pb2_grpc.ModerationStub(channel)
 
-        async def call(text: str) -> None:
+        async def call(text: str, due: float) -> None:
             sent = time.perf_counter()
+            send_lag.append(sent - due)  # how far behind its schedule the generator sent it
             try:
                 await stub.ClassifyText(moderation_pb2.ClassifyTextRequest(text=text), timeout=deadline_s)
                 code = "OK"
@@ -49,15 +51,18 @@ async def send_at_rate(address: str, rate: float, seconds: float, deadline_s: fl
         pending: set[asyncio.Task] = set()
         started = time.perf_counter()
         for index in range(calls):
-            delay = started + index / rate - time.perf_counter()
+            due = started + index / rate
+            delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            task = asyncio.create_task(call(messages[index % len(messages)]))
+            task = asyncio.create_task(call(messages[index % len(messages)], due))
             pending.add(task)
             task.add_done_callback(pending.discard)
         sending_s = time.perf_counter() - started
         await asyncio.gather(*pending)
-    return summarise(rate, calls, sending_s, latencies, first_message)
+    result = summarise(rate, calls, sending_s, latencies, first_message)
+    result["send_lag_ms"] = {"p50": float(np.percentile(send_lag, 50) * 1e3), "p99": float(np.percentile(send_lag, 99) * 1e3)}
+    return result
 
 
 def summarise(rate: float, calls: int, sending_s: float, latencies: dict[str, list[float]],
@@ -83,8 +88,11 @@ def merge(parts: list[dict]) -> dict:
         for code, message in part.get("messages", {}).items():
             codes[code].setdefault("first_message", message)
     calls = sum(part["calls"] for part in parts)
+    lags = [part["send_lag_ms"] for part in parts if "send_lag_ms" in part]
     return {"target_rate": sum(part["target_rate"] for part in parts), "offered_rate": calls / sending_s,
-            "calls": calls, "codes": codes}
+            "calls": calls, "codes": codes,
+            # the generators' own delay: calls sent this late were timed from their actual send
+            "send_lag_p99_ms": max((lag["p99"] for lag in lags), default=None)}
 
 
 def main(argv=None) -> None:

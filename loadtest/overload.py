@@ -64,20 +64,28 @@ def write_report(report: dict, out_dir: Path) -> None:
              f"Started {report['started']}; {report['cpus']} CPUs; {report['generators']} generator process(es) "
              f"on the same cores; {report['step_s']} s per step; deadline {DEADLINE_S:g} s.", "",
              "| target req/s | offered req/s | OK/s | OK p50 / p99 ms | RESOURCE_EXHAUSTED/s | rejected p50 / p99 ms "
-             "| DEADLINE_EXCEEDED | UNAVAILABLE |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| DEADLINE_EXCEEDED | UNAVAILABLE | generator send lag p99 ms |",
+             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for step in report["steps"]:
         codes = step["codes"]
         ok, rejected = codes.get("OK"), codes.get("RESOURCE_EXHAUSTED")
         lines.append(
             f"| {step['target_rate']:g} | {step['offered_rate']:.0f} | {ok['per_s'] if ok else 0:.0f} | "
             f"{_pair(ok)} | {rejected['per_s'] if rejected else 0:.0f} | {_pair(rejected)} | "
-            f"{codes.get('DEADLINE_EXCEEDED', {}).get('count', 0)} | {codes.get('UNAVAILABLE', {}).get('count', 0)} |")
+            f"{codes.get('DEADLINE_EXCEEDED', {}).get('count', 0)} | {codes.get('UNAVAILABLE', {}).get('count', 0)} | "
+            f"{_ms(step.get('send_lag_p99_ms'))} |")
     other = sorted({code for step in report["steps"] for code in step["codes"]} - set(CODES))
     if other:
         lines += ["", f"Other status codes seen: {', '.join(other)} (counts in overload.json)."]
+    lines += ["", "Latencies are timed on the generators' clocks from the moment each call was sent. The send "
+              "lag says how far behind schedule a generator was: where it is large, the generators' own event "
+              "loops were short of CPU, and their answers may also have waited there before being timed."]
     (out_dir / "overload.md").write_text("\n".join(lines) + "\n")
     _plot(report, out_dir / "overload.png")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def _pair(code: dict | None) -> str:

@@ -40,6 +40,7 @@ def test_report_has_one_row_per_step_and_names_unexpected_codes(tmp_path):
     table = [line for line in (tmp_path / "overload.md").read_text().splitlines() if line.startswith("| ")]
     assert len(table) == 3  # header + 2 steps
     assert table[1].startswith("| 100 | 100 | 100 | 12 / 12 | 0 | - |")
+    assert table[1].endswith("| - |")  # no send lag recorded in these parts
     assert table[2].startswith("| 800 | 800 | 350 | 300 / 300 | 450 | 1 / 1 |")
     assert "CANCELLED" in (tmp_path / "overload.md").read_text()
     assert json.loads((tmp_path / "overload.json").read_text())["steps"][1]["calls"] == 1600
