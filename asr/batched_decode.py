@@ -84,7 +84,7 @@ def _segments(model, tokenizer, result, frames: int) -> list | None:
 
     tokens = result.sequences_ids[0]
     avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)  # as faster-whisper recovers it
-    if result.no_speech_prob > NO_SPEECH_LIMIT and avg_logprob < LOG_PROB_LIMIT:
+    if result.no_speech_prob > NO_SPEECH_LIMIT and not avg_logprob > LOG_PROB_LIMIT:
         return []  # silence, which faster-whisper skips too
     compression_ratio = get_compression_ratio(tokenizer.decode(tokens).strip())
     if compression_ratio > COMPRESSION_RATIO_LIMIT or avg_logprob < LOG_PROB_LIMIT:

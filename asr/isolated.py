@@ -8,9 +8,10 @@ scheduler gives it first, and when it does not, speech runs at full speed.
 
 `IsolatedTranscriber` is a `Transcriber`, so `TranscriptionPool` bounds it exactly as it bounds an
 in-process model: the pool's threads only wait here for a worker's answer. Each worker has a
-feeder thread that takes the clips waiting when the worker falls idle, up to `max_batch`, and
-sends them as one batch (`Transcriber.transcribe_batch`): concurrent callers share the decoder's
-steps. A worker that dies (killed, out of memory) fails the clips it held with AsrUnavailable and
+feeder thread that takes the oldest waiting clip when the worker falls idle and, when no other
+worker is free, the short clips (<= BATCH_MAX_S) queued behind it, up to `max_batch`, and sends
+them as one batch (`Transcriber.transcribe_batch`): callers that overlap share the decoder's
+steps instead of waiting in turn. A worker that dies (killed, out of memory) fails the clips it held with AsrUnavailable and
 is replaced for the next batch; other clips are unaffected.
 """
 
@@ -21,19 +22,20 @@ import dataclasses
 import logging
 import multiprocessing
 import os
-import queue
 import threading
 import time
 from multiprocessing.connection import Connection
 
 import numpy as np
 
+from asr.audio import WHISPER_SAMPLE_RATE_HZ
 from asr.errors import AsrError, AsrUnavailable
 from asr.transcriber import Transcriber, TranscriberOptions, Transcript
 
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 120.0  # loading a model from a cold disk cache
+BATCH_MAX_S = 10.0  # longer clips decode alone: a batch answers when its slowest clip is done
 CALL_TIMEOUT_S = 120.0  # one clip (<= 30 s of audio); past this the worker is deemed hung and replaced
 _READY = "ready"
 
@@ -61,8 +63,10 @@ class IsolatedTranscriber(Transcriber):
         # each worker runs one clip at a time, so its model needs no parallel decoders
         self._worker_options = dataclasses.replace(options, num_workers=1)
         self._context = multiprocessing.get_context("spawn")  # no fork of a threaded gateway
-        self._waiting: queue.SimpleQueue[_Clip | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._ready = threading.Condition(self._lock)  # clips waiting, or closing
+        self._waiting: collections.deque[_Clip] = collections.deque()
+        self._idle_feeders = 0
         self._workers: list[_Worker] = []
         self._closed = False
         started = time.perf_counter()
@@ -105,29 +109,25 @@ class IsolatedTranscriber(Transcriber):
     def _transcribe(self, audio: np.ndarray, language: str | None, duration_s: float) -> Transcript:
         return self._transcribe_batch([audio], language)[0]
 
+    @property
+    def queued(self) -> int:
+        """Clips waiting for a worker."""
+        with self._ready:
+            return len(self._waiting)
+
     def _transcribe_batch(self, audios: list[np.ndarray], language: str | None) -> list[Transcript]:
         clips = [_Clip(audio, language) for audio in audios]
-        with self._lock:  # ordered against close(), so no clip is queued after the feeders have left
+        with self._ready:  # ordered against close(), so no clip is queued after the feeders have left
             if self._closed:
                 raise AsrUnavailable("the speech workers are shut down")
-            for clip in clips:
-                self._waiting.put(clip)
+            self._waiting.extend(clips)
+            self._ready.notify(len(clips))
         return [clip.result() for clip in clips]
 
     def _feed(self, slot: int) -> None:
-        """One worker's feeder: everything waiting when the worker is free, up to max_batch clips."""
-        while (clip := self._waiting.get()) is not None:
-            batch = [clip]
-            while len(batch) < self.max_batch:
-                try:
-                    clip = self._waiting.get_nowait()
-                except queue.Empty:
-                    break
-                if clip is None:  # closing: leave the sentinel for this feeder's next turn
-                    self._waiting.put(None)
-                    break
-                batch.append(clip)
-            self.batch_sizes[len(batch)] += 1
+        """One worker's feeder: the oldest waiting clip, plus, when no other worker is free to take
+        them, the short clips queued behind it (up to max_batch)."""
+        while (batch := self._next_batch()) is not None:
             try:
                 results = self._alive(slot).call([(clip.audio, clip.language) for clip in batch], self.call_timeout_s)
                 if len(results) != len(batch):
@@ -136,7 +136,23 @@ class IsolatedTranscriber(Transcriber):
                 results = [("error", err if isinstance(err, AsrError) else AsrUnavailable(str(err)))] * len(batch)
             for clip, (status, value) in zip(batch, results, strict=True):
                 clip.settle(status, value)
-        self._waiting.put(None)  # pass the sentinel on to the next feeder
+
+    def _next_batch(self) -> list[_Clip] | None:
+        with self._ready:
+            self._idle_feeders += 1
+            while not self._waiting and not self._closed:
+                self._ready.wait()
+            self._idle_feeders -= 1
+            if self._closed:
+                return None  # close() fails whatever is still waiting
+            batch = [self._waiting.popleft()]
+            # A clip that another free worker can start now is better off there than sharing a batch,
+            # and a long clip would hold the short ones beside it until it is done.
+            if self._idle_feeders == 0 and _batchable(batch[0]):
+                while len(batch) < self.max_batch and self._waiting and _batchable(self._waiting[0]):
+                    batch.append(self._waiting.popleft())
+            self.batch_sizes[len(batch)] += 1
+            return batch
 
     def _alive(self, slot: int) -> _Worker:
         """The slot's worker, or a fresh one in its place if it has died since its last batch."""
@@ -159,25 +175,20 @@ class IsolatedTranscriber(Transcriber):
         return fresh
 
     def close(self) -> None:
-        with self._lock:
-            already_closed, self._closed = self._closed, True
+        with self._ready:
+            self._closed = True
             workers = list(self._workers)
-            if not already_closed:
-                self._waiting.put(None)  # the feeders pass it on to each other and exit
-        for worker in workers:
-            worker.stop()
-        self._fail_waiting()
-
-    def _fail_waiting(self) -> None:
-        while True:
-            try:
-                clip = self._waiting.get_nowait()
-            except queue.Empty:
-                return
-            if clip is None:
-                self._waiting.put(None)
-                return
+            waiting = list(self._waiting)
+            self._waiting.clear()
+            self._ready.notify_all()  # idle feeders exit
+        for clip in waiting:
             clip.settle("error", AsrUnavailable("the speech workers are shut down"))
+        for worker in workers:
+            worker.stop()  # a feeder in the middle of a batch gets AsrUnavailable from its pipe
+
+
+def _batchable(clip: _Clip) -> bool:
+    return len(clip.audio) <= BATCH_MAX_S * WHISPER_SAMPLE_RATE_HZ
 
 
 class _Clip:
@@ -206,6 +217,7 @@ class _Worker:
         self.process = process
         self.connection = connection
         self.broken = False
+        self._stopping = threading.Lock()  # close() and a feeder's restart may both stop a worker
 
     def call(self, clips: list[tuple[np.ndarray, str | None]], timeout_s: float) -> list[tuple[str, object]]:
         """(status, transcript or error) per clip."""
@@ -221,16 +233,18 @@ class _Worker:
             raise AsrUnavailable("the speech worker died or was stopped while transcribing") from None
 
     def stop(self) -> None:
-        try:
-            self.connection.close()
-        except OSError:
-            pass
-        if self.process.is_alive():
-            self.process.terminate()
-        self.process.join(timeout=5)
-        if self.process.is_alive():
-            self.process.kill()
+        """Ends the process, then closes the pipe (a feeder reading it gets EOF, not a reused fd)."""
+        with self._stopping:
+            if self.process.is_alive():
+                self.process.terminate()
             self.process.join(timeout=5)
+            if self.process.is_alive():
+                self.process.kill()
+                self.process.join(timeout=5)
+            try:
+                self.connection.close()
+            except OSError:
+                pass
 
 
 def _worker_main(connection: Connection, options: TranscriberOptions, niceness: int) -> None:

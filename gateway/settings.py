@@ -55,8 +55,8 @@ class Settings:
     asr_queue: int = 4  # clips that may wait; past this, RESOURCE_EXHAUSTED at once
     asr_beam_size: int = 1  # 1: greedy decoding (about twice as fast on short clips)
     # Seconds of audio Whisper's encoder sees at least (30: Whisper's own padded window). A short
-    # clip then costs a third of the time, with no more word errors at 5-15 s
-    # (loadtest/results/asr_window.md); at 3 s transcripts break down.
+    # clip then costs a third of the time; on 1-10 s clips windows of 7-15 s made no more word
+    # errors than 30 s, while 3 and 5 s had runaway decodes (loadtest/results/asr_window.md).
     asr_window_s: float = 7.0
     asr_timeout_s: float = 30.0  # per transcription, when the caller's deadline is later or unset
     # Whisper in worker processes at a lower CPU priority (asr.isolated), so voice cannot starve

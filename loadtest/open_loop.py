@@ -105,8 +105,8 @@ def main(argv=None) -> None:
     parser.add_argument("--deadline-s", type=float, default=DEADLINE_S)
     parser.add_argument("--out", type=Path, required=True, help="where the JSON summary goes")
     args = parser.parse_args(argv)
-    if args.rate <= 0 or args.seconds <= 0:
-        parser.error("--rate and --seconds must be > 0")
+    if args.rate <= 0 or args.seconds <= 0 or args.rate * args.seconds < 1:
+        parser.error("--rate and --seconds must be > 0 and give at least one call")
     result = asyncio.run(send_at_rate(args.address, args.rate, args.seconds, args.deadline_s, chat_messages(2000)))
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -40,9 +40,15 @@ def run_step(address: str, rate: float, step_s: float, generators: int, work_dir
                                    "--rate", str(rate / generators), "--seconds", str(step_s),
                                    "--deadline-s", str(DEADLINE_S), "--out", str(out)], cwd=REPO_DIR)
                  for out in outputs]
-    for process in processes:
-        if process.wait(timeout=step_s + 120) != 0:
-            raise RuntimeError(f"a load generator exited with {process.returncode}")
+    try:
+        for process in processes:
+            if process.wait(timeout=step_s + 120) != 0:
+                raise RuntimeError(f"a load generator exited with {process.returncode}")
+    finally:
+        for process in processes:  # after a failure, none left sending
+            if process.poll() is None:
+                process.kill()
+                process.wait()
     return merge([json.loads(out.read_text()) for out in outputs])
 
 

@@ -109,12 +109,15 @@ def test_short_window_keeps_the_words_and_times(toxic_speech, clean_speech, shor
         assert short.segments[-1].end_s == pytest.approx(full.segments[-1].end_s, abs=0.5)
 
 
-def test_a_batch_gives_each_clip_its_own_transcript(toxic_speech, clean_speech, silent_wav, short_window_transcriber):
+def test_a_batch_gives_each_clip_its_own_transcript(toxic_speech, clean_speech, silent_wav, short_window_transcriber,
+                                                   monkeypatch):
     toxic, clean = decode_audio(toxic_speech.path.read_bytes()), decode_audio(clean_speech.path.read_bytes())
     silence = decode_audio(silent_wav.read_bytes())
     empty = np.zeros(0, dtype=np.float32)
 
-    batch = short_window_transcriber.transcribe_batch([toxic, silence, empty, clean])
+    with monkeypatch.context() as patch:  # the batch must not fall back to faster-whisper's own loop
+        patch.setattr(short_window_transcriber._model, "transcribe", _must_not_run)
+        batch = short_window_transcriber.transcribe_batch([toxic, silence, empty, clean])
 
     alone = [short_window_transcriber.transcribe(audio) for audio in (toxic, clean)]
     assert [t.text for t in (batch[0], batch[3])] == [t.text for t in alone]
@@ -124,6 +127,10 @@ def test_a_batch_gives_each_clip_its_own_transcript(toxic_speech, clean_speech, 
         _assert_segments_inside_clip(transcript)
         assert transcript.language == "en"
     assert batch[0].duration_s == pytest.approx(toxic_speech.duration_s, abs=0.15)
+
+
+def _must_not_run(*args, **kwargs):
+    raise AssertionError("WhisperModel.transcribe ran: the clip was not decoded in the batch")
 
 
 def test_a_clip_longer_than_one_window_in_a_batch_is_decoded_in_full(toxic_speech, clean_speech,
