@@ -12,6 +12,7 @@ This package knows nothing of gRPC or Triton; the gateway calls it (see STYLE.md
 from asr.audio import WHISPER_SAMPLE_RATE_HZ, AudioLimits, decode_audio
 from asr.errors import (
     AsrError,
+    AsrExpired,
     AsrOverloaded,
     AsrUnavailable,
     AudioError,
@@ -30,6 +31,7 @@ from asr.transcriber import Segment, Transcriber, TranscriberOptions, Transcript
 __all__ = [
     "WHISPER_SAMPLE_RATE_HZ",
     "AsrError",
+    "AsrExpired",
     "AsrOverloaded",
     "AsrUnavailable",
     "AudioError",

@@ -61,3 +61,7 @@ class AsrUnavailable(AsrError):
 
 class ModelUnavailable(AsrUnavailable):
     """A model's files or the package of an optional backend are not installed."""
+
+
+class AsrExpired(AsrError):
+    """The clip's caller stopped waiting before a worker was free; it was never transcribed."""

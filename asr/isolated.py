@@ -29,7 +29,7 @@ from multiprocessing.connection import Connection
 import numpy as np
 
 from asr.audio import WHISPER_SAMPLE_RATE_HZ
-from asr.errors import AsrError, AsrUnavailable
+from asr.errors import AsrError, AsrExpired, AsrUnavailable
 from asr.transcriber import Transcriber, TranscriberOptions, Transcript
 
 logger = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class IsolatedTranscriber(Transcriber):
         self.call_timeout_s = call_timeout_s
         self.max_batch = max_batch
         self.batch_sizes: collections.Counter[int] = collections.Counter()  # clips per batch sent -> batches
+        self.expired = 0  # clips dropped unstarted because their callers had stopped waiting
         # each worker runs one clip at a time, so its model needs no parallel decoders
         self._worker_options = dataclasses.replace(options, num_workers=1)
         self._context = multiprocessing.get_context("spawn")  # no fork of a threaded gateway
@@ -109,6 +110,10 @@ class IsolatedTranscriber(Transcriber):
     def _transcribe(self, audio: np.ndarray, language: str | None, duration_s: float) -> Transcript:
         return self._transcribe_batch([audio], language)[0]
 
+    def _transcribe_until(self, audio: np.ndarray, language: str | None, duration_s: float,
+                          expires_at: float | None) -> Transcript:
+        return self._queue_and_wait([_Clip(audio, language, expires_at)])[0]
+
     @property
     def queued(self) -> int:
         """Clips waiting for a worker."""
@@ -116,7 +121,9 @@ class IsolatedTranscriber(Transcriber):
             return len(self._waiting)
 
     def _transcribe_batch(self, audios: list[np.ndarray], language: str | None) -> list[Transcript]:
-        clips = [_Clip(audio, language) for audio in audios]
+        return self._queue_and_wait([_Clip(audio, language) for audio in audios])
+
+    def _queue_and_wait(self, clips: list[_Clip]) -> list[Transcript]:
         with self._ready:  # ordered against close(), so no clip is queued after the feeders have left
             if self._closed:
                 raise AsrUnavailable("the speech workers are shut down")
@@ -128,6 +135,8 @@ class IsolatedTranscriber(Transcriber):
         """One worker's feeder: the oldest waiting clip, plus, when no other worker is free to take
         them, the short clips queued behind it (up to max_batch)."""
         while (batch := self._next_batch()) is not None:
+            if not batch:  # every waiting clip had expired
+                continue
             try:
                 results = self._alive(slot).call([(clip.audio, clip.language) for clip in batch], self.call_timeout_s)
                 if len(results) != len(batch):
@@ -145,6 +154,9 @@ class IsolatedTranscriber(Transcriber):
             self._idle_feeders -= 1
             if self._closed:
                 return None  # close() fails whatever is still waiting
+            self._drop_expired()
+            if not self._waiting:
+                return []
             batch = [self._waiting.popleft()]
             # A clip that another free worker can start now is better off there than sharing a batch,
             # and a long clip would hold the short ones beside it until it is done.
@@ -153,6 +165,15 @@ class IsolatedTranscriber(Transcriber):
                     batch.append(self._waiting.popleft())
             self.batch_sizes[len(batch)] += 1
             return batch
+
+    def _drop_expired(self) -> None:
+        """Clips whose callers have stopped waiting are failed unstarted (called under the lock)."""
+        now = time.monotonic()
+        expired = [clip for clip in self._waiting if clip.expires_at is not None and clip.expires_at <= now]
+        for clip in expired:
+            self._waiting.remove(clip)
+            clip.settle("error", AsrExpired("the caller's deadline passed before a speech worker was free"))
+        self.expired += len(expired)
 
     def _alive(self, slot: int) -> _Worker:
         """The slot's worker, or a fresh one in its place if it has died since its last batch."""
@@ -194,9 +215,10 @@ def _batchable(clip: _Clip) -> bool:
 class _Clip:
     """One clip waiting for a worker, and its answer once settled."""
 
-    def __init__(self, audio: np.ndarray, language: str | None):
+    def __init__(self, audio: np.ndarray, language: str | None, expires_at: float | None = None):
         self.audio = audio
         self.language = language
+        self.expires_at = expires_at  # time.monotonic(); None: waits as long as it takes
         self._done = threading.Event()
         self._outcome: tuple[str, object] = ("error", AsrUnavailable("no answer"))
 

@@ -52,8 +52,12 @@ class TranscriptionPool:
         """Transcriptions running or waiting now."""
         return self._in_flight
 
-    def submit(self, audio: np.ndarray, language: str | None = None) -> Future[Transcript]:
+    def submit(self, audio: np.ndarray, language: str | None = None,
+               expires_at: float | None = None) -> Future[Transcript]:
         """Queues one clip; the future holds its Transcript (or the transcriber's exception).
+
+        `expires_at` (`time.monotonic()`): past it the clip is not started, here or in a
+        transcriber that queues clips itself (its future then holds AsrExpired).
 
         Raises:
           AsrOverloaded: the pool already holds `capacity` clips; nothing was queued.
@@ -67,7 +71,7 @@ class TranscriptionPool:
                 raise AsrOverloaded(f"speech recognition is overloaded ({self.capacity} clips in progress); retry later")
             self._in_flight += 1
             try:
-                future = self._executor.submit(self._transcriber.transcribe, audio, language)
+                future = self._executor.submit(self._transcriber.transcribe, audio, language, expires_at)
             except BaseException:
                 self._release()
                 raise

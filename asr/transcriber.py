@@ -133,12 +133,14 @@ class Transcriber(abc.ABC):
     def __init__(self, options: TranscriberOptions):
         self.options = options
 
-    def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript:
+    def transcribe(self, audio: np.ndarray, language: str | None = None, expires_at: float | None = None) -> Transcript:
         """Transcribes one clip.
 
         Args:
           audio: 1-D float32 samples in [-1, 1] at 16 kHz, as decode_audio returns them.
           language: Overrides options.language for this call (None: use the option).
+          expires_at: A `time.monotonic()` time after which nobody waits for the answer: a backend
+            that queues clips drops it unstarted (AsrExpired). In-process backends start at once.
 
         Returns:
           The transcript; empty (no segments) when the clip holds no speech.
@@ -150,7 +152,7 @@ class Transcriber(abc.ABC):
         if len(audio) == 0:
             return Transcript(text="", language=language, duration_s=0.0)
         started = time.perf_counter()
-        transcript = self._transcribe(audio, language, duration_s)
+        transcript = self._transcribe_until(audio, language, duration_s, expires_at)
         elapsed_s = time.perf_counter() - started
         logger.debug("transcribed audio_s=%.2f ms=%.1f segments=%d chars=%d", duration_s,
                      elapsed_s * 1e3, len(transcript.segments), len(transcript.text))
@@ -181,6 +183,11 @@ class Transcriber(abc.ABC):
     @abc.abstractmethod
     def _transcribe(self, audio: np.ndarray, language: str | None, duration_s: float) -> Transcript:
         """Runs the model on a checked, non-empty clip."""
+
+    def _transcribe_until(self, audio: np.ndarray, language: str | None, duration_s: float,
+                          expires_at: float | None) -> Transcript:
+        """`_transcribe`, for backends that may hold a clip before starting it to override."""
+        return self._transcribe(audio, language, duration_s)
 
     def _transcribe_batch(self, audios: list[np.ndarray], language: str | None) -> list[Transcript]:
         """Checked, non-empty clips; backends that batch override this."""

@@ -71,15 +71,16 @@ class VoicePipeline:
         timeout_s = self.settings.asr_timeout_s if remaining_s is None else min(remaining_s, self.settings.asr_timeout_s)
         if timeout_s <= 0:
             raise BackendTimeout("deadline exceeded before speech recognition")
-        try:
-            future = self.pool.submit(audio, language or self.settings.default_language or None)
+        try:  # past the deadline a clip still waiting for a worker is dropped, not decoded for nobody
+            future = self.pool.submit(audio, language or self.settings.default_language or None,
+                                      expires_at=time.monotonic() + timeout_s)
         except asr.AsrOverloaded:
             raise Overloaded("overloaded: speech recognition queue is full, retry later") from None
         except asr.AsrUnavailable as err:
             raise BackendUnavailable(f"speech recognition unavailable: {err}") from None
         try:
             return future.result(timeout=timeout_s)
-        except FutureTimeout:
+        except (FutureTimeout, asr.AsrExpired):
             future.cancel()  # if still queued, it never runs
             raise BackendTimeout("deadline exceeded during speech recognition") from None
         except asr.AudioError as err:

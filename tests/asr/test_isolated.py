@@ -145,6 +145,35 @@ def test_closing_fails_running_and_waiting_clips_instead_of_hanging(toxic_speech
     assert sum("shut down" in error for error in errors) == 2, errors  # the two that were waiting
 
 
+def test_a_clip_whose_caller_stopped_waiting_is_never_decoded(toxic_speech, clean_speech):
+    import threading
+
+    import numpy as np
+
+    from asr import AsrExpired
+
+    toxic, clean = decode_audio(toxic_speech.path.read_bytes()), decode_audio(clean_speech.path.read_bytes())
+    long_clip = np.concatenate([toxic, clean] * 3)  # keeps the one worker busy
+    transcriber = IsolatedTranscriber(TranscriberOptions(encoder_window_s=7.0, cpu_threads=1), max_batch=4)
+    outcomes = {}
+    try:
+        first = threading.Thread(target=lambda: outcomes.update(long=transcriber.transcribe(long_clip)))
+        first.start()
+        _wait_until(lambda: transcriber.batch_sizes[1] == 1)
+        with TranscriptionPool(transcriber, workers=2, max_queued=0) as pool:
+            expiring = pool.submit(toxic, expires_at=time.monotonic() + 0.05)
+            with pytest.raises(AsrExpired, match="deadline"):
+                expiring.result(timeout=60)
+            patient = pool.submit(clean).result(timeout=60)
+        first.join(timeout=60)
+    finally:
+        transcriber.close()
+
+    assert transcriber.expired == 1
+    assert sum(size * count for size, count in transcriber.batch_sizes.items()) == 2  # the long clip and `clean`
+    assert outcomes["long"].text and all(word in patient.text.lower() for word in clean_speech.key_words)
+
+
 def _wait_until(condition, timeout_s: float = 30.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
