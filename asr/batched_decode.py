@@ -34,6 +34,7 @@ def decode_together(model, audios: list[np.ndarray], language: str, beam_size: i
       audios: Non-empty 16 kHz float32 clips.
       language: The language to decode in (one for the whole batch).
     """
+    from faster_whisper.transcribe import restore_speech_timestamps
     from faster_whisper.vad import VadOptions, collect_chunks, get_speech_timestamps
 
     sampling_rate = model.feature_extractor.sampling_rate
@@ -55,8 +56,6 @@ def decode_together(model, audios: list[np.ndarray], language: str, beam_size: i
         for (index, chunks, _), segments in zip(batch, _decode(model, batch, language, beam_size),
                                                 strict=True):
             if segments is not None and chunks is not None:
-                from faster_whisper.transcribe import restore_speech_timestamps
-
                 segments = list(restore_speech_timestamps(segments, chunks, sampling_rate))
             results[index] = segments
     return results

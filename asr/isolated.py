@@ -108,7 +108,7 @@ class IsolatedTranscriber(Transcriber):
         return worker
 
     def _transcribe(self, audio: np.ndarray, language: str | None, duration_s: float) -> Transcript:
-        return self._transcribe_batch([audio], language)[0]
+        return self._queue_and_wait([_Clip(audio, language)])[0]
 
     def _transcribe_until(self, audio: np.ndarray, language: str | None, duration_s: float,
                           expires_at: float | None) -> Transcript:
@@ -135,8 +135,6 @@ class IsolatedTranscriber(Transcriber):
         """One worker's feeder: the oldest waiting clip, plus, when no other worker is free to take
         them, the short clips queued behind it (up to max_batch)."""
         while (batch := self._next_batch()) is not None:
-            if not batch:  # every waiting clip had expired
-                continue
             try:
                 results = self._alive(slot).call([(clip.audio, clip.language) for clip in batch], self.call_timeout_s)
                 if len(results) != len(batch):
@@ -149,14 +147,11 @@ class IsolatedTranscriber(Transcriber):
     def _next_batch(self) -> list[_Clip] | None:
         with self._ready:
             self._idle_feeders += 1
-            while not self._waiting and not self._closed:
+            while not self._closed and (self._drop_expired() or not self._waiting):
                 self._ready.wait()
             self._idle_feeders -= 1
             if self._closed:
                 return None  # close() fails whatever is still waiting
-            self._drop_expired()
-            if not self._waiting:
-                return []
             batch = [self._waiting.popleft()]
             # A clip that another free worker can start now is better off there than sharing a batch,
             # and a long clip would hold the short ones beside it until it is done.
@@ -167,7 +162,8 @@ class IsolatedTranscriber(Transcriber):
             return batch
 
     def _drop_expired(self) -> None:
-        """Clips whose callers have stopped waiting are failed unstarted (called under the lock)."""
+        """Clips whose callers have stopped waiting are failed unstarted (called under the lock).
+        Returns None, so `_next_batch`'s wait condition can call it first."""
         now = time.monotonic()
         expired = [clip for clip in self._waiting if clip.expires_at is not None and clip.expires_at <= now]
         for clip in expired:

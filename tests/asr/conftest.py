@@ -39,3 +39,12 @@ def transcriber():
     from asr import TranscriberOptions, create_transcriber
 
     return create_transcriber(TranscriberOptions())
+
+
+@pytest.fixture(scope="session")
+def busy_audio(audio_tools, tmp_path_factory):
+    """About 15 s of decoded speech (BUSY_PARAGRAPH, "idiot" twice), to keep a worker busy."""
+    from asr import decode_audio
+    from tests.asr.speech import BUSY_PARAGRAPH, speak
+
+    return decode_audio(speak(BUSY_PARAGRAPH, tmp_path_factory.mktemp("speech") / "busy.wav").read_bytes())

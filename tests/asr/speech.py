@@ -19,6 +19,11 @@ TOXIC_SENTENCE = "shut up you stupid idiot, your team is trash"
 TOXIC_KEY_WORDS = ("idiot", "trash")
 CLEAN_SENTENCE = "good game everyone, that was a great match"
 CLEAN_KEY_WORDS = ("good game", "match")
+# About 15 s, to keep a worker busy. Not a sentence repeated: Whisper sometimes judges a window of
+# the same robotic sentence over and over to be no speech, and returns nothing for it.
+BUSY_PARAGRAPH = ("shut up you stupid idiot, push the middle lane now and keep the shields up. "
+                  "nice shot on the sniper, you saved the whole team. what an idiot, he walked straight into the fire. "
+                  "let us regroup at the base and buy armor before the timer runs out.")
 
 
 @dataclass(frozen=True)
