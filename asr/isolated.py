@@ -21,7 +21,6 @@ import collections
 import dataclasses
 import logging
 import multiprocessing
-import os
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -267,12 +266,10 @@ class _Worker:
 
 def _worker_main(connection: Connection, options: TranscriberOptions, niceness: int) -> None:
     """The worker process: lower its priority, load the model, answer clips until the pipe closes."""
+    from asr.priority import lower_priority
     from asr.transcriber import create_transcriber
 
-    if niceness:
-        os.nice(niceness)
-    if niceness >= 19 and hasattr(os, "SCHED_IDLE"):  # the lowest: runs only on otherwise idle CPU
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    lower_priority(niceness)
     try:
         transcriber = create_transcriber(options)
     except Exception as err:  # reported to the parent, which raises it

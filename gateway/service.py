@@ -140,9 +140,9 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
         if self.voice is None:
             raise Unimplemented("voice is not enabled on this gateway")
         started = time.perf_counter()
-        audio = self.voice.decode(request)
-        remaining = context.time_remaining()
-        transcript = self.voice.transcribe(audio, request.language, remaining)
+        with self.voice.admitted():
+            audio = self.voice.decode(request)
+            transcript = self.voice.transcribe(audio, request.language, context.time_remaining())
         asr_ms = (time.perf_counter() - started) * 1e3
         log.stages_ms["asr"] = asr_ms
         segments = [s for s in transcript.segments if s.text.strip()]

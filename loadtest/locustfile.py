@@ -23,21 +23,16 @@ Environment (python -m loadtest.run_load sets these for each run):
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
-import shutil
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import grpc
 import grpc.experimental.gevent as grpc_gevent
 from locust import User, between, events, task
 
 from gateway.pb import moderation_pb2, moderation_pb2_grpc
-from loadtest.corpus import chat_messages
+from loadtest.corpus import chat_messages, voice_clips
 
 # Locust runs every user as a greenlet on one thread; without this a blocking gRPC call blocks
 # them all and only one call is ever in flight (locust's own examples/grpc does the same).
@@ -49,12 +44,6 @@ TEXT_WEIGHT = int(os.environ.get("LOADTEST_TEXT_WEIGHT", "20"))
 BATCH_WEIGHT = int(os.environ.get("LOADTEST_BATCH_WEIGHT", "1"))
 CALL_TIMEOUT_S = float(os.environ.get("LOADTEST_TIMEOUT_S", "10"))
 USER_RATE = float(os.environ.get("LOADTEST_USER_RATE", "0"))
-CLIP_CACHE = Path(os.environ.get("LOADTEST_CLIP_DIR", Path(tempfile.gettempdir()) / "moderation-loadtest-clips"))
-VOICE_SENTENCES = (  # each about 5 s when spoken by espeak-ng at 150 words/min
-    "good game everyone, that was a great match, see you all in the next round tonight",
-    "shut up you stupid idiot, your team is trash and you should just uninstall the game",
-    "push mid now and defend the tower please, the enemy jungler is coming from the top side",
-)
 
 
 def poisson_pacing(rate: float):
@@ -72,20 +61,6 @@ def poisson_pacing(rate: float):
 
 class RpcStatusError(Exception):
     """Locust groups failures by exception text: one entry per status code."""
-
-
-def voice_clips() -> list[bytes]:
-    """WAV clips of the sentences above, spoken once by espeak-ng and cached on disk."""
-    if shutil.which("espeak-ng") is None:
-        return []
-    CLIP_CACHE.mkdir(parents=True, exist_ok=True)
-    clips = []
-    for sentence in VOICE_SENTENCES:
-        path = CLIP_CACHE / f"clip-{hashlib.sha1(sentence.encode()).hexdigest()[:12]}.wav"
-        if not path.exists():
-            subprocess.run(["espeak-ng", "-s", "150", "-w", str(path), sentence], check=True, capture_output=True)
-        clips.append(path.read_bytes())
-    return clips
 
 
 class GatewayUser(User):

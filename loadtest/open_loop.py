@@ -21,31 +21,40 @@ from pathlib import Path
 import numpy as np
 
 DEADLINE_S = 2.0  # what a game server would give a chat verdict before letting the message through
+VOICE_DEADLINE_S = 5.0  # a voice clip is moderated after it was spoken; it can wait longer
 
 
-async def send_at_rate(address: str, rate: float, seconds: float, deadline_s: float,
-                       messages: list[str]) -> dict:
+async def send_at_rate(address: str, rate: float, seconds: float, deadline_s: float, messages: list[str],
+                       clips: list[bytes] = (), voice_share: float = 0.0, voice_deadline_s: float = VOICE_DEADLINE_S) -> dict:
+    """Sends rate x seconds calls; a voice_share of them (spread evenly) are ClassifyVoice calls with clips."""
     import grpc
 
     from gateway.pb import moderation_pb2, moderation_pb2_grpc
 
-    latencies: dict[str, list[float]] = {}
-    first_message: dict[str, str] = {}  # per status code, the first error's text
+    if voice_share and not clips:
+        raise ValueError("voice_share needs clips")
+    latencies: dict[str, dict[str, list[float]]] = {"text": {}, "voice": {}}
+    first_message: dict[str, dict[str, str]] = {"text": {}, "voice": {}}  # per kind and code, the first error's text
     send_lag: list[float] = []
 
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with grpc.aio.insecure_channel(address, options=[("grpc.max_send_message_length", 16 << 20)]) as channel:
         stub = moderation_pb2_grpc.ModerationStub(channel)
 
-        async def call(text: str, due: float) -> None:
+        async def call(kind: str, index: int, due: float) -> None:
             sent = time.perf_counter()
             send_lag.append(sent - due)  # how far behind its schedule the generator sent it
             try:
-                await stub.ClassifyText(moderation_pb2.ClassifyTextRequest(text=text), timeout=deadline_s)
+                if kind == "voice":
+                    await stub.ClassifyVoice(moderation_pb2.ClassifyVoiceRequest(audio=clips[index % len(clips)]),
+                                             timeout=voice_deadline_s)
+                else:
+                    await stub.ClassifyText(moderation_pb2.ClassifyTextRequest(text=messages[index % len(messages)]),
+                                            timeout=deadline_s)
                 code = "OK"
             except grpc.aio.AioRpcError as err:
                 code = err.code().name
-                first_message.setdefault(code, err.details() or "")
-            latencies.setdefault(code, []).append(time.perf_counter() - sent)
+                first_message[kind].setdefault(code, err.details() or "")
+            latencies[kind].setdefault(code, []).append(time.perf_counter() - sent)
 
         calls = int(rate * seconds)
         pending: set[asyncio.Task] = set()
@@ -55,29 +64,53 @@ async def send_at_rate(address: str, rate: float, seconds: float, deadline_s: fl
             delay = due - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            task = asyncio.create_task(call(messages[index % len(messages)], due))
+            task = asyncio.create_task(call(call_kind(index, voice_share), index, due))
             pending.add(task)
             task.add_done_callback(pending.discard)
         sending_s = time.perf_counter() - started
         await asyncio.gather(*pending)
-    result = summarise(rate, calls, sending_s, latencies, first_message)
+    result = summarise(rate, calls, sending_s, latencies["text"], first_message["text"])
+    if voice_share:
+        result.update(voice_latencies_ms=_rounded_ms(latencies["voice"]), voice_messages=first_message["voice"])
     result["send_lag_ms"] = {"p50": float(np.percentile(send_lag, 50) * 1e3), "p99": float(np.percentile(send_lag, 99) * 1e3)}
     return result
+
+
+def call_kind(index: int, voice_share: float) -> str:
+    """Voice for a voice_share of the calls, evenly spread: call i is voice when floor((i+1)*share) steps up."""
+    return "voice" if int((index + 1) * voice_share) > int(index * voice_share) else "text"
+
+
+def _rounded_ms(latencies: dict[str, list[float]]) -> dict[str, list[float]]:
+    return {code: [round(value * 1e3, 3) for value in values] for code, values in latencies.items()}
 
 
 def summarise(rate: float, calls: int, sending_s: float, latencies: dict[str, list[float]],
               first_message: dict[str, str] | None = None) -> dict:
     """What one generator saw; `merge` combines several."""
     return {"target_rate": rate, "calls": calls, "sending_s": sending_s, "messages": first_message or {},
-            "latencies_ms": {code: [round(value * 1e3, 3) for value in values] for code, values in latencies.items()}}
+            "latencies_ms": _rounded_ms(latencies)}
 
 
 def merge(parts: list[dict]) -> dict:
-    """Generators that ran side by side -> offered rate, answered rate, per-code percentiles."""
+    """Generators that ran side by side -> offered rate, answered rate, per-code percentiles
+    (`codes` for text calls; `voice_codes` too when some calls were voice)."""
     sending_s = max(part["sending_s"] for part in parts)
+    calls = sum(part["calls"] for part in parts)
+    lags = [part["send_lag_ms"] for part in parts if "send_lag_ms" in part]
+    merged = {"target_rate": sum(part["target_rate"] for part in parts), "offered_rate": calls / sending_s,
+              "calls": calls, "codes": _per_code(parts, "latencies_ms", "messages", sending_s),
+              # the generators' own delay: calls sent this late were timed from their actual send
+              "send_lag_p99_ms": max((lag["p99"] for lag in lags), default=None)}
+    if any("voice_latencies_ms" in part for part in parts):
+        merged["voice_codes"] = _per_code(parts, "voice_latencies_ms", "voice_messages", sending_s)
+    return merged
+
+
+def _per_code(parts: list[dict], latency_key: str, message_key: str, sending_s: float) -> dict:
     by_code: dict[str, list[float]] = {}
     for part in parts:
-        for code, values in part["latencies_ms"].items():
+        for code, values in part.get(latency_key, {}).items():
             by_code.setdefault(code, []).extend(values)
     codes = {}
     for code, values in sorted(by_code.items()):
@@ -85,29 +118,33 @@ def merge(parts: list[dict]) -> dict:
         codes[code] = {"count": len(values), "per_s": len(values) / sending_s, "p50_ms": float(np.percentile(ms, 50)),
                        "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max())}
     for part in parts:
-        for code, message in part.get("messages", {}).items():
+        for code, message in part.get(message_key, {}).items():
             codes[code].setdefault("first_message", message)
-    calls = sum(part["calls"] for part in parts)
-    lags = [part["send_lag_ms"] for part in parts if "send_lag_ms" in part]
-    return {"target_rate": sum(part["target_rate"] for part in parts), "offered_rate": calls / sending_s,
-            "calls": calls, "codes": codes,
-            # the generators' own delay: calls sent this late were timed from their actual send
-            "send_lag_p99_ms": max((lag["p99"] for lag in lags), default=None)}
+    return codes
 
 
 def main(argv=None) -> None:
-    from loadtest.corpus import chat_messages
+    from loadtest.corpus import chat_messages, voice_clips
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--address", required=True, help="the gateway, host:port")
     parser.add_argument("--rate", type=float, required=True, help="calls per second")
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--deadline-s", type=float, default=DEADLINE_S)
+    parser.add_argument("--voice-share", type=float, default=0.0,
+                        help="fraction of calls that are ClassifyVoice with ~5 s espeak-ng clips (0-1)")
+    parser.add_argument("--voice-deadline-s", type=float, default=VOICE_DEADLINE_S)
     parser.add_argument("--out", type=Path, required=True, help="where the JSON summary goes")
     args = parser.parse_args(argv)
     if args.rate <= 0 or args.seconds <= 0 or args.rate * args.seconds < 1:
         parser.error("--rate and --seconds must be > 0 and give at least one call")
-    result = asyncio.run(send_at_rate(args.address, args.rate, args.seconds, args.deadline_s, chat_messages(2000)))
+    if not 0 <= args.voice_share <= 1:
+        parser.error("--voice-share must be in 0..1")
+    clips = voice_clips() if args.voice_share else []
+    if args.voice_share and not clips:
+        parser.error("--voice-share needs espeak-ng to make the clips")
+    result = asyncio.run(send_at_rate(args.address, args.rate, args.seconds, args.deadline_s, chat_messages(2000),
+                                      clips, args.voice_share, args.voice_deadline_s))
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 

@@ -34,11 +34,13 @@ REPO_DIR = Path(__file__).resolve().parents[1]
 CODES = ("OK", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "UNAVAILABLE")
 
 
-def run_step(address: str, rate: float, step_s: float, generators: int, work_dir: Path) -> dict:
+def run_step(address: str, rate: float, step_s: float, generators: int, work_dir: Path,
+             voice_share: float = 0.0) -> dict:
     outputs = [work_dir / f"rate{rate:g}-{index}.json" for index in range(generators)]
     processes = [subprocess.Popen([sys.executable, "-m", "loadtest.open_loop", "--address", address,
                                    "--rate", str(rate / generators), "--seconds", str(step_s),
-                                   "--deadline-s", str(DEADLINE_S), "--out", str(out)], cwd=REPO_DIR)
+                                   "--deadline-s", str(DEADLINE_S), "--voice-share", str(voice_share),
+                                   "--out", str(out)], cwd=REPO_DIR)
                  for out in outputs]
     try:
         for process in processes:
@@ -52,12 +54,12 @@ def run_step(address: str, rate: float, step_s: float, generators: int, work_dir
     return merge([json.loads(out.read_text()) for out in outputs])
 
 
-def local_stack(model_repository: Path, log_dir: Path, gateway_argv: list[str]):
+def local_stack(model_repository: Path, log_dir: Path, gateway_argv: list[str], voice: bool = False):
     """Triton + the gateway (in this process, as loadtest.run_load runs it) on free ports."""
     from loadtest.run_load import LoadOptions
     from loadtest.run_load import local_stack as stack
 
-    options = LoadOptions(users=(1,), step_s=5, text_weight=1, batch_weight=0, batch_size=1, voice_weight=0,
+    options = LoadOptions(users=(1,), step_s=5, text_weight=1, batch_weight=0, batch_size=1, voice_weight=int(voice),
                           locust_processes=1, raw_dir=log_dir)
     return stack(model_repository, options, gateway_argv, "")
 
@@ -131,6 +133,8 @@ def main(argv=None) -> None:
     parser.add_argument("--host", help="an already running gateway host:port; default: start one")
     parser.add_argument("--model-repository", type=Path, default=REPO_DIR / "model_repository")
     parser.add_argument("--gateway-args", default="", help='flags for the gateway started here, e.g. "--max-in-flight 48"')
+    parser.add_argument("--voice-share", type=float, default=0.0,
+                        help="fraction of the calls sent as ~5 s ClassifyVoice clips (mixed load), e.g. 0.1")
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     rates = [float(value) for value in args.rates.split(",")]
@@ -143,18 +147,23 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work_dir = Path(tmp)
         stack = nullcontext((args.host, None)) if args.host else local_stack(args.model_repository, work_dir,
-                                                                                  shlex.split(args.gateway_args))
+                                                                                  shlex.split(args.gateway_args),
+                                                                                  voice=args.voice_share > 0)
         with stack as (address, _):
             from loadtest.run_load import wait_serving, warm_up
 
             wait_serving(address)
             warm_up(address)
             for rate in rates:
-                step = run_step(address, rate, args.step_s, args.generators, work_dir)
+                step = run_step(address, rate, args.step_s, args.generators, work_dir, args.voice_share)
                 report["steps"].append(step)
                 codes = ", ".join(f"{code} {value['count']} (p50 {value['p50_ms']:.0f} / p99 {value['p99_ms']:.0f} ms)"
                                   for code, value in step["codes"].items())
                 print(f"target {rate:g}/s, offered {step['offered_rate']:.0f}/s: {codes}", flush=True)
+                if "voice_codes" in step:
+                    print("  voice: " + ", ".join(f"{code} {value['count']} (p50 {value['p50_ms']:.0f} / p99 "
+                                                  f"{value['p99_ms']:.0f} ms)" for code, value in step["voice_codes"].items()),
+                          flush=True)
     write_report(report, args.out_dir)
     print(f"wrote {args.out_dir}/overload.{{md,json,png}}")
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
 from asr import AsrUnavailable, IsolatedTranscriber, TranscriberOptions, TranscriptionPool, decode_audio
+from asr.priority import autogroup_nice, autogroups_enabled
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +27,21 @@ def test_worker_runs_at_the_lower_priority_and_transcribes(isolated, toxic_speec
     audio = decode_audio(toxic_speech.path.read_bytes())
     with TranscriptionPool(isolated, workers=1, max_queued=1) as pool:
         transcript = pool.submit(audio, language="en").result(timeout=60)
+    # the model's own threads, started after the priority was lowered, run at it too
+    assert set(_thread_nice_values(pid)) == {os.getpriority(os.PRIO_PROCESS, 0) + 7}
     assert all(word in transcript.text.lower() for word in toxic_speech.key_words), transcript.text
     assert transcript.segments and transcript.segments[-1].end_s <= toxic_speech.duration_s + 0.05
+
+
+def test_with_autogroups_the_worker_has_its_own_at_the_lower_priority(isolated):
+    """Under autogroup scheduling nice values count only within a session: a worker left in the
+    gateway's session would compete with Triton (in a session of its own) at full weight."""
+    if not autogroups_enabled():
+        pytest.skip("this kernel does not group scheduling by session")
+    (pid,) = isolated.worker_pids
+    assert os.getsid(pid) == pid != os.getsid(0)
+    assert Path(f"/proc/{pid}/autogroup").read_text().split()[-1] == "7"
+    assert autogroup_nice() == 0  # the gateway's own session keeps its priority
 
 
 def test_checks_run_before_the_worker_and_errors_come_back(isolated):
@@ -72,6 +87,15 @@ def test_niceness_19_means_idle_scheduling_and_a_closed_transcriber_refuses():
 def test_bad_niceness_is_refused():
     with pytest.raises(ValueError, match="niceness"):
         IsolatedTranscriber(TranscriberOptions(), niceness=25)
+
+
+def _thread_nice_values(pid: int) -> list[int]:
+    """The nice value of every thread of pid (field 19 of /proc/<pid>/task/<tid>/stat)."""
+    values = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        values.append(int(fields[16]))
+    return values
 
 
 def _wait_for_exit(pid: int, timeout_s: float = 10.0) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import ExitStack
 
 import grpc
 import pytest
@@ -48,6 +49,24 @@ def test_compressed_and_raw_clips_give_the_same_words(stub, toxic_speech):
         assert all(word in reply.transcript.lower() for word in toxic_speech.key_words), reply.transcript
         assert reply.verdict.toxic
     assert raw  # 48 kHz stereo raw PCM is not a declared input format; containers carry their layout
+
+
+def test_a_clip_past_the_voice_capacity_is_turned_away_before_it_is_decoded(gateway, stub, clean_speech, monkeypatch):
+    voice = gateway.gateway.service.voice
+    decoded = []
+    real_decode = voice.decode
+    monkeypatch.setattr(voice, "decode", lambda request: decoded.append(1) or real_decode(request))
+    with ExitStack() as held:
+        for _ in range(voice.pool.capacity):  # every clip slot taken, as by clips in progress
+            held.enter_context(voice.admitted())
+        with pytest.raises(grpc.RpcError) as refused:
+            classify_voice(stub, clean_speech.path.read_bytes())
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "speech recognition" in refused.value.details()
+        assert decoded == []
+        assert stub.ClassifyText(moderation_pb2.ClassifyTextRequest(text="gg wp"), timeout=10).top_category  # text still served
+    reply = classify_voice(stub, clean_speech.path.read_bytes())  # the slots are back
+    assert "good game" in reply.transcript.lower() and decoded == [1]
 
 
 def test_silence_is_non_toxic_with_empty_transcript(stub, silent_wav):
