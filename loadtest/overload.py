@@ -27,7 +27,7 @@ from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
-from loadtest.open_loop import DEADLINE_S, merge
+from loadtest.open_loop import DEADLINE_S, VOICE_DEADLINE_S, merge
 
 RESULTS_DIR = Path(__file__).with_name("results")
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -65,31 +65,48 @@ def local_stack(model_repository: Path, log_dir: Path, gateway_argv: list[str], 
 
 
 def write_report(report: dict, out_dir: Path) -> None:
+    """overload.{md,json,png}, or mixed_overload.* when some calls were voice clips."""
+    stem = "mixed_overload" if report.get("voice_share") else "overload"
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "overload.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = ["# Overload: open-loop ClassifyText past saturation", "",
+    (out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    lines = [f"# Overload: open-loop {_calls(report)}", "",
              f"Command: `{report['command']}`", "",
              f"Started {report['started']}; {report['cpus']} CPUs; {report['generators']} generator process(es) "
-             f"on the same cores; {report['step_s']} s per step; deadline {DEADLINE_S:g} s.", "",
-             "| target req/s | offered req/s | OK/s | OK p50 / p99 ms | RESOURCE_EXHAUSTED/s | rejected p50 / p99 ms "
-             "| DEADLINE_EXCEEDED | UNAVAILABLE | generator send lag p99 ms |",
-             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for step in report["steps"]:
-        codes = step["codes"]
+             f"on the same cores; {report['step_s']} s per step; deadline {DEADLINE_S:g} s"
+             + (f" (voice {VOICE_DEADLINE_S:g} s)." if report.get("voice_share") else "."), ""]
+    lines += _table("Text calls" if report.get("voice_share") else "", report["steps"], "codes")
+    if report.get("voice_share"):
+        lines += [""] + _table("Voice calls (~5 s espeak-ng clips)", report["steps"], "voice_codes")
+    other = sorted({code for step in report["steps"] for code in step["codes"]} - set(CODES))
+    if other:
+        lines += ["", f"Other status codes seen: {', '.join(other)} (counts in {stem}.json)."]
+    lines += ["", "Latencies are timed on the generators' clocks from the moment each call was sent. The send "
+              "lag says how far behind schedule a generator was: where it is large, the generators' own event "
+              "loops were short of CPU, and their answers may also have waited there before being timed."]
+    (out_dir / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    _plot(report, out_dir / f"{stem}.png")
+
+
+def _calls(report: dict) -> str:
+    share = report.get("voice_share")
+    return (f"mixed load, {100 * share:g}% of calls ClassifyVoice, the rest ClassifyText" if share
+            else "ClassifyText past saturation")
+
+
+def _table(title: str, steps: list[dict], key: str) -> list[str]:
+    lines = [f"{title}:", ""] if title else []
+    lines += ["| target req/s (all calls) | offered req/s | OK/s | OK p50 / p99 ms | RESOURCE_EXHAUSTED/s "
+              "| rejected p50 / p99 ms | DEADLINE_EXCEEDED | UNAVAILABLE | generator send lag p99 ms |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for step in steps:
+        codes = step.get(key, {})
         ok, rejected = codes.get("OK"), codes.get("RESOURCE_EXHAUSTED")
         lines.append(
             f"| {step['target_rate']:g} | {step['offered_rate']:.0f} | {ok['per_s'] if ok else 0:.0f} | "
             f"{_pair(ok)} | {rejected['per_s'] if rejected else 0:.0f} | {_pair(rejected)} | "
             f"{codes.get('DEADLINE_EXCEEDED', {}).get('count', 0)} | {codes.get('UNAVAILABLE', {}).get('count', 0)} | "
             f"{_ms(step.get('send_lag_p99_ms'))} |")
-    other = sorted({code for step in report["steps"] for code in step["codes"]} - set(CODES))
-    if other:
-        lines += ["", f"Other status codes seen: {', '.join(other)} (counts in overload.json)."]
-    lines += ["", "Latencies are timed on the generators' clocks from the moment each call was sent. The send "
-              "lag says how far behind schedule a generator was: where it is large, the generators' own event "
-              "loops were short of CPU, and their answers may also have waited there before being timed."]
-    (out_dir / "overload.md").write_text("\n".join(lines) + "\n")
-    _plot(report, out_dir / "overload.png")
+    return lines
 
 
 def _ms(value: float | None) -> str:
@@ -109,10 +126,15 @@ def _plot(report: dict, path: Path) -> None:
     steps = report["steps"]
     offered = [step["offered_rate"] for step in steps]
     figure, (rate_axis, latency_axis) = plt.subplots(1, 2, figsize=(11, 4))
-    for code in ("OK", "RESOURCE_EXHAUSTED"):
-        rate_axis.plot(offered, [step["codes"].get(code, {}).get("per_s", 0) for step in steps], "o-", label=code)
-        latency_axis.plot(offered, [step["codes"].get(code, {}).get("p99_ms", float("nan")) for step in steps], "o-",
-                          label=f"{code} p99")
+    kinds = [("codes", "text " if report.get("voice_share") else "")]
+    if report.get("voice_share"):
+        kinds.append(("voice_codes", "voice "))
+    for key, kind in kinds:
+        for code in ("OK", "RESOURCE_EXHAUSTED"):
+            per_code = [step.get(key, {}).get(code, {}) for step in steps]
+            rate_axis.plot(offered, [value.get("per_s", 0) for value in per_code], "o-", label=kind + code)
+            latency_axis.plot(offered, [value.get("p99_ms", float("nan")) for value in per_code], "o-",
+                              label=f"{kind}{code} p99")
     rate_axis.plot(offered, offered, ":", color="grey", label="offered")
     rate_axis.set(xlabel="offered req/s", ylabel="answers/s", title="answers per second by status")
     latency_axis.set(xlabel="offered req/s", ylabel="ms", yscale="log", title="p99 latency by status")
@@ -140,9 +162,12 @@ def main(argv=None) -> None:
     rates = [float(value) for value in args.rates.split(",")]
     if args.generators < 1 or args.step_s <= 0 or min(rates) <= 0:
         parser.error("--generators, --step-s and every rate must be positive")
+    if not 0 <= args.voice_share <= 1:
+        parser.error("--voice-share must be in 0..1")
     report = {"command": "python -m loadtest.overload " + " ".join(argv if argv is not None else sys.argv[1:]),
               "started": datetime.now(UTC).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
               "python": platform.python_version(), "generators": args.generators, "step_s": args.step_s,
+              "voice_share": args.voice_share,
               "steps": []}
     with tempfile.TemporaryDirectory() as tmp:
         work_dir = Path(tmp)
@@ -165,7 +190,7 @@ def main(argv=None) -> None:
                                                   f"{value['p99_ms']:.0f} ms)" for code, value in step["voice_codes"].items()),
                           flush=True)
     write_report(report, args.out_dir)
-    print(f"wrote {args.out_dir}/overload.{{md,json,png}}")
+    print(f"wrote {args.out_dir}/{'mixed_overload' if args.voice_share else 'overload'}.{{md,json,png}}")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from loadtest.corpus import chat_messages
 from loadtest.open_loop import merge, send_at_rate
 from tests.integration.conftest import start_gateway
@@ -28,3 +30,18 @@ def test_past_the_in_flight_limit_the_excess_is_turned_away(triton):
     assert set(step["codes"]) == {"OK", "RESOURCE_EXHAUSTED"}
     assert sum(code["count"] for code in step["codes"].values()) == step["calls"] == 300
     assert step["codes"]["RESOURCE_EXHAUSTED"]["p50_ms"] < step["codes"]["OK"]["p50_ms"]
+
+
+def test_a_voice_share_sends_clips_and_counts_them_apart(gateway):
+    from loadtest.corpus import voice_clips
+
+    clips = voice_clips()
+    if not clips:
+        pytest.skip("espeak-ng is not installed")
+    step = merge([asyncio.run(send_at_rate(gateway.address, 20, 1.0, 5.0, chat_messages(20), clips, 0.2, 30.0))])
+
+    assert step["calls"] == 20
+    assert step["codes"]["OK"]["count"] == 16
+    voice = step["voice_codes"]
+    assert sum(code["count"] for code in voice.values()) == 4
+    assert set(voice) <= {"OK", "RESOURCE_EXHAUSTED"} and voice.get("OK", {}).get("count", 0) >= 1

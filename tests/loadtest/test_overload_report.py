@@ -45,3 +45,32 @@ def test_report_has_one_row_per_step_and_names_unexpected_codes(tmp_path):
     assert "CANCELLED" in (tmp_path / "overload.md").read_text()
     assert json.loads((tmp_path / "overload.json").read_text())["steps"][1]["calls"] == 1600
     assert (tmp_path / "overload.png").stat().st_size > 0
+
+
+def test_voice_calls_are_merged_and_reported_apart_from_text(tmp_path):
+    from loadtest.open_loop import call_kind
+
+    kinds = [call_kind(index, 0.1) for index in range(200)]
+    assert kinds.count("voice") == 20 and "voice" not in kinds[:9]  # spread, not bunched at the start
+    parts = []
+    for voice_ok in ([2000.0] * 5, [3000.0] * 5):
+        part = _part(50, [20.0] * 90, [])
+        part["calls"] = 100  # 90 text calls and 10 voice calls
+        part["voice_latencies_ms"] = {"OK": voice_ok, "RESOURCE_EXHAUSTED": [2.0] * 5}
+        part["voice_messages"] = {"RESOURCE_EXHAUSTED": "overloaded: speech recognition queue is full"}
+        parts.append(part)
+    step = merge(parts)
+    assert step["codes"]["OK"]["count"] == 180 and set(step["codes"]) == {"OK"}
+    assert step["voice_codes"]["OK"]["count"] == 10 and step["voice_codes"]["OK"]["max_ms"] == 3000.0
+    assert step["voice_codes"]["RESOURCE_EXHAUSTED"]["first_message"].startswith("overloaded: speech")
+
+    report = {"command": "python -m loadtest.overload --voice-share 0.1", "started": "now", "cpus": 2, "python": "3.11",
+              "generators": 2, "step_s": 2.0, "voice_share": 0.1, "steps": [step]}
+    write_report(report, tmp_path)
+    text = (tmp_path / "mixed_overload.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| 100 |")]
+    assert len(rows) == 2  # one text row, one voice row
+    assert rows[0].startswith("| 100 | 100 | 90 | 20 / 20 | 0 |")
+    assert rows[1].startswith("| 100 | 100 | 5 | 2500 / 3000 | 5 | 2 / 2 |")
+    assert "10% of calls ClassifyVoice" in text
+    assert (tmp_path / "mixed_overload.png").stat().st_size > 0 and not (tmp_path / "overload.md").exists()
