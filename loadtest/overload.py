@@ -27,6 +27,7 @@ from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
+from loadtest import cpu_share
 from loadtest.open_loop import DEADLINE_S, VOICE_DEADLINE_S, merge
 
 RESULTS_DIR = Path(__file__).with_name("results")
@@ -37,6 +38,7 @@ CODES = ("OK", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "UNAVAILABLE")
 def run_step(address: str, rate: float, step_s: float, generators: int, work_dir: Path,
              voice_share: float = 0.0) -> dict:
     outputs = [work_dir / f"rate{rate:g}-{index}.json" for index in range(generators)]
+    before = cpu_share.snapshot()
     processes = [subprocess.Popen([sys.executable, "-m", "loadtest.open_loop", "--address", address,
                                    "--rate", str(rate / generators), "--seconds", str(step_s),
                                    "--deadline-s", str(DEADLINE_S), "--voice-share", str(voice_share),
@@ -51,7 +53,9 @@ def run_step(address: str, rate: float, step_s: float, generators: int, work_dir
             if process.poll() is None:
                 process.kill()
                 process.wait()
-    return merge([json.loads(out.read_text()) for out in outputs])
+    step = merge([json.loads(out.read_text()) for out in outputs])
+    step["cpu_cores"] = cpu_share.cores_used(before, cpu_share.snapshot())
+    return step
 
 
 def local_stack(model_repository: Path, log_dir: Path, gateway_argv: list[str], voice: bool = False):
@@ -82,7 +86,10 @@ def write_report(report: dict, out_dir: Path) -> None:
         lines += ["", f"Other status codes seen: {', '.join(other)} (counts in {stem}.json)."]
     lines += ["", "Latencies are timed on the generators' clocks from the moment each call was sent. The send "
               "lag says how far behind schedule a generator was: where it is large, the generators' own event "
-              "loops were short of CPU, and their answers may also have waited there before being timed."]
+              "loops were short of CPU, and their answers may also have waited there before being timed.", "",
+              f"CPU cores: the average number of the {report['cpus']} cores each part used during the step "
+              "(loadtest/cpu_share.py); the gateway is the runner's own process, so it is only meaningful "
+              "when the runner started the stack."]
     (out_dir / f"{stem}.md").write_text("\n".join(lines) + "\n")
     _plot(report, out_dir / f"{stem}.png")
 
@@ -95,9 +102,11 @@ def _calls(report: dict) -> str:
 
 def _table(title: str, steps: list[dict], key: str) -> list[str]:
     lines = [f"{title}:", ""] if title else []
+    with_cpu = key == "codes"  # one CPU column per step, in the first table
     lines += ["| target req/s (all calls) | offered req/s | OK/s | OK p50 / p99 ms | RESOURCE_EXHAUSTED/s "
-              "| rejected p50 / p99 ms | DEADLINE_EXCEEDED | UNAVAILABLE | generator send lag p99 ms |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "| rejected p50 / p99 ms | DEADLINE_EXCEEDED | UNAVAILABLE | generator send lag p99 ms |"
+              + (" CPU cores: generators / gateway / Triton / Whisper |" if with_cpu else ""),
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---|" if with_cpu else "")]
     for step in steps:
         codes = step.get(key, {})
         ok, rejected = codes.get("OK"), codes.get("RESOURCE_EXHAUSTED")
@@ -105,8 +114,12 @@ def _table(title: str, steps: list[dict], key: str) -> list[str]:
             f"| {step['target_rate']:g} | {step['offered_rate']:.0f} | {ok['per_s'] if ok else 0:.0f} | "
             f"{_pair(ok)} | {rejected['per_s'] if rejected else 0:.0f} | {_pair(rejected)} | "
             f"{codes.get('DEADLINE_EXCEEDED', {}).get('count', 0)} | {codes.get('UNAVAILABLE', {}).get('count', 0)} | "
-            f"{_ms(step.get('send_lag_p99_ms'))} |")
+            f"{_ms(step.get('send_lag_p99_ms'))} |" + (f" {_cores(step.get('cpu_cores'))} |" if with_cpu else ""))
     return lines
+
+
+def _cores(cores: dict | None) -> str:
+    return " / ".join(f"{cores[role]:.2f}" for role in cpu_share.ROLES) if cores else "-"
 
 
 def _ms(value: float | None) -> str:

@@ -32,6 +32,7 @@ def test_report_has_one_row_per_step_and_names_unexpected_codes(tmp_path):
     quiet = merge([_part(100, [12.0] * 200, [])])
     busy = merge([_part(800, [300.0] * 700, [1.0] * 900)])
     busy["codes"]["CANCELLED"] = {"count": 3, "per_s": 1.5, "p50_ms": 5.0, "p99_ms": 9.0, "max_ms": 9.0}
+    busy["cpu_cores"] = {"generators": 0.7, "gateway": 0.5, "triton": 0.75, "whisper": 0.0}
     report = {"command": "python -m loadtest.overload", "started": "now", "cpus": 2, "python": "3.11",
               "generators": 1, "step_s": 2.0, "steps": [quiet, busy]}
 
@@ -42,6 +43,7 @@ def test_report_has_one_row_per_step_and_names_unexpected_codes(tmp_path):
     assert table[1].startswith("| 100 | 100 | 100 | 12 / 12 | 0 | - |")
     assert table[1].endswith("| - |")  # no send lag recorded in these parts
     assert table[2].startswith("| 800 | 800 | 350 | 300 / 300 | 450 | 1 / 1 |")
+    assert table[2].endswith("| 0.70 / 0.50 / 0.75 / 0.00 |")
     assert "CANCELLED" in (tmp_path / "overload.md").read_text()
     assert json.loads((tmp_path / "overload.json").read_text())["steps"][1]["calls"] == 1600
     assert (tmp_path / "overload.png").stat().st_size > 0
