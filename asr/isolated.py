@@ -3,8 +3,9 @@
 On a box that also serves text, a transcription in the gateway's process competes for the same
 cores as Triton and the gateway's own threads, and faster-whisper's Python-side steps (features,
 VAD, decoding loop) hold the GIL the gRPC threads need. Here each worker is a separate process
-that loads the model once and runs at `os.nice(niceness)`: when text traffic needs the CPU the
-scheduler gives it first, and when it does not, speech runs at full speed.
+that loads the model once and runs `niceness` below the gateway, in a session and autogroup of its
+own (`asr.priority`): when text traffic needs the CPU the scheduler gives it first, and when it
+does not, speech runs at full speed.
 
 `IsolatedTranscriber` is a `Transcriber`, so `TranscriptionPool` bounds it exactly as it bounds an
 in-process model: the pool's threads only wait here for a worker's answer. Each worker has a

@@ -73,8 +73,10 @@ class Gateway:
 
 def freeze_startup_heap() -> None:
     """Takes what start-up allocated (torch, transformers, grpc: tens of thousands of objects) out
-    of the cyclic garbage collector's scans; reference counting still frees it. Each new model
-    version, whose tokenizer loads later, is frozen the same way (`on_new_version`).
+    of the cyclic garbage collector's scans; reference counting still frees what is not in a
+    cycle. The first model version, whose tokenizer and modules load later, is frozen the same way
+    (`on_new_version`). Later versions are not: the old version is still referenced at that
+    moment, and its cycles would never be collected.
 
     Otherwise every full collection walks about 220k objects: under open-loop load at 800 calls/s
     such a pause lasted 110-190 ms, once or twice per 15 s, and every call arriving meanwhile
@@ -101,10 +103,13 @@ def create_server(settings: Settings, classifier=None, voice=_DEFAULT) -> tuple[
 
             classifier = CoalescingClassifier(classifier, settings.coalesce_max_rows, settings.coalesce_wait_us / 1e6)
     policy = load_policy(settings.policy_path)
+    first_version = [True]
 
     def on_new_version(model) -> None:
         service.check_policy(model)
-        gc.freeze()  # its tokenizer is loaded now: keep it out of full collections too (see freeze_startup_heap)
+        if first_version[0]:  # its tokenizer and transformers' modules load only now: freeze them too
+            first_version[0] = False
+            freeze_startup_heap()
 
     models = ModelHolder(on_change=on_new_version)
     voice = create_voice_pipeline(settings) if voice is _DEFAULT else voice

@@ -140,6 +140,7 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
         if self.voice is None:
             raise Unimplemented("voice is not enabled on this gateway")
         started = time.perf_counter()
+        self.voice.check_size(request)
         with self.voice.admitted():
             audio = self.voice.decode(request)
             transcript = self.voice.transcribe(audio, request.language, context.time_remaining())

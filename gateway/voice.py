@@ -61,11 +61,19 @@ class VoicePipeline:
         finally:
             self._clip_slots.release()
 
+    def check_size(self, request) -> None:
+        """The checks that need no decoding, made before a clip takes its slot: a request that can
+        never succeed gets INVALID_ARGUMENT even when the gateway is busy, not a retry hint."""
+        if not request.audio:
+            raise InvalidInput("audio is empty")
+        if len(request.audio) > self.limits.max_bytes:
+            raise InvalidInput(f"audio rejected: audio is {len(request.audio)} bytes; the limit is "
+                               f"{self.limits.max_bytes} bytes")
+
     def decode(self, request):
         import asr
 
-        if not request.audio:
-            raise InvalidInput("audio is empty")
+        self.check_size(request)
         try:
             return asr.decode_audio(request.audio, format_hint=request.format,
                                     sample_rate_hz=request.sample_rate_hz or None, limits=self.limits)

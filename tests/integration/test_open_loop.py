@@ -44,4 +44,4 @@ def test_a_voice_share_sends_clips_and_counts_them_apart(gateway):
     assert step["codes"]["OK"]["count"] == 16
     voice = step["voice_codes"]
     assert sum(code["count"] for code in voice.values()) == 4
-    assert set(voice) <= {"OK", "RESOURCE_EXHAUSTED"} and voice.get("OK", {}).get("count", 0) >= 1
+    assert set(voice) <= {"OK", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"} and voice.get("OK", {}).get("count", 0) >= 1

@@ -64,6 +64,11 @@ def test_a_clip_past_the_voice_capacity_is_turned_away_before_it_is_decoded(gate
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "speech recognition" in refused.value.details()
         assert decoded == []
+        for never_valid in (b"", b"\x00" * (voice.limits.max_bytes + 1)):  # still told so, not "retry later"
+            with pytest.raises(grpc.RpcError) as invalid:
+                classify_voice(stub, never_valid)
+            assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "empty" in invalid.value.details() or "the limit is" in invalid.value.details()
         assert stub.ClassifyText(moderation_pb2.ClassifyTextRequest(text="gg wp"), timeout=10).top_category  # text still served
     reply = classify_voice(stub, clean_speech.path.read_bytes())  # the slots are back
     assert "good game" in reply.transcript.lower() and decoded == [1]

@@ -27,16 +27,16 @@ def test_a_reaped_child_counts_as_generator_and_this_process_as_gateway():
     assert set(cores) == set(ROLES)
     elapsed = after["at"] - before["at"]
     assert 0.55 <= cores["generators"] * elapsed <= 1.2  # the child's 0.6 s, plus its interpreter start
-    assert 0.3 <= cores["gateway"] * elapsed <= 0.8
-    assert cores["triton"] == 0 and cores["whisper"] == 0
+    assert 0.3 <= cores["gateway"] * elapsed <= 0.8  # (a session's Triton, if running, is counted apart)
 
 
 def test_a_running_descendant_is_counted_by_its_command_line():
-    # "multiprocessing" in the command line is how the Whisper workers are recognised
-    worker = subprocess.Popen([sys.executable, "-c", "# multiprocessing\n" + BURN.format(seconds=5)])
+    # multiprocessing's "--multiprocessing-fork" argument is how the Whisper workers are recognised
+    worker = subprocess.Popen([sys.executable, "-c", BURN.format(seconds=10), "--multiprocessing-fork"])
     try:
+        time.sleep(1.0)  # past the interpreter's start
         before = snapshot()
-        time.sleep(0.5)
+        time.sleep(1.0)
         after = snapshot()
     finally:
         worker.kill()
