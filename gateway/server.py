@@ -103,12 +103,13 @@ def create_server(settings: Settings, classifier=None, voice=_DEFAULT) -> tuple[
 
             classifier = CoalescingClassifier(classifier, settings.coalesce_max_rows, settings.coalesce_wait_us / 1e6)
     policy = load_policy(settings.policy_path)
-    first_version = [True]
+    first_version = True
 
     def on_new_version(model) -> None:
+        nonlocal first_version
         service.check_policy(model)
-        if first_version[0]:  # its tokenizer and transformers' modules load only now: freeze them too
-            first_version[0] = False
+        if first_version:  # its tokenizer and transformers' modules load only now: freeze them too
+            first_version = False
             freeze_startup_heap()
 
     models = ModelHolder(on_change=on_new_version)

@@ -71,9 +71,9 @@ class VoicePipeline:
                                f"{self.limits.max_bytes} bytes")
 
     def decode(self, request):
+        """The clip -> 16 kHz float32 samples; `check_size` has passed."""
         import asr
 
-        self.check_size(request)
         try:
             return asr.decode_audio(request.audio, format_hint=request.format,
                                     sample_rate_hz=request.sample_rate_hz or None, limits=self.limits)
