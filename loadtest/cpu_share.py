@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import resource
 import time
-from pathlib import Path
+
+from loadtest import procfs
 
 ROLES = ("generators", "gateway", "triton", "whisper")
 
@@ -25,11 +26,11 @@ def snapshot() -> dict[str, float]:
     used = dict.fromkeys(ROLES, 0.0)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     used["generators"] = children.ru_utime + children.ru_stime
-    tick = os.sysconf("SC_CLK_TCK")
-    for pid, (cpu_ticks, name, command) in _descendants(os.getpid()).items():
-        role = "gateway" if pid == os.getpid() else _role(name, command)
+    used["gateway"] = procfs.cpu_seconds(os.getpid())
+    for pid in procfs.descendants(os.getpid()):
+        role = _role(procfs.command_name(pid), procfs.command_line(pid))
         if role is not None:
-            used[role] += cpu_ticks / tick
+            used[role] += procfs.cpu_seconds(pid)
     used["at"] = time.monotonic()
     return used
 
@@ -46,29 +47,3 @@ def _role(name: str, command: str) -> str | None:
     if "--multiprocessing-fork" in command:  # processes spawned by multiprocessing: the Whisper workers
         return "whisper"
     return None
-
-
-def _descendants(root: int) -> dict[int, tuple[int, str, str]]:
-    """pid -> (user + system ticks, name, command line) for root and every process below it."""
-    parents: dict[int, int] = {}
-    info: dict[int, tuple[int, str, str]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:  # it exited meanwhile
-            continue
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = stat.rsplit(")", 1)[1].split()  # after "pid (name)": state, ppid, ...
-        pid = int(entry.name)
-        parents[pid] = int(fields[1])
-        info[pid] = (int(fields[11]) + int(fields[12]), name, command)
-    found = {pid for pid in info if pid == root}
-    grew = True
-    while grew:
-        below = {pid for pid, parent in parents.items() if parent in found and pid not in found}
-        found |= below
-        grew = bool(below)
-    return {pid: info[pid] for pid in found}
