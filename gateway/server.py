@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import signal
+import sys
 import threading
 from concurrent import futures
 
@@ -39,6 +40,7 @@ class Gateway:
         self.admin_port = admin_port
 
     def start(self) -> None:
+        sys.setswitchinterval(self.service.settings.gil_switch_ms / 1e3)  # process-wide
         freeze_startup_heap()
         self.server.start()
         if self.admin_server is not None:

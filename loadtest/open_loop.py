@@ -140,7 +140,12 @@ def main(argv=None) -> None:
                         help="fraction of calls that are ClassifyVoice with ~5 s espeak-ng clips (0-1)")
     parser.add_argument("--voice-deadline-s", type=float, default=VOICE_DEADLINE_S)
     parser.add_argument("--out", type=Path, required=True, help="where the JSON summary goes")
+    parser.add_argument("--cpus", default="", help="run only on these CPUs, e.g. 1 or 0,2-3 (default: any)")
     args = parser.parse_args(argv)
+    if args.cpus:  # first, before gRPC starts its threads
+        from loadtest.affinity import parse_cpus, pin_process
+
+        pin_process(parse_cpus(args.cpus))
     if args.rate <= 0 or args.seconds <= 0 or args.rate * args.seconds < 1:
         parser.error("--rate and --seconds must be > 0 and give at least one call")
     if not 0 <= args.voice_share <= 1:

@@ -10,9 +10,11 @@ which send single ClassifyText calls on a fixed schedule (rate / generators each
 without waiting for answers. Per
 step it reports the rate actually offered (a generator that falls behind offers less than its
 target), answered calls/s, and count and latency percentiles per status code: OK, RESOURCE_EXHAUSTED
-(turned away), DEADLINE_EXCEEDED and UNAVAILABLE. Everything shares the same cores, generators
-included, so past about 2x the generators take CPU the server would otherwise have.
-Writes loadtest/results/overload.{md,json} and overload.png.
+(turned away), DEADLINE_EXCEEDED and UNAVAILABLE. By default everything shares the same cores,
+generators included, so past about 2x the generators take CPU the server would otherwise have.
+`--generator-cpus 1` runs the generators on CPU 1 alone and the stack on the other CPUs
+(loadtest/affinity.py): a lower peak, but what happens past it is the server's own doing.
+Writes loadtest/results/overload.{md,json,png} (overload_pinned.* with --generator-cpus).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
-from loadtest import cpu_share
+from loadtest import affinity, cpu_share
 from loadtest.open_loop import DEADLINE_S, VOICE_DEADLINE_S, merge
 
 RESULTS_DIR = Path(__file__).with_name("results")
@@ -46,13 +48,13 @@ def generators_for(rate: float) -> int:
 
 
 def run_step(address: str, rate: float, step_s: float, generators: int, work_dir: Path,
-             voice_share: float = 0.0) -> dict:
+             voice_share: float = 0.0, generator_cpus: str = "") -> dict:
     outputs = [work_dir / f"rate{rate:g}-{index}.json" for index in range(generators)]
     before = cpu_share.snapshot()
     processes = [subprocess.Popen([sys.executable, "-m", "loadtest.open_loop", "--address", address,
                                    "--rate", str(rate / generators), "--seconds", str(step_s),
                                    "--deadline-s", str(DEADLINE_S), "--voice-share", str(voice_share),
-                                   "--out", str(out)], cwd=REPO_DIR)
+                                   "--cpus", generator_cpus, "--out", str(out)], cwd=REPO_DIR)
                  for out in outputs]
     try:
         for process in processes:
@@ -80,14 +82,15 @@ def local_stack(model_repository: Path, log_dir: Path, gateway_argv: list[str], 
 
 
 def write_report(report: dict, out_dir: Path) -> None:
-    """overload.{md,json,png}, or mixed_overload.* when some calls were voice clips."""
-    stem = "mixed_overload" if report.get("voice_share") else "overload"
+    """overload.{md,json,png}; mixed_overload.* when some calls were voice clips; *_pinned.* with
+    the generators on CPUs of their own."""
+    stem = report_stem(report)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# Overload: open-loop {_calls(report)}", "",
              f"Command: `{report['command']}`", "",
              f"Started {report['started']}; {report['cpus']} CPUs; {_generators(report)} "
-             f"on the same cores; {report['step_s']} s per step; deadline {DEADLINE_S:g} s"
+             f"{_placement(report)}; {report['step_s']} s per step; deadline {DEADLINE_S:g} s"
              + (f" (voice {VOICE_DEADLINE_S:g} s)." if report.get("voice_share") else "."), ""]
     lines += _table("Text calls" if report.get("voice_share") else "", report["steps"], "codes")
     if report.get("voice_share"):
@@ -105,10 +108,22 @@ def write_report(report: dict, out_dir: Path) -> None:
     _plot(report, out_dir / f"{stem}.png")
 
 
+def report_stem(report: dict) -> str:
+    return (("mixed_" if report.get("voice_share") else "") + "overload"
+            + ("_pinned" if report.get("generator_cpus") else ""))
+
+
 def _generators(report: dict) -> str:
     if report["generators"]:
         return f"{report['generators']} generator process(es)"
     return f"one generator process per {GENERATOR_RATE:,.0f} calls/s"
+
+
+def _placement(report: dict) -> str:
+    if report.get("generator_cpus"):
+        return (f"on CPU {report['generator_cpus']} only, the stack (gateway, Triton, Whisper) on CPU "
+                f"{report['server_cpus']} only")
+    return "on the same cores as the stack"
 
 
 def _calls(report: dict) -> str:
@@ -188,6 +203,9 @@ def main(argv=None) -> None:
     parser.add_argument("--gateway-args", default="", help='flags for the gateway started here, e.g. "--max-in-flight 48"')
     parser.add_argument("--voice-share", type=float, default=0.0,
                         help="fraction of the calls sent as ~5 s ClassifyVoice clips (mixed load), e.g. 0.1")
+    parser.add_argument("--generator-cpus", default="",
+                        help="CPUs for the generators only, e.g. 1; the stack started here gets the others "
+                             "(loadtest/affinity.py). Default: all share every CPU")
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     rates = [float(value) for value in args.rates.split(",")]
@@ -195,10 +213,20 @@ def main(argv=None) -> None:
         parser.error("--step-s and every rate must be positive, --generators at least 0")
     if not 0 <= args.voice_share <= 1:
         parser.error("--voice-share must be in 0..1")
+    server_cpus = None
+    if args.generator_cpus:
+        if args.host:
+            parser.error("--generator-cpus pins the stack started here; it cannot pin one given by --host")
+        try:
+            server_cpus = affinity.other_cpus(affinity.parse_cpus(args.generator_cpus))
+        except ValueError as err:
+            parser.error(f"--generator-cpus: {err}")
+        affinity.pin_process(server_cpus)  # before the stack starts: Triton and Whisper inherit it
     report = {"command": "python -m loadtest.overload " + " ".join(argv if argv is not None else sys.argv[1:]),
               "started": datetime.now(UTC).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
               "python": platform.python_version(), "generators": args.generators, "step_s": args.step_s,
-              "voice_share": args.voice_share,
+              "voice_share": args.voice_share, "generator_cpus": args.generator_cpus,
+              "server_cpus": ",".join(map(str, sorted(server_cpus))) if server_cpus else "",
               "steps": []}
     with tempfile.TemporaryDirectory() as tmp:
         work_dir = Path(tmp)
@@ -212,7 +240,7 @@ def main(argv=None) -> None:
             warm_up(address)
             for rate in rates:
                 step = run_step(address, rate, args.step_s, args.generators or generators_for(rate), work_dir,
-                                args.voice_share)
+                                args.voice_share, args.generator_cpus)
                 report["steps"].append(step)
                 codes = ", ".join(f"{code} {value['count']} (p50 {value['p50_ms']:.0f} / p99 {value['p99_ms']:.0f} ms)"
                                   for code, value in step["codes"].items())
@@ -222,7 +250,7 @@ def main(argv=None) -> None:
                                                   f"{value['p99_ms']:.0f} ms)" for code, value in step["voice_codes"].items()),
                           flush=True)
     write_report(report, args.out_dir)
-    print(f"wrote {args.out_dir}/{'mixed_overload' if args.voice_share else 'overload'}.{{md,json,png}}")
+    print(f"wrote {args.out_dir}/{report_stem(report)}.{{md,json,png}}")
 
 
 if __name__ == "__main__":

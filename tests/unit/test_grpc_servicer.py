@@ -358,6 +358,20 @@ def test_start_up_objects_and_the_first_version_are_kept_out_of_full_collections
     gc.unfreeze()
 
 
+def test_start_sets_the_gil_switch_interval(start_gateway):
+    """gRPC's serving thread, which turns excess calls away, waits up to this long for the GIL."""
+    import sys
+
+    before = sys.getswitchinterval()
+    try:
+        start_gateway(gil_switch_ms=0.5)
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+    finally:
+        sys.setswitchinterval(before)
+    with pytest.raises(ValueError, match="gil_switch_ms"):
+        Settings(gil_switch_ms=0)
+
+
 def test_not_ready_at_start_is_not_serving_and_unavailable(start_gateway):
     fake = FakeClassifier()
     fake.versions = []
