@@ -22,6 +22,7 @@ import collections
 import dataclasses
 import logging
 import multiprocessing
+import os
 import threading
 import time
 from multiprocessing.connection import Connection
@@ -37,6 +38,8 @@ logger = logging.getLogger(__name__)
 START_TIMEOUT_S = 120.0  # loading a model from a cold disk cache
 BATCH_MAX_S = 10.0  # longer clips decode alone: a batch answers when its slowest clip is done
 CALL_TIMEOUT_S = 120.0  # one clip (<= 30 s of audio); past this the worker is deemed hung and replaced
+ORPHAN_POLL_S = 1.0  # how often a worker checks that the gateway still runs
+ORPHAN_EXIT_CODE = 3
 _READY = "ready"
 
 
@@ -270,6 +273,7 @@ def _worker_main(connection: Connection, options: TranscriberOptions, niceness: 
     from asr.priority import lower_priority
     from asr.transcriber import create_transcriber
 
+    exit_when_orphaned(os.getppid())
     lower_priority(niceness)
     try:
         transcriber = create_transcriber(options)
@@ -283,6 +287,23 @@ def _worker_main(connection: Connection, options: TranscriberOptions, niceness: 
         except (EOFError, OSError):
             return
         connection.send(_transcribe_clips(transcriber, clips))
+
+
+def exit_when_orphaned(parent_pid: int, poll_s: float = ORPHAN_POLL_S) -> threading.Thread:
+    """Ends this process soon after `parent_pid` dies, even in the middle of a clip.
+
+    A worker has a session of its own (asr.priority), so signals sent to the gateway's process
+    group miss it. An idle worker exits when its pipe closes; a busy one would otherwise finish its
+    clip, and one hung in native code would never exit. Once re-parented it leaves at once:
+    faster-whisper's native steps release the GIL, so this thread still runs."""
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(poll_s)
+        os._exit(ORPHAN_EXIT_CODE)
+
+    watcher = threading.Thread(target=watch, name="orphan-watch", daemon=True)
+    watcher.start()
+    return watcher
 
 
 def _transcribe_clips(transcriber: Transcriber, clips: list[tuple[np.ndarray, str | None]]) -> list[tuple[str, object]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -98,6 +99,54 @@ def _thread_nice_values(pid: int) -> list[int]:
         fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
         values.append(int(fields[16]))
     return values
+
+
+ORPHAN_SCRIPT = """
+import multiprocessing, os, sys, time
+from asr.isolated import exit_when_orphaned
+
+def busy(parent_pid, marker):
+    exit_when_orphaned(parent_pid, poll_s=0.1)
+    open(marker, "w").close()
+    time.sleep(60)  # as a clip (native code, GIL released) that would outlast the gateway
+
+if __name__ == "__main__":
+    worker = multiprocessing.get_context("spawn").Process(target=busy, args=(os.getpid(), sys.argv[1]))
+    worker.start()
+    print(worker.pid, flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_busy_worker_exits_soon_after_its_gateway_is_killed(tmp_path):
+    """Workers have sessions of their own, so killing the gateway's process group misses them."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "gateway_stand_in.py"
+    script.write_text(ORPHAN_SCRIPT)
+    repo = Path(__file__).resolve().parents[2]
+    marker = tmp_path / "busy"
+    parent = subprocess.Popen([sys.executable, str(script), str(marker)], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(repo)})
+    try:
+        worker_pid = int(parent.stdout.readline())
+        deadline = time.monotonic() + 30
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert marker.exists(), "the worker never started its clip"
+        time.sleep(0.3)  # a few of the watcher's polls: it stays while its parent lives
+        os.kill(worker_pid, 0)
+        parent.kill()
+        parent.wait()
+        _wait_for_exit(worker_pid, timeout_s=5.0)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        if "worker_pid" in locals():  # never leave it sleeping after a failure
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker_pid, signal.SIGKILL)
 
 
 def _wait_for_exit(pid: int, timeout_s: float = 10.0) -> None:
