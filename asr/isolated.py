@@ -92,7 +92,8 @@ class IsolatedTranscriber(Transcriber):
 
     def _start_worker(self) -> _Worker:
         parent_end, child_end = self._context.Pipe()
-        process = self._context.Process(target=_worker_main, args=(child_end, self._worker_options, self.niceness),
+        process = self._context.Process(target=_worker_main,
+                                        args=(child_end, self._worker_options, self.niceness, os.getpid()),
                                         name="asr-worker", daemon=True)
         process.start()
         child_end.close()
@@ -268,12 +269,12 @@ class _Worker:
                 pass
 
 
-def _worker_main(connection: Connection, options: TranscriberOptions, niceness: int) -> None:
+def _worker_main(connection: Connection, options: TranscriberOptions, niceness: int, gateway_pid: int) -> None:
     """The worker process: lower its priority, load the model, answer clips until the pipe closes."""
     from asr.priority import lower_priority
     from asr.transcriber import create_transcriber
 
-    exit_when_orphaned(os.getppid())
+    exit_when_orphaned(gateway_pid)  # passed in: a gateway that died during start-up is noticed too
     lower_priority(niceness)
     try:
         transcriber = create_transcriber(options)
@@ -292,10 +293,10 @@ def _worker_main(connection: Connection, options: TranscriberOptions, niceness: 
 def exit_when_orphaned(parent_pid: int, poll_s: float = ORPHAN_POLL_S) -> threading.Thread:
     """Ends this process soon after `parent_pid` dies, even in the middle of a clip.
 
-    A worker has a session of its own (asr.priority), so signals sent to the gateway's process
-    group miss it. An idle worker exits when its pipe closes; a busy one would otherwise finish its
-    clip, and one hung in native code would never exit. Once re-parented it leaves at once:
-    faster-whisper's native steps release the GIL, so this thread still runs."""
+    A worker at a lower priority has a session of its own (asr.priority), so signals sent to the
+    gateway's process group miss it. An idle worker exits when its pipe closes; a busy one would
+    otherwise finish its clip, and one hung in native code would never exit. Once re-parented it
+    leaves within `poll_s`: faster-whisper's native steps release the GIL, so this thread runs."""
     def watch() -> None:
         while os.getppid() == parent_pid:
             time.sleep(poll_s)

@@ -59,9 +59,9 @@ def autogroups_enabled() -> bool:
 
 
 def autogroup_nice() -> int | None:
-    """This process's autogroup nice value; None where there are no autogroups, or where the
-    process is in the root group (init's session: the kernel then prints nothing), which weighs
-    as nice 0."""
+    """This process's autogroup nice value; None where the kernel has no autogroup support, or
+    where the process is in the root group (init's session: the kernel then prints nothing),
+    which weighs as nice 0."""
     try:  # "/autogroup-255 nice 10"
         return int(OWN_AUTOGROUP.read_text().split()[-1])
     except (OSError, ValueError, IndexError):

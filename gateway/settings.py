@@ -92,7 +92,9 @@ class Settings:
             raise ValueError(f"asr_nice must be in 0..19, got {self.asr_nice}")
         if not 1.0 <= self.asr_window_s <= 30.0:  # Whisper's own window is 30 s
             raise ValueError(f"asr_window_s must be in 1..30 seconds, got {self.asr_window_s}")
-        for name in ("gil_switch_ms", "triton_timeout_s", "health_poll_s", "max_audio_s", "max_stream_s", "asr_timeout_s"):
+        if not 0 < self.gil_switch_ms <= 1000:  # also refuses nan
+            raise ValueError(f"gil_switch_ms must be in (0, 1000], got {self.gil_switch_ms}")
+        for name in ("triton_timeout_s", "health_poll_s", "max_audio_s", "max_stream_s", "asr_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if list(self.length_buckets) != sorted(set(self.length_buckets)) or any(b < 2 for b in self.length_buckets):

@@ -18,8 +18,11 @@ def parse_cpus(value: str) -> set[int]:
     for part in value.replace(" ", "").split(","):
         if not part:
             continue
-        first, _, last = part.partition("-")
-        cpus.update(range(int(first), int(last or first) + 1))
+        first, dash, last = part.partition("-")
+        low, high = int(first), int(last) if dash else int(first)  # int("") fails: "1-" is refused
+        if high < low:
+            raise ValueError(f"CPU range {part!r} runs backwards")
+        cpus.update(range(low, high + 1))
     if not cpus:
         raise ValueError(f"no CPUs in {value!r}")
     return cpus

@@ -25,6 +25,7 @@ import math
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import tempfile
@@ -231,6 +232,10 @@ def main(argv=None) -> None:
         except ValueError as err:
             parser.error(f"--generator-cpus: {err}")
         affinity.pin_process(server_cpus)  # before the stack starts: Triton and Whisper inherit it
+    # The generators have sessions of their own, so a SIGTERM or SIGHUP to this process group
+    # would miss them: exit through the cleanup that stops them (run_step's finally).
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, lambda signum, frame: sys.exit(128 + signum))
     report = {"command": "python -m loadtest.overload " + " ".join(argv if argv is not None else sys.argv[1:]),
               "started": datetime.now(UTC).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
               "python": platform.python_version(), "generators": args.generators, "step_s": args.step_s,

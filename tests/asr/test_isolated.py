@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import time
 from pathlib import Path
@@ -127,26 +128,28 @@ def test_a_busy_worker_exits_soon_after_its_gateway_is_killed(tmp_path):
     script.write_text(ORPHAN_SCRIPT)
     repo = Path(__file__).resolve().parents[2]
     marker = tmp_path / "busy"
-    parent = subprocess.Popen([sys.executable, str(script), str(marker)], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(repo)})
-    try:
-        worker_pid = int(parent.stdout.readline())
-        deadline = time.monotonic() + 30
-        while not marker.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert marker.exists(), "the worker never started its clip"
-        time.sleep(0.3)  # a few of the watcher's polls: it stays while its parent lives
-        os.kill(worker_pid, 0)
-        parent.kill()
-        parent.wait()
-        _wait_for_exit(worker_pid, timeout_s=5.0)
-    finally:
-        if parent.poll() is None:
+    with subprocess.Popen([sys.executable, str(script), str(marker)], stdout=subprocess.PIPE, text=True,
+                          env={**os.environ, "PYTHONPATH": str(repo)}) as parent:
+        worker = None
+        try:
+            worker_pid = int(parent.stdout.readline())
+            worker = os.pidfd_open(worker_pid)  # stays this worker's, even once its pid is reused
+            deadline = time.monotonic() + 30
+            while not marker.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert marker.exists(), "the worker never started its clip"
+            time.sleep(0.3)  # a few of the watcher's polls: it stays while its parent lives
+            assert not select.select([worker], [], [], 0)[0], "the worker exited while its parent lived"
             parent.kill()
             parent.wait()
-        if "worker_pid" in locals():  # never leave it sleeping after a failure
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(worker_pid, signal.SIGKILL)
+            _wait_for_exit(worker_pid, timeout_s=5.0)
+        finally:
+            if parent.poll() is None:
+                parent.kill()
+            if worker is not None:  # never leave it sleeping after a failure
+                with contextlib.suppress(ProcessLookupError):
+                    signal.pidfd_send_signal(worker, signal.SIGKILL)
+                os.close(worker)
 
 
 def _wait_for_exit(pid: int, timeout_s: float = 10.0) -> None:

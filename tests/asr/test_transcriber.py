@@ -142,7 +142,12 @@ def test_a_clip_longer_than_one_window_in_a_batch_is_decoded_in_full(toxic_speec
 
     assert long_transcript.duration_s > 30
     assert long_transcript.segments[-1].end_s > 30, long_transcript.segments
-    assert long_transcript.text.lower().count("idiot") >= 2, long_transcript.text  # Whisper may skip repeats
+    # The speech after the first 30 s window was transcribed too. (Not a count of repeats: on this
+    # repeated audio faster-whisper falls back to sampling at higher temperatures, and in one CI run
+    # the first window came out as a single garbled line.)
+    words = toxic_speech.key_words + clean_speech.key_words
+    late = [segment for segment in long_transcript.segments if segment.start_s >= 28.0]
+    assert any(word in segment.text.lower() for segment in late for word in words), long_transcript.segments
     assert _contains_all(short_transcript, clean_speech.key_words), short_transcript.text
 
 

@@ -368,8 +368,9 @@ def test_start_sets_the_gil_switch_interval(start_gateway):
         assert sys.getswitchinterval() == pytest.approx(0.0005)
     finally:
         sys.setswitchinterval(before)
-    with pytest.raises(ValueError, match="gil_switch_ms"):
-        Settings(gil_switch_ms=0)
+    for bad in (0, float("nan"), 5000):
+        with pytest.raises(ValueError, match="gil_switch_ms"):
+            Settings(gil_switch_ms=bad)
 
 
 def test_not_ready_at_start_is_not_serving_and_unavailable(start_gateway):
