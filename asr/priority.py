@@ -74,17 +74,26 @@ def _own_autogroup(niceness: int) -> None:
     except OSError as err:  # a process group leader: it stays in its parent's autogroup, where its nice applies
         logger.warning("Whisper worker %d keeps its parent's session: %s", os.getpid(), err)
         return
-    # Without CAP_SYS_ADMIN the kernel takes one autogroup change per 100 ms machine-wide (EAGAIN
-    # otherwise), which workers restarted together can hit: retry, since a new autogroup left at
-    # nice 0 would weigh as much as all of Triton.
+    set_autogroup_nice(niceness)
+
+
+def set_autogroup_nice(niceness: int, pid: int | None = None) -> bool:
+    """Gives the autogroup of `pid` (default: this process) that nice value; False if refused.
+
+    Raising it needs no privilege for one's own processes. Without CAP_SYS_ADMIN the kernel takes
+    one autogroup change per 100 ms machine-wide (EAGAIN otherwise), which workers restarted
+    together can hit: retry, since a new autogroup left at nice 0 would weigh as much as all of
+    Triton."""
+    path = OWN_AUTOGROUP if pid is None else Path(f"/proc/{pid}/autogroup")
     for attempt in range(AUTOGROUP_ATTEMPTS):
         try:
-            OWN_AUTOGROUP.write_text(f"{niceness}\n")
-            return
+            path.write_text(f"{niceness}\n")
+            return True
         except BlockingIOError:
             time.sleep(0.11 * (attempt + 1))
         except OSError as err:
-            logger.error("Whisper worker %d: could not lower its autogroup's priority: %s", os.getpid(), err)
-            return
-    logger.error("Whisper worker %d: the kernel refused to lower its autogroup's priority %d times",
-                 os.getpid(), AUTOGROUP_ATTEMPTS)
+            logger.error("process %s: could not set its autogroup's nice value: %s", pid or os.getpid(), err)
+            return False
+    logger.error("process %s: the kernel refused to set its autogroup's nice value %d times",
+                 pid or os.getpid(), AUTOGROUP_ATTEMPTS)
+    return False
