@@ -58,12 +58,12 @@ def autogroups_enabled() -> bool:
         return False
 
 
-def autogroup_nice() -> int | None:
-    """This process's autogroup nice value; None where the kernel has no autogroup support, or
-    where the process is in the root group (init's session: the kernel then prints nothing),
-    which weighs as nice 0."""
+def autogroup_nice(pid: int | None = None) -> int | None:
+    """The autogroup nice value of `pid` (default: this process); None where the kernel has no
+    autogroup support, or where the process is in the root group (init's session: the kernel then
+    prints nothing), which weighs as nice 0."""
     try:  # "/autogroup-255 nice 10"
-        return int(OWN_AUTOGROUP.read_text().split()[-1])
+        return int(_autogroup_file(pid).read_text().split()[-1])
     except (OSError, ValueError, IndexError):
         return None
 
@@ -84,7 +84,7 @@ def set_autogroup_nice(niceness: int, pid: int | None = None) -> bool:
     one autogroup change per 100 ms machine-wide (EAGAIN otherwise), which workers restarted
     together can hit: retry, since a new autogroup left at nice 0 would weigh as much as all of
     Triton."""
-    path = OWN_AUTOGROUP if pid is None else Path(f"/proc/{pid}/autogroup")
+    path = _autogroup_file(pid)
     for attempt in range(AUTOGROUP_ATTEMPTS):
         try:
             path.write_text(f"{niceness}\n")
@@ -97,3 +97,7 @@ def set_autogroup_nice(niceness: int, pid: int | None = None) -> bool:
     logger.error("process %s: the kernel refused to set its autogroup's nice value %d times",
                  pid or os.getpid(), AUTOGROUP_ATTEMPTS)
     return False
+
+
+def _autogroup_file(pid: int | None) -> Path:
+    return OWN_AUTOGROUP if pid is None else Path(f"/proc/{pid}/autogroup")

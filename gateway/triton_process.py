@@ -94,9 +94,10 @@ class TritonProcess:
     extra_args: tuple[str, ...] = ()
     # Triton's session (its own: start_new_session) runs this much below the gateway's under
     # autogroup scheduling. The gateway needs little CPU, but needs it at once: gRPC's serving
-    # thread answers RESOURCE_EXHAUSTED only once it runs. On 2 shared cores at 3-5x overload, 5
-    # lowered the p99 of those answers from 8-31 to 4-6 ms with as many calls answered; at 10x,
-    # with the stack on one core, 116 calls/s were answered against 140 (loadtest/results/overload*.md).
+    # thread answers RESOURCE_EXHAUSTED only once it runs. 5 lowered the p99 of those answers at
+    # 3x overload on 2 shared cores from 10-26 to 6-7 ms, and at 5x with the stack on one core from
+    # 16-31 to 4-5 ms, with as many calls answered; at 10x on one core 116-125 calls/s were answered
+    # against 140-157 (loadtest/results/overload*.md).
     nice: int = 5
     _process: subprocess.Popen | None = field(default=None, init=False, repr=False)
 
