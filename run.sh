@@ -25,14 +25,14 @@ setup() {  # $1: extras ("" for serving only)
   touch "$stamp"
 }
 
-system_packages() {  # sound tools for the voice tests; only where apt exists and we are root
+system_packages() {  # sound tools for the voice tests, h2load for the flood; only where apt exists and we are root
   local missing=""
-  for p in espeak-ng sox libsox-fmt-mp3 ffmpeg; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+  for p in espeak-ng sox libsox-fmt-mp3 ffmpeg nghttp2-client; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
   if [ -n "$missing" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing >/dev/null
   elif [ -n "$missing" ]; then
-    echo "note: missing$missing; the voice tests that need them will be skipped" >&2
+    echo "note: missing$missing; the voice and flood tests that need them will be skipped" >&2
   fi
 }
 

@@ -14,7 +14,11 @@ target), answered calls/s, and count and latency percentiles per status code: OK
 generators included, so past about 2x the generators take CPU the server would otherwise have.
 `--generator-cpus 1` runs the generators on CPU 1 alone and the stack on the other CPUs
 (loadtest/affinity.py): a lower peak, but what happens past it is the server's own doing.
-Writes loadtest/results/overload.{md,json,png} (overload_pinned.* with --generator-cpus).
+`--flood` sends all but `--probe-rate` calls/s of each step with h2load (loadtest/flood.py), a C
+client that costs the shared cores a tenth of what the Python generators do; the Python probe
+still times each status code, and Triton's counters say how many messages were classified.
+Writes loadtest/results/overload.{md,json,png} (overload_pinned.* with --generator-cpus,
+overload_flood.* with --flood).
 """
 
 from __future__ import annotations
@@ -33,13 +37,15 @@ from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
-from loadtest import affinity, cpu_share
+from loadtest import affinity, cpu_share, triton_metrics
+from loadtest.flood import FLOOD_TEXT, Flood, h2load_path
 from loadtest.open_loop import DEADLINE_S, VOICE_DEADLINE_S, merge
 
 RESULTS_DIR = Path(__file__).with_name("results")
 REPO_DIR = Path(__file__).resolve().parents[1]
 GENERATOR_RATE = 2000.0  # calls/s one open-loop process keeps to schedule on these cores
 CODES = ("OK", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "UNAVAILABLE")
+PROBE_RATE = 100.0  # calls/s the Python probe sends in a --flood step: 1,500 timed calls per 15 s step
 
 
 def generators_for(rate: float) -> int:
@@ -49,8 +55,11 @@ def generators_for(rate: float) -> int:
 
 
 def run_step(address: str, rate: float, step_s: float, generators: int, work_dir: Path,
-             voice_share: float = 0.0, generator_cpus: str = "") -> dict:
-    """One step: the generators' merged results and the cores each part used.
+             voice_share: float = 0.0, generator_cpus: str = "", flood_rate: float = 0.0,
+             metrics_url: str | None = None, model: str = "toxicity") -> dict:
+    """One step: the generators' merged results and the cores each part used; with flood_rate,
+    that many of the `rate` calls/s come from h2load instead; with metrics_url, the messages
+    Triton classified.
 
     Each generator runs in a session of its own, as a client on another machine would. Under
     autogroup scheduling (asr/priority.py) the kernel shares the CPU between sessions first;
@@ -59,9 +68,14 @@ def run_step(address: str, rate: float, step_s: float, generators: int, work_dir
     their own raised the calls answered at 2,000/s from 155-196 to 207-209/s and lowered the p99 of
     rejections there from 163-347 to 49-66 ms."""
     outputs = [work_dir / f"rate{rate:g}-{index}.json" for index in range(generators)]
+    probe_rate = rate - flood_rate
+    if probe_rate <= 0:
+        raise ValueError("the flood must leave some calls to the Python generators")
+    counters = triton_metrics.scrape(metrics_url, model) if metrics_url else None
     before = cpu_share.snapshot()
+    flood = _start_flood(address, flood_rate, step_s, work_dir, generator_cpus) if flood_rate else None
     processes = [subprocess.Popen([sys.executable, "-m", "loadtest.open_loop", "--address", address,
-                                   "--rate", str(rate / generators), "--seconds", str(step_s),
+                                   "--rate", str(probe_rate / generators), "--seconds", str(step_s),
                                    "--deadline-s", str(DEADLINE_S), "--voice-share", str(voice_share),
                                    "--cpus", generator_cpus, "--out", str(out)], cwd=REPO_DIR,
                                   start_new_session=True)
@@ -70,15 +84,34 @@ def run_step(address: str, rate: float, step_s: float, generators: int, work_dir
         for process in processes:
             if process.wait(timeout=step_s + 120) != 0:
                 raise RuntimeError(f"a load generator exited with {process.returncode}")
+        flooded = flood.finish(timeout_s=120) if flood else None
     finally:
         for process in processes:  # after a failure, none left sending
             if process.poll() is None:
                 process.kill()
                 process.wait()
+        if flood:
+            flood.stop()
     step = merge([json.loads(out.read_text()) for out in outputs])
     step["cpu_cores"] = cpu_share.cores_used(before, cpu_share.snapshot())
     step["generators"] = generators
+    if flooded:
+        step["flood"] = flooded.as_dict()
+        step["target_rate"] = rate
+        step["offered_rate"] += step["flood"]["rate"]
+    if counters is not None:
+        classified = triton_metrics.step_delta(counters, triton_metrics.scrape(metrics_url, model)).sequences
+        step["classified_per_s"] = classified / step_s
     return step
+
+
+def _start_flood(address: str, rate: float, seconds: float, work_dir: Path, generator_cpus: str) -> Flood:
+    from gateway.pb import moderation_pb2
+
+    service = moderation_pb2.DESCRIPTOR.services_by_name["Moderation"].full_name
+    request = moderation_pb2.ClassifyTextRequest(text=FLOOD_TEXT).SerializeToString()
+    cpus = affinity.parse_cpus(generator_cpus) if generator_cpus else None
+    return Flood(address, f"/{service}/ClassifyText", request, rate, seconds, work_dir, cpus, DEADLINE_S)
 
 
 def local_stack(model_repository: Path, log_dir: Path, gateway_argv: list[str], voice: bool = False):
@@ -108,6 +141,11 @@ def write_report(report: dict, out_dir: Path) -> None:
     other = sorted({code for step in report["steps"] for code in step["codes"]} - set(CODES))
     if other:
         lines += ["", f"Other status codes seen: {', '.join(other)} (counts in {stem}.json)."]
+    if report.get("flood"):
+        lines += ["", "h2load cannot read gRPC's status, so the per-code columns are the probe's calls: a sample of "
+                  "the same traffic, timed per status. Classified/s counts the messages Triton ran the model "
+                  "on (its nv_inference_count) during the step, from probe and flood together. h2load's rate "
+                  "is its calls over the time until its last answer."]
     lines += ["", "Latencies are timed on the generators' clocks from the moment each call was sent. The send "
               "lag says how far behind schedule a generator was: where it is large, the generators' own event "
               "loops were short of CPU, and their answers may also have waited there before being timed.", "",
@@ -120,10 +158,13 @@ def write_report(report: dict, out_dir: Path) -> None:
 
 def report_stem(report: dict) -> str:
     return (("mixed_" if report.get("voice_share") else "") + "overload"
-            + ("_pinned" if report.get("generator_cpus") else ""))
+            + ("_flood" if report.get("flood") else "") + ("_pinned" if report.get("generator_cpus") else ""))
 
 
 def _generators(report: dict) -> str:
+    if report.get("flood"):
+        return (f"a Python probe of up to {report['probe_rate']:g} calls/s and h2load for the rest of each step's "
+                f"calls (one chat message, {FLOOD_TEXT!r}), both")
     if report["generators"]:
         return f"{report['generators']} generator process(es)"
     return f"one generator process per {GENERATOR_RATE:,.0f} calls/s"
@@ -144,28 +185,37 @@ def _calls(report: dict) -> str:
 
 def _table(title: str, steps: list[dict], key: str) -> list[str]:
     lines = [f"{title}:", ""] if title else []
-    with_cpu = key == "codes"  # one CPU column per step, in the first table
-    lines += ["| target req/s (all calls) | offered req/s | OK/s | OK p50 / p99 ms | RESOURCE_EXHAUSTED/s "
-              "| rejected p50 / p99 ms | DEADLINE_EXCEEDED | UNAVAILABLE | generator send lag p99 ms |"
-              + (" CPU cores: generators / gateway / Triton / Whisper |" if with_cpu else ""),
-              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---|" if with_cpu else "")]
+    first = key == "codes"  # the step-wide columns go in the first table only
+    flood = first and any("flood" in step for step in steps)
+    classified = first and any("classified_per_s" in step for step in steps)
+    probe = "probe " if flood else ""
+    lines += [f"| target req/s (all calls) | offered req/s |{' h2load req/s |' if flood else ''}"
+              f"{' classified/s (Triton) |' if classified else ''} {probe}OK/s | {probe}OK p50 / p99 ms | "
+              f"{probe}RESOURCE_EXHAUSTED/s | {probe}rejected p50 / p99 ms | {probe}DEADLINE_EXCEEDED | "
+              f"{probe}UNAVAILABLE | generator send lag p99 ms |"
+              + (" CPU cores: generators / gateway / Triton / Whisper |" if first else ""),
+              "|---:|---:|" + "---:|" * (flood + classified) + "---:|---:|---:|---:|---:|---:|---:|"
+              + ("---|" if first else "")]
     for step in steps:
         codes = step.get(key, {})
         ok, rejected = codes.get("OK"), codes.get("RESOURCE_EXHAUSTED")
         lines.append(
-            f"| {step['target_rate']:g} | {step['offered_rate']:.0f} | {ok['per_s'] if ok else 0:.0f} | "
+            f"| {step['target_rate']:g} | {step['offered_rate']:.0f} | "
+            + (f"{step.get('flood', {}).get('rate', 0):.0f} | " if flood else "")
+            + (f"{_number(step.get('classified_per_s'))} | " if classified else "")
+            + f"{ok['per_s'] if ok else 0:.0f} | "
             f"{_pair(ok)} | {rejected['per_s'] if rejected else 0:.0f} | {_pair(rejected)} | "
             f"{codes.get('DEADLINE_EXCEEDED', {}).get('count', 0)} | {codes.get('UNAVAILABLE', {}).get('count', 0)} | "
-            f"{_ms(step.get('send_lag_p99_ms'))} |" + (f" {_cores(step.get('cpu_cores'))} |" if with_cpu else ""))
+            f"{_number(step.get('send_lag_p99_ms'))} |" + (f" {_cores(step.get('cpu_cores'))} |" if first else ""))
     return lines
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 def _cores(cores: dict | None) -> str:
     return " / ".join(f"{cores[role]:.2f}" for role in cpu_share.ROLES) if cores else "-"
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
 
 
 def _pair(code: dict | None) -> str:
@@ -181,7 +231,7 @@ def _plot(report: dict, path: Path) -> None:
     steps = report["steps"]
     offered = [step["offered_rate"] for step in steps]
     figure, (rate_axis, latency_axis) = plt.subplots(1, 2, figsize=(11, 4))
-    kinds = [("codes", "text " if report.get("voice_share") else "")]
+    kinds = [("codes", "text " if report.get("voice_share") else "probe " if report.get("flood") else "")]
     if report.get("voice_share"):
         kinds.append(("voice_codes", "voice "))
     for key, kind in kinds:
@@ -190,6 +240,9 @@ def _plot(report: dict, path: Path) -> None:
             rate_axis.plot(offered, [value.get("per_s", 0) for value in per_code], "o-", label=kind + code)
             latency_axis.plot(offered, [value.get("p99_ms", float("nan")) for value in per_code], "o-",
                               label=f"{kind}{code} p99")
+    if any("classified_per_s" in step for step in steps):
+        rate_axis.plot(offered, [step.get("classified_per_s", float("nan")) for step in steps], "s-",
+                       label="classified (Triton)")
     rate_axis.plot(offered, offered, ":", color="grey", label="offered")
     rate_axis.set(xlabel="offered req/s", ylabel="answers/s", title="answers per second by status")
     latency_axis.set(xlabel="offered req/s", ylabel="ms", yscale="log", title="p99 latency by status")
@@ -216,6 +269,10 @@ def main(argv=None) -> None:
     parser.add_argument("--generator-cpus", default="",
                         help="CPUs for the generators only, e.g. 1; the stack started here gets the others "
                              "(loadtest/affinity.py). Default: all share every CPU")
+    parser.add_argument("--flood", action="store_true",
+                        help="send all but --probe-rate calls/s of each step with h2load (apt: nghttp2-client)")
+    parser.add_argument("--probe-rate", type=float, default=PROBE_RATE,
+                        help="with --flood: calls/s the Python generator still sends and times per status code")
     parser.add_argument("--out-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     rates = [float(value) for value in args.rates.split(",")]
@@ -223,6 +280,15 @@ def main(argv=None) -> None:
         parser.error("--step-s and every rate must be positive, --generators at least 0")
     if not 0 <= args.voice_share <= 1:
         parser.error("--voice-share must be in 0..1")
+    if args.flood:
+        if args.voice_share:
+            parser.error("--flood sends text only; leave out --voice-share")
+        if args.probe_rate <= 0:
+            parser.error("--probe-rate must be positive")
+        try:
+            h2load_path()
+        except FileNotFoundError as err:
+            parser.error(str(err))
     server_cpus = None
     if args.generator_cpus:
         if args.host:
@@ -240,6 +306,7 @@ def main(argv=None) -> None:
               "started": datetime.now(UTC).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
               "python": platform.python_version(), "generators": args.generators, "step_s": args.step_s,
               "voice_share": args.voice_share, "generator_cpus": args.generator_cpus,
+              "flood": args.flood, "probe_rate": args.probe_rate if args.flood else None,
               "server_cpus": ",".join(map(str, sorted(server_cpus))) if server_cpus else "",
               "steps": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -247,18 +314,21 @@ def main(argv=None) -> None:
         stack = nullcontext((args.host, None)) if args.host else local_stack(args.model_repository, work_dir,
                                                                                   shlex.split(args.gateway_args),
                                                                                   voice=args.voice_share > 0)
-        with stack as (address, _):
+        with stack as (address, metrics_url):
             from loadtest.run_load import wait_serving, warm_up
 
             wait_serving(address)
             warm_up(address)
             for rate in rates:
-                step = run_step(address, rate, args.step_s, args.generators or generators_for(rate), work_dir,
-                                args.voice_share, args.generator_cpus)
+                probe_rate = min(rate, args.probe_rate) if args.flood else rate
+                step = run_step(address, rate, args.step_s, args.generators or generators_for(probe_rate), work_dir,
+                                args.voice_share, args.generator_cpus, flood_rate=rate - probe_rate,
+                                metrics_url=metrics_url)
                 report["steps"].append(step)
                 codes = ", ".join(f"{code} {value['count']} (p50 {value['p50_ms']:.0f} / p99 {value['p99_ms']:.0f} ms)"
                                   for code, value in step["codes"].items())
-                print(f"target {rate:g}/s, offered {step['offered_rate']:.0f}/s: {codes}", flush=True)
+                classified = (f", classified {step['classified_per_s']:.0f}/s" if "classified_per_s" in step else "")
+                print(f"target {rate:g}/s, offered {step['offered_rate']:.0f}/s{classified}: {codes}", flush=True)
                 if "voice_codes" in step:
                     print("  voice: " + ", ".join(f"{code} {value['count']} (p50 {value['p50_ms']:.0f} / p99 "
                                                   f"{value['p99_ms']:.0f} ms)" for code, value in step["voice_codes"].items()),

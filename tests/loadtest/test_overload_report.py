@@ -76,3 +76,20 @@ def test_voice_calls_are_merged_and_reported_apart_from_text(tmp_path):
     assert rows[1].startswith("| 100 | 100 | 5 | 2500 / 3000 | 5 | 2 / 2 |")
     assert "10% of calls ClassifyVoice" in text
     assert (tmp_path / "mixed_overload.png").stat().st_size > 0 and not (tmp_path / "overload.md").exists()
+
+
+def test_a_flood_report_adds_h2load_and_triton_columns_and_names_the_probe(tmp_path):
+    step = merge([_part(100, [200.0] * 20, [1.0] * 180)])
+    step.update(target_rate=1000, offered_rate=step["offered_rate"] + 880, classified_per_s=281.6,
+                flood={"calls": 1800, "answered": 1800, "failed": 0, "seconds": 2.05, "rate": 880.0, "cpu_cores": 0.1})
+    report = {"command": "python -m loadtest.overload --flood", "started": "now", "cpus": 2, "python": "3.11",
+              "generators": 0, "step_s": 2.0, "flood": True, "probe_rate": 100.0, "steps": [step]}
+
+    write_report(report, tmp_path)
+
+    text = (tmp_path / "overload_flood.md").read_text()
+    header, row = [line for line in text.splitlines() if line.startswith("| ")]
+    assert "| h2load req/s | classified/s (Triton) | probe OK/s |" in header
+    assert row.startswith("| 1000 | 980 | 880 | 282 | 10 | 200 / 200 | 90 | 1 / 1 |")
+    assert "probe of up to 100 calls/s" in text
+    assert (tmp_path / "overload_flood.png").stat().st_size > 0
