@@ -72,7 +72,7 @@ class Flood:
     """One h2load run: `rate` ClassifyText calls per second for `seconds`, started at once."""
 
     def __init__(self, address: str, method: str, request: bytes, rate: float, seconds: float, work_dir: Path,
-                 cpus: set[int] | None = None, deadline_s: float = 2.0):
+                 cpus: set[int] | None = None, deadline_s: float = 2.0, log_path: Path | None = None):
         if rate <= 0 or seconds <= 0:
             raise ValueError("a flood needs a positive rate and duration")
         body = work_dir / "flood_request.bin"
@@ -83,6 +83,8 @@ class Flood:
                    "--data", str(body), "--header", "content-type: application/grpc", "--header", "te: trailers",
                    "--header", f"grpc-timeout: {round(deadline_s * 1000)}m",  # the probe's deadline
                    f"http://{address}{method}"]
+        if log_path is not None:  # one line per call: start (us since epoch), HTTP status, duration (us)
+            command[1:1] = ["--log-file", str(log_path)]
         # a session of its own, as a client on another machine (see loadtest.overload.run_step)
         self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                          start_new_session=True)
@@ -104,6 +106,16 @@ class Flood:
         if self._process.poll() is None:
             self._process.kill()
             self._process.communicate()
+
+
+def durations_ms(log_path: Path) -> list[float]:
+    """Per-call durations from an h2load --log-file, calls that got a response only (status -1: none)."""
+    durations = []
+    for line in log_path.read_text().splitlines():
+        _start, status, duration_us = line.split("\t")[:3]
+        if int(status) > 0:
+            durations.append(int(duration_us) / 1e3)
+    return durations
 
 
 def _children_cpu_seconds() -> float:
