@@ -37,7 +37,7 @@ from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 
-from loadtest import affinity, cpu_share, triton_metrics
+from loadtest import affinity, cpu_share, plots, triton_metrics
 from loadtest.flood import FLOOD_TEXT, Flood, h2load_path
 from loadtest.open_loop import DEADLINE_S, VOICE_DEADLINE_S, merge
 
@@ -223,14 +223,9 @@ def _pair(code: dict | None) -> str:
 
 
 def _plot(report: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     steps = report["steps"]
     offered = [step["offered_rate"] for step in steps]
-    figure, (rate_axis, latency_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    figure, rate_axis, latency_axis = plots.two_panels()
     kinds = [("codes", "text " if report.get("voice_share") else "probe " if report.get("flood") else "")]
     if report.get("voice_share"):
         kinds.append(("voice_codes", "voice "))
@@ -246,12 +241,7 @@ def _plot(report: dict, path: Path) -> None:
     rate_axis.plot(offered, offered, ":", color="grey", label="offered")
     rate_axis.set(xlabel="offered req/s", ylabel="answers/s", title="answers per second by status")
     latency_axis.set(xlabel="offered req/s", ylabel="ms", yscale="log", title="p99 latency by status")
-    for axis in (rate_axis, latency_axis):
-        axis.legend()
-        axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    plots.save(figure, path, rate_axis, latency_axis)
 
 
 def main(argv=None) -> None:

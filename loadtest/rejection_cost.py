@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from loadtest import procfs
+from loadtest import plots, procfs
 from loadtest.flood import FLOOD_TEXT, Flood, durations_ms
 
 RESULTS_DIR = Path(__file__).with_name("results")
@@ -154,12 +154,7 @@ def write_report(report: dict, out_dir: Path) -> None:
 
 
 def _plot(rows: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (cpu_axis, latency_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    figure, cpu_axis, latency_axis = plots.two_panels()
     for kind in sorted({row["server"] for row in rows}):
         mine = [row for row in rows if row["server"] == kind]
         rates = [row["target_rate"] for row in mine]
@@ -167,12 +162,7 @@ def _plot(rows: list[dict], path: Path) -> None:
         latency_axis.plot(rates, [row["p99_ms"] for row in mine], "o-", label=f"{kind} p99")
     cpu_axis.set(xlabel="calls/s turned away", ylabel="us of server CPU per call", title="cost of a rejection")
     latency_axis.set(xlabel="calls/s turned away", ylabel="ms", yscale="log", title="rejection latency p99")
-    for axis in (cpu_axis, latency_axis):
-        axis.legend()
-        axis.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    plots.save(figure, path, cpu_axis, latency_axis)
 
 
 def main(argv=None) -> None:
