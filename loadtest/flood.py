@@ -13,7 +13,7 @@ Every flood call carries the same ordinary chat message (FLOOD_TEXT), so Triton 
 
 from __future__ import annotations
 
-import os
+import math
 import re
 import resource
 import shutil
@@ -23,11 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 FLOOD_TEXT = "anyone want to queue ranked after this? need a support main, not feeding pls"
-CLIENTS = 8  # connections; each paces its share of the rate on its own timer
+# Connections, each pacing its share of the rate on its own timer. h2load's timer ticks at most
+# every 10 ms and sends what fell due since the last tick, so above 100 calls/s a connection sends
+# in small bursts: one connection per 100 calls/s keeps to one call per tick.
+MIN_CLIENTS, MAX_CLIENTS, CALLS_PER_CLIENT = 8, 64, 100.0
 MAX_STREAMS = 4096  # calls in flight per connection: open loop, never waiting for answers
-_REQUESTS = re.compile(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
-                       r"(\d+) errored, (\d+) timeout")
-_FINISHED = re.compile(r"finished in ([\d.]+)(m?s)")
+_REQUESTS = re.compile(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed")
+_FINISHED = re.compile(r"finished in ([\d.]+)(us|ms|s)")
+_SECONDS_PER = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 
 
 def h2load_path() -> str:
@@ -45,27 +48,28 @@ def grpc_frame(message: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class FloodResult:
-    calls: int  # requested
+    calls: int  # sent (h2load's "started"; a lost connection leaves some of those asked for unsent)
     answered: int  # got an HTTP/2 response (any gRPC status)
-    failed: int  # streams reset or connections lost
-    seconds: float
+    failed: int  # asked for but not answered: unsent, reset or timed out (h2load: succeeded + failed = total)
+    seconds: float  # the schedule's length: calls were paced over it
+    run_seconds: float  # h2load's whole run: connecting, sending, and the last answers
     cpu_seconds: float  # h2load's own user + system time
 
     def as_dict(self) -> dict:
         return {"calls": self.calls, "answered": self.answered, "failed": self.failed, "seconds": self.seconds,
-                "rate": self.calls / self.seconds if self.seconds else 0.0,
-                "cpu_cores": self.cpu_seconds / self.seconds if self.seconds else 0.0}
+                "run_seconds": self.run_seconds, "rate": self.calls / self.seconds,
+                "cpu_cores": self.cpu_seconds / self.run_seconds if self.run_seconds else 0.0}
 
 
-def parse_summary(output: str, cpu_seconds: float) -> FloodResult:
-    """h2load's closing summary -> FloodResult; ValueError if it printed none (it failed to start)."""
+def parse_summary(output: str, seconds: float, cpu_seconds: float) -> FloodResult:
+    """h2load's closing summary -> FloodResult (seconds: the schedule's length); ValueError if it
+    printed none (it failed to start)."""
     requests, finished = _REQUESTS.search(output), _FINISHED.search(output)
     if requests is None or finished is None:
         raise ValueError(f"h2load printed no summary: {output.strip()[-400:]!r}")
-    total, _started, _done, succeeded, failed, errored, timeout = map(int, requests.groups())
-    seconds = float(finished[1]) / (1000 if finished[2] == "ms" else 1)
-    return FloodResult(calls=total, answered=succeeded, failed=failed + errored + timeout, seconds=seconds,
-                       cpu_seconds=cpu_seconds)
+    _total, started, _done, succeeded, failed = map(int, requests.groups())
+    return FloodResult(calls=started, answered=succeeded, failed=failed, seconds=seconds,
+                       run_seconds=float(finished[1]) * _SECONDS_PER[finished[2]], cpu_seconds=cpu_seconds)
 
 
 class Flood:
@@ -77,7 +81,9 @@ class Flood:
             raise ValueError("a flood needs a positive rate and duration")
         body = work_dir / "flood_request.bin"
         body.write_bytes(grpc_frame(request))
-        clients = max(1, min(CLIENTS, int(rate)))  # h2load wants at least one call/s per connection
+        clients = min(max(MIN_CLIENTS, math.ceil(rate / CALLS_PER_CLIENT)), MAX_CLIENTS,
+                      max(1, round(rate * seconds)))  # --requests may not be fewer than --clients
+        self.seconds = seconds
         command = [h2load_path(), "--clients", str(clients), "--max-concurrent-streams", str(MAX_STREAMS),
                    "--rps", f"{rate / clients:.3f}", "--requests", str(max(clients, round(rate * seconds))),
                    "--data", str(body), "--header", "content-type: application/grpc", "--header", "te: trailers",
@@ -85,11 +91,15 @@ class Flood:
                    f"http://{address}{method}"]
         if log_path is not None:  # one line per call: start (us since epoch), HTTP status, duration (us)
             command[1:1] = ["--log-file", str(log_path)]
+        if cpus:  # through taskset: h2load sends from a thread of its own, which must inherit the CPUs
+            command = ["taskset", "--cpu-list", ",".join(map(str, sorted(cpus)))] + command
         # a session of its own, as a client on another machine (see loadtest.overload.run_step)
         self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                          start_new_session=True)
-        if cpus:
-            os.sched_setaffinity(self._process.pid, cpus)  # h2load runs one thread (no --threads)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
 
     def finish(self, timeout_s: float) -> FloodResult:
         """Waits for the last answers. h2load's CPU time is what reaping it adds to this process's
@@ -100,7 +110,7 @@ class Flood:
         except subprocess.TimeoutExpired:
             self.stop()
             raise RuntimeError(f"h2load did not finish within {timeout_s:.0f} s") from None
-        return parse_summary(output, _children_cpu_seconds() - before)
+        return parse_summary(output, self.seconds, _children_cpu_seconds() - before)
 
     def stop(self) -> None:
         if self._process.poll() is None:

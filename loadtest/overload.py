@@ -33,6 +33,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +47,7 @@ REPO_DIR = Path(__file__).resolve().parents[1]
 GENERATOR_RATE = 2000.0  # calls/s one open-loop process keeps to schedule on these cores
 CODES = ("OK", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "UNAVAILABLE")
 PROBE_RATE = 100.0  # calls/s the Python probe sends in a --flood step: 1,500 timed calls per 15 s step
+GENERATOR_START_S = 3.0  # time a Python generator is given to start before its first call (with --flood)
 
 
 def generators_for(rate: float) -> int:
@@ -71,16 +73,25 @@ def run_step(address: str, rate: float, step_s: float, generators: int, work_dir
     probe_rate = rate - flood_rate
     if probe_rate <= 0:
         raise ValueError("the flood must leave some calls to the Python generators")
-    counters = triton_metrics.scrape(metrics_url, model) if metrics_url else None
-    before = cpu_share.snapshot()
-    flood = _start_flood(address, flood_rate, step_s, work_dir, generator_cpus) if flood_rate else None
-    processes = [subprocess.Popen([sys.executable, "-m", "loadtest.open_loop", "--address", address,
-                                   "--rate", str(probe_rate / generators), "--seconds", str(step_s),
-                                   "--deadline-s", str(DEADLINE_S), "--voice-share", str(voice_share),
-                                   "--cpus", generator_cpus, "--out", str(out)], cwd=REPO_DIR,
-                                  start_new_session=True)
-                 for out in outputs]
+    # With a flood, the Python generators start sending at a set time, once their interpreters are
+    # up, and h2load (which connects in milliseconds) starts then too: both cover the same window.
+    start_at = time.time() + GENERATOR_START_S if flood_rate else 0.0
+    processes: list[subprocess.Popen] = []
+    flood = None
     try:
+        counters = before = None
+        if not flood_rate:
+            counters, before = _counters(metrics_url, model), cpu_share.snapshot()
+        processes += [subprocess.Popen([sys.executable, "-m", "loadtest.open_loop", "--address", address,
+                                        "--rate", str(probe_rate / generators), "--seconds", str(step_s),
+                                        "--deadline-s", str(DEADLINE_S), "--voice-share", str(voice_share),
+                                        "--cpus", generator_cpus, "--start-at", str(start_at), "--out", str(out)],
+                                       cwd=REPO_DIR, start_new_session=True)
+                      for out in outputs]
+        if flood_rate:
+            time.sleep(max(0.0, start_at - time.time()))
+            counters, before = _counters(metrics_url, model), cpu_share.snapshot()
+            flood = _start_flood(address, flood_rate, step_s, work_dir, generator_cpus)
         for process in processes:
             if process.wait(timeout=step_s + 120) != 0:
                 raise RuntimeError(f"a load generator exited with {process.returncode}")
@@ -92,17 +103,22 @@ def run_step(address: str, rate: float, step_s: float, generators: int, work_dir
                 process.wait()
         if flood:
             flood.stop()
+    after = cpu_share.snapshot()
     step = merge([json.loads(out.read_text()) for out in outputs])
-    step["cpu_cores"] = cpu_share.cores_used(before, cpu_share.snapshot())
+    step["cpu_cores"] = cpu_share.cores_used(before, after)
     step["generators"] = generators
     if flooded:
         step["flood"] = flooded.as_dict()
         step["target_rate"] = rate
         step["offered_rate"] += step["flood"]["rate"]
     if counters is not None:
-        classified = triton_metrics.step_delta(counters, triton_metrics.scrape(metrics_url, model)).sequences
+        classified = triton_metrics.step_delta(counters, _counters(metrics_url, model)).sequences
         step["classified_per_s"] = classified / step_s
     return step
+
+
+def _counters(metrics_url: str | None, model: str) -> dict[str, float] | None:
+    return triton_metrics.scrape(metrics_url, model) if metrics_url else None
 
 
 def _start_flood(address: str, rate: float, seconds: float, work_dir: Path, generator_cpus: str) -> Flood:

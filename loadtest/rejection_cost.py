@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import selectors
 import subprocess
 import sys
 import tempfile
@@ -34,10 +35,14 @@ from loadtest.flood import FLOOD_TEXT, Flood, durations_ms
 RESULTS_DIR = Path(__file__).with_name("results")
 SERVERS = ("sync", "aio")
 SERVER_CPU, CLIENT_CPU = 0, 1
+STARTUP_TIMEOUT_S = 60.0
 
 
 def serve(kind: str) -> None:
     """The child: a server that can take one call at a time, printing its port; runs until killed."""
+    from loadtest.affinity import pin_process
+
+    pin_process({SERVER_CPU})  # before gRPC starts its threads: they inherit it
     import grpc
 
     from gateway.pb import moderation_pb2, moderation_pb2_grpc
@@ -79,13 +84,11 @@ def measure(kind: str, rates: list[float], seconds: float, work_dir: Path) -> li
     server = subprocess.Popen([sys.executable, "-m", "loadtest.rejection_cost", "--serve", kind],
                               stdout=subprocess.PIPE, text=True)
     try:
-        os.sched_setaffinity(server.pid, {SERVER_CPU})  # its threads start later and inherit it
-        port = int(server.stdout.readline())
-        address = f"127.0.0.1:{port}"
+        address = f"127.0.0.1:{int(_read_line(server, STARTUP_TIMEOUT_S))}"
         with grpc.insecure_channel(address) as channel:
             stub = moderation_pb2_grpc.ModerationStub(channel)
             holder = stub.ClassifyText.future(moderation_pb2.ClassifyTextRequest(text="hold"), timeout=3600)
-            if server.stdout.readline().strip() != "held":
+            if _read_line(server, STARTUP_TIMEOUT_S) != "held":
                 raise RuntimeError("the server did not take the holding call")
             _check_rejected(stub)  # the one slot is taken: from here on every call is turned away
             rows = [_one_rate(address, server.pid, rate, seconds, work_dir) for rate in rates]
@@ -98,6 +101,18 @@ def measure(kind: str, rates: list[float], seconds: float, work_dir: Path) -> li
     finally:
         server.kill()
         server.wait()
+
+
+def _read_line(process: subprocess.Popen, timeout_s: float) -> str:
+    """The child's next line of stdout, stripped; RuntimeError if none comes within timeout_s."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(timeout_s):
+            raise RuntimeError(f"the server child said nothing for {timeout_s:.0f} s")
+    line = process.stdout.readline()
+    if not line:
+        raise RuntimeError(f"the server child exited with {process.wait()}")
+    return line.strip()
 
 
 def _check_rejected(stub) -> None:
@@ -127,8 +142,10 @@ def _one_rate(address: str, server_pid: int, rate: float, seconds: float, work_d
     result = flood.finish(timeout_s=seconds + 120)
     server_cpu = procfs.cpu_seconds(server_pid) - cpu_before
     durations = np.array(durations_ms(log))
-    return {"target_rate": rate, "calls": result.calls, "answered": len(durations), "seconds": result.seconds,
-            "server_cores": server_cpu / result.seconds, "cpu_us_per_call": server_cpu / result.calls * 1e6,
+    if not len(durations):
+        raise RuntimeError(f"no call was answered at {rate:g}/s ({result.failed} failed)")
+    return {"target_rate": rate, "calls": result.calls, "answered": len(durations), "seconds": result.run_seconds,
+            "server_cores": server_cpu / result.run_seconds, "cpu_us_per_call": server_cpu / len(durations) * 1e6,
             "client_cores": result.as_dict()["cpu_cores"],
             "p50_ms": float(np.percentile(durations, 50)), "p99_ms": float(np.percentile(durations, 99)),
             "max_ms": float(durations.max())}
