@@ -2,7 +2,7 @@
 
 The Python open-loop generators spend about 0.4 ms of CPU per call: at 10x overload on 2 shared
 cores they took a whole core of the two, so the fall in answered calls measured there was mostly
-the generators' doing. h2load sent 2,600 calls/s for 0.10-0.12 of a core. It speaks plain HTTP/2,
+the generators' doing. h2load sent 2,600-2,800 calls/s for 0.10-0.14 of a core. It speaks plain HTTP/2,
 which is all a unary gRPC call is: a POST to /package.Service/Method with `content-type:
 application/grpc` and the request message behind a 5-byte frame header. It cannot read gRPC's
 status (a trailer) nor time calls apart by it, so `loadtest.overload --flood` keeps a Python probe
