@@ -2,8 +2,8 @@
 
 The Python open-loop generators spend about 0.4 ms of CPU per call: at 10x overload on 2 shared
 cores they took a whole core of the two, so the fall in answered calls measured there was mostly
-the generators' doing. h2load sent 2,600-2,800 calls/s for 0.10-0.14 of a core. It speaks plain HTTP/2,
-which is all a unary gRPC call is: a POST to /package.Service/Method with `content-type:
+the generators' doing. h2load sent 2,600-2,800 calls/s for 0.10-0.14 of a core. It speaks plain
+HTTP/2, which is all a unary gRPC call is: a POST to /package.Service/Method with `content-type:
 application/grpc` and the request message behind a 5-byte frame header. It cannot read gRPC's
 status (a trailer) nor time calls apart by it, so `loadtest.overload --flood` keeps a Python probe
 for those and counts what the server answered in total from Triton's counters.

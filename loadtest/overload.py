@@ -15,7 +15,7 @@ generators included, so past about 2x the generators take CPU the server would o
 `--generator-cpus 1` runs the generators on CPU 1 alone and the stack on the other CPUs
 (loadtest/affinity.py): a lower peak, but what happens past it is the server's own doing.
 `--flood` sends all but `--probe-rate` calls/s of each step with h2load (loadtest/flood.py), a C
-client that costs the shared cores a tenth of what the Python generators do; the Python probe
+client that costs the shared cores a seventh of what the Python generators do; the Python probe
 still times each status code, and Triton's counters say how many messages were classified.
 Writes loadtest/results/overload.{md,json,png} (overload_pinned.* with --generator-cpus,
 overload_flood.* with --flood).
