@@ -118,6 +118,16 @@ class Flood:
             self._process.communicate()
 
 
+def classify_text_flood(address: str, rate: float, seconds: float, work_dir: Path, cpus: set[int] | None = None,
+                        deadline_s: float = 2.0, log_path: Path | None = None) -> Flood:
+    """A Flood of the gateway's ClassifyText calls, each carrying FLOOD_TEXT."""
+    from gateway.pb import moderation_pb2
+
+    service = moderation_pb2.DESCRIPTOR.services_by_name["Moderation"].full_name
+    request = moderation_pb2.ClassifyTextRequest(text=FLOOD_TEXT).SerializeToString()
+    return Flood(address, f"/{service}/ClassifyText", request, rate, seconds, work_dir, cpus, deadline_s, log_path)
+
+
 def durations_ms(log_path: Path) -> list[float]:
     """Per-call durations from an h2load --log-file, calls that got a response only (status -1: none)."""
     durations = []

@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtest import affinity, cpu_share, plots, triton_metrics
-from loadtest.flood import FLOOD_TEXT, Flood, h2load_path
+from loadtest.flood import FLOOD_TEXT, Flood, classify_text_flood, h2load_path
 from loadtest.open_loop import DEADLINE_S, VOICE_DEADLINE_S, merge
 
 RESULTS_DIR = Path(__file__).with_name("results")
@@ -122,12 +122,8 @@ def _counters(metrics_url: str | None, model: str) -> dict[str, float] | None:
 
 
 def _start_flood(address: str, rate: float, seconds: float, work_dir: Path, generator_cpus: str) -> Flood:
-    from gateway.pb import moderation_pb2
-
-    service = moderation_pb2.DESCRIPTOR.services_by_name["Moderation"].full_name
-    request = moderation_pb2.ClassifyTextRequest(text=FLOOD_TEXT).SerializeToString()
     cpus = affinity.parse_cpus(generator_cpus) if generator_cpus else None
-    return Flood(address, f"/{service}/ClassifyText", request, rate, seconds, work_dir, cpus, DEADLINE_S)
+    return classify_text_flood(address, rate, seconds, work_dir, cpus, DEADLINE_S)
 
 
 def local_stack(model_repository: Path, log_dir: Path, gateway_argv: list[str], voice: bool = False):
@@ -160,8 +156,8 @@ def write_report(report: dict, out_dir: Path) -> None:
     if report.get("flood"):
         lines += ["", "h2load cannot read gRPC's status, so the per-code columns are the probe's calls: a sample of "
                   "the same traffic, timed per status. Classified/s counts the messages Triton ran the model "
-                  "on (its nv_inference_count) during the step, from probe and flood together. h2load's rate "
-                  "is its calls over the time until its last answer."]
+                  "on (its nv_inference_count) during the step, from probe and flood together, over the step's "
+                  "length. h2load's rate is the calls it sent over the step's length."]
     lines += ["", "Latencies are timed on the generators' clocks from the moment each call was sent. The send "
               "lag says how far behind schedule a generator was: where it is large, the generators' own event "
               "loops were short of CPU, and their answers may also have waited there before being timed.", "",

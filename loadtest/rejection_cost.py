@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from loadtest import plots, procfs
-from loadtest.flood import FLOOD_TEXT, Flood, durations_ms
+from loadtest.flood import classify_text_flood, durations_ms
 
 RESULTS_DIR = Path(__file__).with_name("results")
 SERVERS = ("sync", "aio")
@@ -130,15 +130,10 @@ def _check_rejected(stub) -> None:
 
 
 def _one_rate(address: str, server_pid: int, rate: float, seconds: float, work_dir: Path) -> dict:
-    from gateway.pb import moderation_pb2
-
-    service = moderation_pb2.DESCRIPTOR.services_by_name["Moderation"].full_name
-    request = moderation_pb2.ClassifyTextRequest(text=FLOOD_TEXT).SerializeToString()
     log = work_dir / f"rate{rate:g}.log"
     log.unlink(missing_ok=True)  # h2load appends
     cpu_before = procfs.cpu_seconds(server_pid)
-    flood = Flood(address, f"/{service}/ClassifyText", request, rate, seconds, work_dir, cpus={CLIENT_CPU},
-                  log_path=log)
+    flood = classify_text_flood(address, rate, seconds, work_dir, cpus={CLIENT_CPU}, log_path=log)
     result = flood.finish(timeout_s=seconds + 120)
     server_cpu = procfs.cpu_seconds(server_pid) - cpu_before
     durations = np.array(durations_ms(log))

@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from gateway.pb import moderation_pb2, moderation_pb2_grpc
-from loadtest.flood import FLOOD_TEXT, Flood, grpc_frame, parse_summary
+from loadtest.flood import FLOOD_TEXT, classify_text_flood, grpc_frame, parse_summary
 
 # as h2load prints it when a connection was lost: 10 of the 400 never sent, 5 sent but not answered
 SUMMARY = """finished in 2.00s, 197.50 req/s, 10.92KB/s
@@ -64,16 +64,10 @@ def counting_server():
     server.stop(grace=None)
 
 
-def _flood(address: str, work_dir, rate: float, seconds: float, cpus=None) -> Flood:
-    service = moderation_pb2.DESCRIPTOR.services_by_name["Moderation"].full_name
-    request = moderation_pb2.ClassifyTextRequest(text=FLOOD_TEXT).SerializeToString()
-    return Flood(address, f"/{service}/ClassifyText", request, rate=rate, seconds=seconds, work_dir=work_dir, cpus=cpus)
-
-
 @pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) is not installed")
 def test_the_flood_sends_gateway_requests_a_grpc_server_parses(tmp_path, counting_server):
     address, servicer = counting_server
-    result = _flood(address, tmp_path, rate=100, seconds=1.0).finish(timeout_s=30)
+    result = classify_text_flood(address, rate=100, seconds=1.0, work_dir=tmp_path).finish(timeout_s=30)
 
     assert servicer.texts == [FLOOD_TEXT] * 100
     assert (result.calls, result.answered, result.failed) == (100, 100, 0)
@@ -86,7 +80,7 @@ def test_the_flood_sends_gateway_requests_a_grpc_server_parses(tmp_path, countin
 def test_every_thread_of_a_pinned_flood_runs_on_its_cpus(tmp_path, counting_server):
     # h2load sends from a thread it starts itself: pinning its pid after the start would miss it
     address, _ = counting_server
-    flood = _flood(address, tmp_path, rate=50, seconds=2.0, cpus={1})
+    flood = classify_text_flood(address, rate=50, seconds=2.0, work_dir=tmp_path, cpus={1})
     try:
         tasks = Path(f"/proc/{flood.pid}/task")
         deadline = time.monotonic() + 5
