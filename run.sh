@@ -44,10 +44,10 @@ case "$cmd" in
   lint) setup "dev,train,asr,load"; exec "$BIN/ruff" check . ;;
   proto)
     setup "dev,train,asr,load"
-    "$BIN/python" -m grpc_tools.protoc -I gateway/protos --python_out=gateway/pb --pyi_out=gateway/pb \
-      --grpc_python_out=gateway/pb gateway/protos/*.proto
+    "$BIN/python" -m grpc_tools.protoc -I contract/protos --python_out=contract/pb --pyi_out=contract/pb \
+      --grpc_python_out=contract/pb contract/protos/*.proto
     # generated code imports its sibling as a top-level module; make it a package import
-    sed -i 's/^import \(\w*\)_pb2 as/from gateway.pb import \1_pb2 as/' gateway/pb/*_pb2_grpc.py ;;
+    sed -i 's/^import \(\w*\)_pb2 as/from contract.pb import \1_pb2 as/' contract/pb/*_pb2_grpc.py ;;
   benchmark) setup "dev,train,asr,load"; exec "$BIN/python" -m loadtest.benchmark "$@" ;;
   *) echo "usage: ./run.sh serve|test|setup|proto|lint|benchmark [args]" >&2; exit 2 ;;
 esac

@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from export import contract
+from contract import tensors
 
 logger = logging.getLogger("export")
 
@@ -32,7 +32,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkpoint", help="a Hugging Face checkpoint directory (or hub id)")
     parser.add_argument("--repository", default="model_repository", help="Triton model repository")
-    parser.add_argument("--model-name", default=contract.MODEL_NAME)
+    parser.add_argument("--model-name", default=tensors.MODEL_NAME)
     parser.add_argument("--precision", choices=("fp32", "int8", "fp16"), default="int8",
                         help="int8: dynamic quantization for CPU (fastest there); fp16: GPU only")
     parser.add_argument("--storage", choices=("fp16", "fp32"), default="fp16",
@@ -82,14 +82,14 @@ def export(args: argparse.Namespace) -> Path | None:
     model, tokenizer = torchscript.load_classifier(args.checkpoint)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     normalization = getattr(model.config, "text_normalization", None) or "none"  # set by moderation-train
-    from export.text_normalization import normalizer
+    from contract.normalization import normalizer
 
     try:
         normalizer(normalization)  # the gateway would refuse to load the version
     except ValueError as err:
         raise torchscript.ExportError(f"{args.checkpoint}: {err}") from None
     if args.labels:
-        expected = contract.read_labels(Path(args.labels).read_text(encoding="utf-8"))
+        expected = tensors.read_labels(Path(args.labels).read_text(encoding="utf-8"))
         if expected != labels:
             raise torchscript.ExportError(f"checkpoint categories {labels} differ from {args.labels}: {expected}")
 
@@ -141,7 +141,7 @@ def export(args: argparse.Namespace) -> Path | None:
     with tempfile.TemporaryDirectory(prefix="moderation-export-") as tokenizer_dir:
         tokenizer.save_pretrained(tokenizer_dir)  # the tokenizer used for tracing, even from a hub id
         files = dict(model_bytes=model_bytes, labels=labels, tokenizer_dir=Path(tokenizer_dir), export_info=info,
-                     model_card=Path(args.checkpoint) / contract.MODEL_CARD_FILENAME)
+                     model_card=Path(args.checkpoint) / tensors.MODEL_CARD_FILENAME)
         return _write(args, files, started)
 
 

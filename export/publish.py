@@ -16,7 +16,7 @@ import logging
 import sys
 from pathlib import Path
 
-from export import contract
+from contract import tensors
 from export.repository import PublishError, publish_directory
 
 logger = logging.getLogger("export.publish")
@@ -27,7 +27,7 @@ def main(argv=None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("export_dir", help="a directory written by moderation-export --out-dir")
     parser.add_argument("--repository", default="model_repository")
-    parser.add_argument("--model-name", default=contract.MODEL_NAME)
+    parser.add_argument("--model-name", default=tensors.MODEL_NAME)
     parser.add_argument("--version", type=int, help="version number (default: next free)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -12,7 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
-from export import contract
+from contract import tensors
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")  # needed; others copied if present
 OPTIONAL_TOKENIZER_FILES = ("special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt", "bpe.codes")
@@ -42,7 +42,7 @@ def check_tokenizer_dir(tokenizer_dir: Path) -> None:
 
 def check_labels(labels: list[str], output_width: int) -> None:
     try:
-        contract.read_labels("\n".join(labels))
+        tensors.read_labels("\n".join(labels))
     except ValueError as err:
         raise PublishError(f"labels break the contract: {err}") from None
     if len(labels) != output_width:
@@ -56,15 +56,15 @@ def write_files(target: Path, *, model_bytes: bytes, labels: list[str], tokenize
     """Writes model.pt, model.py, labels, tokenizer files, card and export.json into target."""
     check_tokenizer_dir(tokenizer_dir)
     target.mkdir(parents=True, exist_ok=True)
-    (target / contract.MODEL_FILENAME).write_bytes(model_bytes)
-    shutil.copyfile(PYTHON_MODEL_SOURCE, target / contract.PYTHON_BACKEND_FILENAME)
-    (target / contract.LABELS_FILENAME).write_text("\n".join(labels) + "\n", encoding="utf-8")
+    (target / tensors.MODEL_FILENAME).write_bytes(model_bytes)
+    shutil.copyfile(PYTHON_MODEL_SOURCE, target / tensors.PYTHON_BACKEND_FILENAME)
+    (target / tensors.LABELS_FILENAME).write_text("\n".join(labels) + "\n", encoding="utf-8")
     for name in TOKENIZER_FILES + OPTIONAL_TOKENIZER_FILES:
         if (tokenizer_dir / name).exists():
             shutil.copyfile(tokenizer_dir / name, target / name)
     if model_card and model_card.exists():
-        shutil.copyfile(model_card, target / contract.MODEL_CARD_FILENAME)
-    (target / contract.EXPORT_INFO_FILENAME).write_text(json.dumps(dict(export_info, labels=labels), indent=2) + "\n")
+        shutil.copyfile(model_card, target / tensors.MODEL_CARD_FILENAME)
+    (target / tensors.EXPORT_INFO_FILENAME).write_text(json.dumps(dict(export_info, labels=labels), indent=2) + "\n")
 
 
 def write_version(model_dir: Path, *, version: int | None = None, **files) -> Path:
@@ -82,15 +82,15 @@ def check_export_dir(export_dir: Path) -> None:
     """Refuses a directory Triton or the gateway could not serve; runs one smoke inference."""
     if not export_dir.is_dir():
         raise PublishError(f"{export_dir}: not a directory")
-    needed = (contract.MODEL_FILENAME, contract.PYTHON_BACKEND_FILENAME, contract.LABELS_FILENAME)
+    needed = (tensors.MODEL_FILENAME, tensors.PYTHON_BACKEND_FILENAME, tensors.LABELS_FILENAME)
     missing = [name for name in needed if not (export_dir / name).exists()]
     if missing:
         raise PublishError(f"{export_dir}: missing {', '.join(missing)}")
     check_tokenizer_dir(export_dir)
     try:
-        labels = contract.read_labels((export_dir / contract.LABELS_FILENAME).read_text(encoding="utf-8"))
+        labels = tensors.read_labels((export_dir / tensors.LABELS_FILENAME).read_text(encoding="utf-8"))
     except ValueError as err:
-        raise PublishError(f"{export_dir / contract.LABELS_FILENAME}: {err}") from None
+        raise PublishError(f"{export_dir / tensors.LABELS_FILENAME}: {err}") from None
     check_labels(labels, _smoke_width(export_dir))
 
 
@@ -101,7 +101,7 @@ def _smoke_width(export_dir: Path) -> int:
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(export_dir))
-        model = torch.jit.load(str(export_dir / contract.MODEL_FILENAME), map_location="cpu").float().eval()
+        model = torch.jit.load(str(export_dir / tensors.MODEL_FILENAME), map_location="cpu").float().eval()
         encoded = tokenizer(["good game"], return_tensors="pt")
         with torch.inference_mode():
             scores = model(encoded["input_ids"].long(), encoded["attention_mask"].long())
@@ -122,7 +122,7 @@ def _commit(model_dir: Path, version: int | None, fill) -> Path:
     shutil.rmtree(staging, ignore_errors=True)
     try:
         fill(staging)
-        info_path = staging / contract.EXPORT_INFO_FILENAME
+        info_path = staging / tensors.EXPORT_INFO_FILENAME
         info = json.loads(info_path.read_text()) if info_path.exists() else {}
         info_path.write_text(json.dumps(dict(info, version=version), indent=2) + "\n")
         os.rename(staging, final)  # atomic on one filesystem: Triton never sees half a version

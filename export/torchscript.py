@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from training.scorers import encode
+
 PRECISIONS = ("fp32", "int8", "fp16")  # fp16 is for GPU serving only
 
 # Texts of clearly different token lengths, for tracing and parity checks (no real chat).
@@ -55,13 +57,6 @@ def load_classifier(checkpoint: str):
     tokenizer = AutoTokenizer.from_pretrained(checkpoint)
     model = AutoModelForSequenceClassification.from_pretrained(checkpoint)
     return model.eval(), tokenizer
-
-
-def encode(tokenizer, texts, max_length: int):
-    encoded = tokenizer(
-        list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt"
-    )
-    return encoded["input_ids"].long(), encoded["attention_mask"].long()
 
 
 DEFAULT_FP32_LAYERS = 2  # int8: the first encoder layers that stay fp32 (see int8_linear_names)

@@ -8,21 +8,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.torchscript import ExportError, encode
-
-
-def score_texts(module, tokenizer, texts, max_length: int, batch_size: int = 64) -> np.ndarray:
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    scores = None
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            ids, mask = encode(tokenizer, [texts[i] for i in chunk], max_length)
-            out = module(ids, mask).float().numpy()
-            if scores is None:
-                scores = np.zeros((len(texts), out.shape[1]), dtype=np.float32)
-            scores[chunk] = out
-    return scores
+from export.torchscript import ExportError
+from training.scorers import score_texts
 
 
 def agreement_report(reference_scores, candidate_scores, allowed_mask, labels) -> dict:
@@ -46,7 +33,7 @@ def check_agreement(reference, candidate, tokenizer, data_dir: Path, labels, max
     rows = load_split(data_dir, categories, "val")
     if not rows:
         raise ExportError(f"no validation files in {data_dir}")
-    from export.text_normalization import normalizer
+    from contract.normalization import normalizer
 
     normalize = normalizer(normalization)  # as the gateway will serve it
     texts = [normalize(row.text) for row in rows]

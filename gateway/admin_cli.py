@@ -14,7 +14,7 @@ import sys
 import grpc
 
 from gateway.admin import load_admin_token
-from gateway.pb import admin_pb2, admin_pb2_grpc
+from contract.pb import admin_pb2, admin_pb2_grpc
 
 
 def main(argv=None) -> None:

@@ -12,7 +12,7 @@ import sys
 
 import grpc
 
-from gateway.pb import moderation_pb2, moderation_pb2_grpc
+from contract.pb import moderation_pb2, moderation_pb2_grpc
 
 
 def format_verdict(verdict) -> str:

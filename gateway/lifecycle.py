@@ -148,9 +148,9 @@ class VersionManager:
 
 
 def _labels_on_disk(version_dir: Path) -> tuple[str, ...]:
-    from export import contract
+    from contract import tensors
 
     try:
-        return tuple(contract.read_labels((version_dir / contract.LABELS_FILENAME).read_text(encoding="utf-8")))
+        return tuple(tensors.read_labels((version_dir / tensors.LABELS_FILENAME).read_text(encoding="utf-8")))
     except (OSError, ValueError):
         return ()

@@ -10,8 +10,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from export import contract
-from export.text_normalization import normalizer
+from contract import tensors
+from contract.normalization import normalizer
 from gateway.text_encoder import TextEncoder
 
 DEFAULT_MAX_LENGTH = 128  # tokens, when a version's export.json does not say
@@ -31,14 +31,14 @@ class ServingModel:
 
 def load_serving_model(model_dir: Path, name: str, version: str, buckets=()) -> ServingModel:
     version_dir = Path(model_dir) / version
-    labels_path = version_dir / contract.LABELS_FILENAME
+    labels_path = version_dir / tensors.LABELS_FILENAME
     try:
-        labels = contract.read_labels(labels_path.read_text(encoding="utf-8"))
+        labels = tensors.read_labels(labels_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise VersionFilesError(f"{labels_path} not found") from None
     except ValueError as err:
         raise VersionFilesError(f"{labels_path}: {err}") from None
-    info_path = version_dir / contract.EXPORT_INFO_FILENAME
+    info_path = version_dir / tensors.EXPORT_INFO_FILENAME
     try:
         info = json.loads(info_path.read_text()) if info_path.exists() else {}
         max_length = int(info.get("max_length", DEFAULT_MAX_LENGTH))

@@ -6,7 +6,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from export.contract import NEGATIVE_CATEGORY
+from contract.tensors import NEGATIVE_CATEGORY
 
 DEFAULT_POLICY_PATH = Path(__file__).with_name("default_policy.toml")
 

@@ -16,7 +16,7 @@ from grpc_reflection.v1alpha import reflection
 from gateway.admin import TOKEN_ENV, AdminService, BearerTokenInterceptor, load_admin_token
 from gateway.errors import ModerationError
 from gateway.lifecycle import VersionManager
-from gateway.pb import admin_pb2_grpc, moderation_pb2, moderation_pb2_grpc
+from contract.pb import admin_pb2_grpc, moderation_pb2, moderation_pb2_grpc
 from gateway.policy import load_policy
 from gateway.readiness import SERVICE_NAME, ReadinessMonitor
 from gateway.service import ModelHolder, ModerationService

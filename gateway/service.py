@@ -25,7 +25,7 @@ from gateway.errors import (
     rpc_status,
 )
 from gateway.model_version import ServingModel
-from gateway.pb import moderation_pb2, moderation_pb2_grpc
+from contract.pb import moderation_pb2, moderation_pb2_grpc
 from gateway.policy import Policy
 from gateway.settings import Settings
 

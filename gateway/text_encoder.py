@@ -25,7 +25,7 @@ class TextEncoder:
         self.max_length = max_length
         self.buckets = tuple(b for b in buckets if b < max_length) + (max_length,) if buckets else ()
         self.pad_id = self.tokenizer.pad_token_id or 0
-        self.normalize = normalize  # the version's text normalisation (export.text_normalization)
+        self.normalize = normalize  # the version's text normalisation (contract.normalization)
         # The first call configures truncation inside the Rust tokenizer; done here, once, so
         # concurrent first requests cannot collide on it ("Already borrowed").
         self.encode(["warm up"])

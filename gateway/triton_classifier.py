@@ -9,7 +9,7 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from export import contract
+from contract import tensors
 from gateway.errors import BackendUnavailable, translate_triton_error
 
 logger = logging.getLogger(__name__)
@@ -18,7 +18,7 @@ READINESS_TIMEOUT_S = 1.0  # health probes must not hang when Triton is wedged
 
 
 class TritonClassifier:
-    def __init__(self, url: str, model_name: str = contract.MODEL_NAME):
+    def __init__(self, url: str, model_name: str = tensors.MODEL_NAME):
         self.url = url
         self.model_name = model_name
         self._client = grpcclient.InferenceServerClient(url)
@@ -26,19 +26,19 @@ class TritonClassifier:
     def infer(self, input_ids: np.ndarray, attention_mask: np.ndarray, *, version: str, timeout_s: float) -> np.ndarray:
         """Scores [batch, categories] for one encoded request. Raises ModerationError subclasses."""
         inputs = [
-            grpcclient.InferInput(contract.INPUT_IDS, list(input_ids.shape), contract.TRITON_INPUT_DATATYPE),
-            grpcclient.InferInput(contract.ATTENTION_MASK, list(attention_mask.shape), contract.TRITON_INPUT_DATATYPE),
+            grpcclient.InferInput(tensors.INPUT_IDS, list(input_ids.shape), tensors.TRITON_INPUT_DATATYPE),
+            grpcclient.InferInput(tensors.ATTENTION_MASK, list(attention_mask.shape), tensors.TRITON_INPUT_DATATYPE),
         ]
         inputs[0].set_data_from_numpy(input_ids)
         inputs[1].set_data_from_numpy(attention_mask)
-        outputs = [grpcclient.InferRequestedOutput(contract.SCORES)]
+        outputs = [grpcclient.InferRequestedOutput(tensors.SCORES)]
         try:
             result = self._client.infer(
                 self.model_name, inputs, model_version=version, outputs=outputs, client_timeout=timeout_s
             )
         except InferenceServerException as err:
             raise translate_triton_error(err) from err
-        scores = result.as_numpy(contract.SCORES)
+        scores = result.as_numpy(tensors.SCORES)
         if scores is None:
             raise BackendUnavailable("model server returned no scores")
         return scores

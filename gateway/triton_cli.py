@@ -8,7 +8,7 @@ import signal
 import threading
 from pathlib import Path
 
-from export import contract
+from contract import tensors
 from gateway.triton_process import TritonProcess, TritonStartError
 
 
@@ -28,7 +28,7 @@ def add_triton_arguments(parser: argparse.ArgumentParser) -> None:
 def triton_from_args(args: argparse.Namespace) -> TritonProcess:
     return TritonProcess(
         model_repository=Path(args.model_repository),
-        models=(contract.MODEL_NAME,),
+        models=(tensors.MODEL_NAME,),
         host=args.triton_host,
         grpc_port=args.triton_grpc_port,
         http_port=args.triton_http_port,

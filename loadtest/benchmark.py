@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from export import contract
+from contract import tensors
 from loadtest.corpus import chat_messages
 
 RESULTS_DIR = Path(__file__).with_name("results")
@@ -34,9 +34,9 @@ def raw_throughput(version_dir: Path, messages: list[str], batch_size: int, thre
     from gateway.text_encoder import TextEncoder
 
     torch.set_num_threads(threads)
-    info = json.loads((version_dir / contract.EXPORT_INFO_FILENAME).read_text())
+    info = json.loads((version_dir / tensors.EXPORT_INFO_FILENAME).read_text())
     encoder = TextEncoder(version_dir, int(info.get("max_length", 128)))
-    model = torch.jit.load(str(version_dir / contract.MODEL_FILENAME), map_location="cpu").float().eval()
+    model = torch.jit.load(str(version_dir / tensors.MODEL_FILENAME), map_location="cpu").float().eval()
     batches = [encoder.encode(messages[i : i + batch_size]) for i in range(0, len(messages), batch_size)]
     rates = {"padded_to_longest": _rate(model, batches, None, len(messages)),
              "sorted_chunks_of_8": _rate(model, batches, 8, len(messages))}
@@ -75,7 +75,7 @@ def end_to_end(address: str, messages: list[str], callers: int, duration_s: floa
     ClassifyTextBatch of `rpc_batch` messages. Counts answered messages; errors by status."""
     import grpc
 
-    from gateway.pb import moderation_pb2, moderation_pb2_grpc
+    from contract.pb import moderation_pb2, moderation_pb2_grpc
 
     latencies: list[float] = []
     errors: dict[str, int] = {}
@@ -120,16 +120,16 @@ def set_queue_delay(triton, delay_us: int) -> None:
     import tritonclient.grpc as grpcclient
 
     with grpcclient.InferenceServerClient(triton.grpc_url) as client:
-        config = client.get_model_config(contract.MODEL_NAME, as_json=True)["config"]
+        config = client.get_model_config(tensors.MODEL_NAME, as_json=True)["config"]
         config["dynamic_batching"]["max_queue_delay_microseconds"] = str(delay_us)
-        client.load_model(contract.MODEL_NAME, config=json.dumps(config))
+        client.load_model(tensors.MODEL_NAME, config=json.dumps(config))
 
 
 def batch_stats(triton) -> tuple[int, int]:
     import tritonclient.grpc as grpcclient
 
     with grpcclient.InferenceServerClient(triton.grpc_url) as client:
-        stats = client.get_inference_statistics(contract.MODEL_NAME, as_json=True)["model_stats"]
+        stats = client.get_inference_statistics(tensors.MODEL_NAME, as_json=True)["model_stats"]
     return (sum(int(s.get("inference_count", 0)) for s in stats),
             sum(int(s.get("execution_count", 0)) for s in stats))
 
@@ -186,7 +186,7 @@ def main(argv=None) -> None:
     messages = chat_messages(args.messages)
     from loadtest.model_variants import latest_version_dir
 
-    version_dir = latest_version_dir(repository / contract.MODEL_NAME)
+    version_dir = latest_version_dir(repository / tensors.MODEL_NAME)
     print(f"raw in-process: {version_dir} batch {args.batch_size}, {args.threads} threads", flush=True)
     raw = raw_throughput(version_dir, messages, args.batch_size, args.threads)
     print(f"  {raw['sequences_per_s']:.0f} sequences/s ({raw['precision']}, best of "

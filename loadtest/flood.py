@@ -121,7 +121,7 @@ class Flood:
 def classify_text_flood(address: str, rate: float, seconds: float, work_dir: Path, cpus: set[int] | None = None,
                         deadline_s: float = 2.0, log_path: Path | None = None) -> Flood:
     """A Flood of the gateway's ClassifyText calls, each carrying FLOOD_TEXT."""
-    from gateway.pb import moderation_pb2
+    from contract.pb import moderation_pb2
 
     service = moderation_pb2.DESCRIPTOR.services_by_name["Moderation"].full_name
     request = moderation_pb2.ClassifyTextRequest(text=FLOOD_TEXT).SerializeToString()

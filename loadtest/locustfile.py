@@ -31,7 +31,7 @@ import grpc
 import grpc.experimental.gevent as grpc_gevent
 from locust import User, between, events, task
 
-from gateway.pb import moderation_pb2, moderation_pb2_grpc
+from contract.pb import moderation_pb2, moderation_pb2_grpc
 from loadtest.corpus import chat_messages, voice_clips
 
 # Locust runs every user as a greenlet on one thread; without this a blocking gRPC call blocks

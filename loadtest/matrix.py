@@ -31,7 +31,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from export import contract
+from contract import tensors
 from loadtest.benchmark import RESULTS_DIR, batch_stats, raw_throughput
 from loadtest.benchmark import end_to_end as drive
 from loadtest.corpus import chat_messages
@@ -74,7 +74,7 @@ RAW_BATCH_SIZES = (16, 32, 64)
 
 def single_version_repository(version_dir: Path, config_source: Path, root: Path) -> Path:
     """A model repository with the shipped config and `version_dir` as version 1."""
-    model_dir = root / contract.MODEL_NAME
+    model_dir = root / tensors.MODEL_NAME
     model_dir.mkdir(parents=True)
     shutil.copy(config_source, model_dir / "config.pbtxt")
     shutil.copytree(version_dir, model_dir / "1")
@@ -96,12 +96,12 @@ def run_variant(name: str, version_dir: Path, args, messages: list[str]) -> dict
           + ", ".join(f"{s}: {v:.0f}" for s, v in raw["by_batch_size"].items()) + ")", flush=True)
     rows = {}
     with tempfile.TemporaryDirectory(prefix="matrix-") as tmp:
-        repository = single_version_repository(version_dir, Path(args.model_repository) / contract.MODEL_NAME
+        repository = single_version_repository(version_dir, Path(args.model_repository) / tensors.MODEL_NAME
                                                / "config.pbtxt", Path(tmp) / "repo")
         with TritonProcess(repository) as triton, grpcclient.InferenceServerClient(triton.grpc_url) as client:
-            shipped = client.get_model_config(contract.MODEL_NAME, as_json=True)["config"]
+            shipped = client.get_model_config(tensors.MODEL_NAME, as_json=True)["config"]
             for setting in SETTINGS:
-                client.load_model(contract.MODEL_NAME, config=json.dumps(setting.apply(shipped, args.queue_delay_us)))
+                client.load_model(tensors.MODEL_NAME, config=json.dumps(setting.apply(shipped, args.queue_delay_us)))
                 settings = Settings(listen_address="127.0.0.1:0", triton_url=triton.grpc_url,
                                     model_repository=str(repository), log_level="WARNING", voice_enabled=False,
                                     admin_listen_address="", length_buckets=setting.buckets,
@@ -147,8 +147,8 @@ def main(argv=None) -> None:
 
     variants = dict(item.split("=", 1) for item in args.variant)
     if not variants:  # the latest shipped version, named by its precision
-        latest = latest_version_dir(Path(args.model_repository) / contract.MODEL_NAME)
-        info = json.loads((latest / contract.EXPORT_INFO_FILENAME).read_text())
+        latest = latest_version_dir(Path(args.model_repository) / tensors.MODEL_NAME)
+        info = json.loads((latest / tensors.EXPORT_INFO_FILENAME).read_text())
         variants = {str(info.get("precision", f"version {latest.name}")): str(latest)}
     messages = chat_messages(args.messages)
     results = {name: run_variant(name, Path(path), args, messages) for name, path in variants.items()}

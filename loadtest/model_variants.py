@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from export import contract
+from contract import tensors
 
 
 class Temperature(torch.nn.Module):
@@ -49,18 +49,18 @@ def latest_version_dir(model_dir: Path) -> Path:
 def make_variant_export(source: Path, target: Path, wrap, extra_labels=()) -> Path:
     """Copies version directory `source` to `target` with model.pt replaced by wrap(model)."""
     shutil.copytree(source, target)
-    base = torch.jit.load(str(source / contract.MODEL_FILENAME), map_location="cpu").float().eval()
-    torch.jit.save(torch.jit.script(wrap(base)), str(target / contract.MODEL_FILENAME))
+    base = torch.jit.load(str(source / tensors.MODEL_FILENAME), map_location="cpu").float().eval()
+    torch.jit.save(torch.jit.script(wrap(base)), str(target / tensors.MODEL_FILENAME))
     if extra_labels:
-        labels = (source / contract.LABELS_FILENAME).read_text().split() + list(extra_labels)
-        (target / contract.LABELS_FILENAME).write_text("\n".join(labels) + "\n")
+        labels = (source / tensors.LABELS_FILENAME).read_text().split() + list(extra_labels)
+        (target / tensors.LABELS_FILENAME).write_text("\n".join(labels) + "\n")
     return target
 
 
 def copy_repository(source_repository: Path, target_repository: Path) -> Path:
     """A model repository holding the config and the latest version of `source`, as version 1."""
-    model_dir = target_repository / contract.MODEL_NAME
+    model_dir = target_repository / tensors.MODEL_NAME
     model_dir.mkdir(parents=True)
-    shutil.copy(source_repository / contract.MODEL_NAME / "config.pbtxt", model_dir)
-    shutil.copytree(latest_version_dir(source_repository / contract.MODEL_NAME), model_dir / "1")
+    shutil.copy(source_repository / tensors.MODEL_NAME / "config.pbtxt", model_dir)
+    shutil.copytree(latest_version_dir(source_repository / tensors.MODEL_NAME), model_dir / "1")
     return model_dir

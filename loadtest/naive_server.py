@@ -20,7 +20,7 @@ from concurrent import futures
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from gateway.pb import moderation_pb2, moderation_pb2_grpc
+from contract.pb import moderation_pb2, moderation_pb2_grpc
 
 logger = logging.getLogger(__name__)
 

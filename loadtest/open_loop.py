@@ -32,7 +32,7 @@ async def send_at_rate(address: str, rate: float, seconds: float, deadline_s: fl
     With start_at (a time.time() value), the first call goes then, not at once."""
     import grpc
 
-    from gateway.pb import moderation_pb2
+    from contract.pb import moderation_pb2
 
     if voice_share and not clips:
         raise ValueError("voice_share needs clips")

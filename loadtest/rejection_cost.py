@@ -45,7 +45,7 @@ def serve(kind: str) -> None:
     pin_process({SERVER_CPU})  # before gRPC starts its threads: they inherit it
     import grpc
 
-    from gateway.pb import moderation_pb2, moderation_pb2_grpc
+    from contract.pb import moderation_pb2, moderation_pb2_grpc
 
     release = threading.Event()  # never set: the one call admitted stays open
 
@@ -79,7 +79,7 @@ def measure(kind: str, rates: list[float], seconds: float, work_dir: Path) -> li
     """One server of `kind`, every rate in turn against it."""
     import grpc
 
-    from gateway.pb import moderation_pb2, moderation_pb2_grpc
+    from contract.pb import moderation_pb2, moderation_pb2_grpc
 
     server = subprocess.Popen([sys.executable, "-m", "loadtest.rejection_cost", "--serve", kind],
                               stdout=subprocess.PIPE, text=True)
@@ -118,7 +118,7 @@ def _read_line(process: subprocess.Popen, timeout_s: float) -> str:
 def _check_rejected(stub) -> None:
     import grpc
 
-    from gateway.pb import moderation_pb2
+    from contract.pb import moderation_pb2
 
     try:
         stub.ClassifyText(moderation_pb2.ClassifyTextRequest(text="probe"), timeout=30)

@@ -35,7 +35,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from export import contract
+from contract import tensors
 from loadtest.load_report import TEXT_TASK, LoadSeries, StepResult, ratio, write_results
 from loadtest.locust_stats import LocustRun, read_run
 from loadtest.triton_metrics import scrape, step_delta
@@ -83,7 +83,7 @@ class LoadOptions:
 
 
 def run_steps(label: str, address: str, options: LoadOptions, metrics_url: str | None = None,
-              model_name: str = contract.MODEL_NAME) -> LoadSeries:
+              model_name: str = tensors.MODEL_NAME) -> LoadSeries:
     """One headless Locust run per user count against address; Triton deltas when metrics_url is set."""
     series = LoadSeries(label, address)
     for index, users in enumerate(options.users, start=1):
@@ -146,7 +146,7 @@ def wait_serving(address: str, timeout_s: float = SERVING_TIMEOUT_S, process: su
 
 def warm_up(address: str, calls: int = WARM_UP_CALLS) -> str:
     """Sequential ClassifyText calls (first calls are slow); returns the model version that answered."""
-    from gateway.pb import moderation_pb2, moderation_pb2_grpc
+    from contract.pb import moderation_pb2, moderation_pb2_grpc
     from loadtest.corpus import chat_messages
 
     with grpc.insecure_channel(address) as channel:
@@ -274,7 +274,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="", help="an already running gateway host:port; default: start one")
     parser.add_argument("--triton-metrics-url", default="", help="with --host: Triton's metrics URL, e.g. http://127.0.0.1:8002/metrics")
     parser.add_argument("--model-repository", default=str(REPO_DIR / "model_repository"))
-    parser.add_argument("--model-name", default=contract.MODEL_NAME)
+    parser.add_argument("--model-name", default=tensors.MODEL_NAME)
     parser.add_argument("--triton-config", default="", help="a config under <model>/configs/, e.g. gpu")
     parser.add_argument("--gateway-args", default="", help='gateway flags, e.g. "--max-in-flight 32 --length-buckets 16,32,64"')
     parser.add_argument("--naive-model", default="", help="a Hugging Face checkpoint directory: also load the naive server")

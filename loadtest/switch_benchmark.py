@@ -28,7 +28,7 @@ TOKEN = "switch-benchmark-token"
 def run_callers(stub, messages, callers: int, stop: threading.Event, records: list) -> list[threading.Thread]:
     import grpc
 
-    from gateway.pb import moderation_pb2
+    from contract.pb import moderation_pb2
 
     def caller(k: int) -> None:
         i = k
@@ -101,7 +101,7 @@ def plot(records, events: dict, path: Path) -> None:
 def main(argv=None) -> None:
     import grpc
 
-    from gateway.pb import admin_pb2, admin_pb2_grpc, moderation_pb2_grpc
+    from contract.pb import admin_pb2, admin_pb2_grpc, moderation_pb2_grpc
     from gateway.server import create_server
     from gateway.settings import Settings
     from gateway.triton_process import TritonProcess

@@ -61,7 +61,7 @@ def clip_of(seconds: float, pcm_sentences: list[bytes], rate: int = 16000) -> by
 
 
 def classify_voice_latency(stub, clip: bytes, callers: int, rounds: int) -> dict:
-    from gateway.pb import moderation_pb2
+    from contract.pb import moderation_pb2
 
     latencies, errors, asr_ms, classify_ms = [], [], [], []
 
@@ -89,7 +89,7 @@ def classify_voice_latency(stub, clip: bytes, callers: int, rounds: int) -> dict
 
 def stream_latency(stub, pcm: bytes, rate: int = 16000) -> list[dict]:
     """Streams in real time; returns per-utterance latency after its end."""
-    from gateway.pb import moderation_pb2
+    from contract.pb import moderation_pb2
 
     step = int(CHUNK_S * rate) * 2
     started = {}
@@ -115,7 +115,7 @@ def stream_latency(stub, pcm: bytes, rate: int = 16000) -> list[dict]:
 def main(argv=None) -> None:
     import grpc
 
-    from gateway.pb import moderation_pb2_grpc
+    from contract.pb import moderation_pb2_grpc
     from gateway.server import create_server
     from gateway.settings import Settings
     from gateway.triton_process import TritonProcess

@@ -39,7 +39,7 @@ class PartialLabelTrainer(Trainer):
 class EncodedExamples(Dataset):
     """Tokenised examples; padding happens per batch in `PadCollator`.
 
-    `normalize` is the version's text normalisation (export.text_normalization), applied before
+    `normalize` is the version's text normalisation (contract.normalization), applied before
     tokenising exactly as the gateway will; `weights` are optional per-example loss weights.
     """
 

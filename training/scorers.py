@@ -21,7 +21,7 @@ from typing import Protocol
 
 import numpy as np
 
-from export import contract
+from contract import tensors
 
 logger = logging.getLogger(__name__)
 
@@ -60,13 +60,13 @@ def open_model(model: str, max_length: int = 0, tokenizer: str = "") -> Scorer:
     path = Path(model)
     if path.is_file() and path.suffix == ".pt":
         return TorchScriptScorer(path.parent, path, max_length, Path(tokenizer or path.parent))
-    if path.is_dir() and (path / contract.MODEL_FILENAME).exists():
-        return TorchScriptScorer(path, path / contract.MODEL_FILENAME, max_length, Path(tokenizer or path))
+    if path.is_dir() and (path / tensors.MODEL_FILENAME).exists():
+        return TorchScriptScorer(path, path / tensors.MODEL_FILENAME, max_length, Path(tokenizer or path))
     if path.is_dir() and (path / "config.json").exists():
         return CheckpointScorer(path, max_length or DEFAULT_MAX_LENGTH, Path(tokenizer or path))
     raise ScorerError(
         f"{model}: not a Hugging Face checkpoint directory (config.json), a TorchScript file "
-        f"(*.pt) or a model-repository version directory ({contract.MODEL_FILENAME})"
+        f"(*.pt) or a model-repository version directory ({tensors.MODEL_FILENAME})"
     )
 
 
@@ -119,14 +119,14 @@ class TorchScriptScorer:
     def __post_init__(self):
         import torch
 
-        labels_path = self.version_dir / contract.LABELS_FILENAME
+        labels_path = self.version_dir / tensors.LABELS_FILENAME
         try:
-            self.labels = contract.read_labels(labels_path.read_text(encoding="utf-8"))
+            self.labels = tensors.read_labels(labels_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:
             raise ScorerError(f"{labels_path}: {err} (a TorchScript model needs its version's labels)") from None
         export_info = _read_export_info(self.version_dir)
         self.max_length = self.max_length or int(export_info.get("max_length", DEFAULT_MAX_LENGTH))
-        from export.text_normalization import normalizer
+        from contract.normalization import normalizer
 
         self.normalization = export_info.get("normalization") or "none"
         self.normalize = normalizer(self.normalization)
@@ -139,66 +139,63 @@ class TorchScriptScorer:
                      "normalization": self.normalization}
 
     def score(self, texts: list[str]) -> np.ndarray:
-        from export.validation import score_texts
-
         scores = score_texts(self.module, self.tokenizer, [self.normalize(t) for t in texts], self.max_length)
         if scores.shape[1] != len(self.labels):
             raise ScorerError(f"{self.model_file} outputs {scores.shape[1]} scores for {len(self.labels)} labels")
         return scores
 
 
+def encode(tokenizer, texts, max_length: int):
+    """int64 ids and attention mask [batch, seq], padded to the batch's longest text."""
+    import torch
+
+    batch = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    return batch["input_ids"].to(torch.int64), batch["attention_mask"].to(torch.int64)
+
+
+def score_texts(module, tokenizer, texts, max_length: int, batch_size: int = 64) -> np.ndarray:
+    """Scores [rows, categories] from a TorchScript module, in batches of similar length."""
+    import torch
+
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    scores = None
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            ids, mask = encode(tokenizer, [texts[i] for i in chunk], max_length)
+            out = module(ids, mask).float().numpy()
+            if scores is None:
+                scores = np.zeros((len(texts), out.shape[1]), dtype=np.float32)
+            scores[chunk] = out
+    return scores
+
+
 def _read_export_info(version_dir: Path) -> dict:
-    path = version_dir / contract.EXPORT_INFO_FILENAME
+    path = version_dir / tensors.EXPORT_INFO_FILENAME
     if not path.exists():
         logger.warning("%s not found: using max_length %d", path, DEFAULT_MAX_LENGTH)
         return {}
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-class _ReflectedModeration:
-    """The gateway's Moderation API, learnt from the server itself through gRPC reflection, so
-    training/ needs none of gateway/'s generated code (training never imports gateway/)."""
-
-    SERVICE = "moderation.v1.Moderation"
-
-    def __init__(self, channel):
-        from google.protobuf import descriptor_pool, message_factory
-        from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
-
-        pool = descriptor_pool.DescriptorPool(ProtoReflectionDescriptorDatabase(channel))
-        service = pool.FindServiceByName(self.SERVICE)
-        self._calls = {}
-        for method in service.methods:
-            request = message_factory.GetMessageClass(method.input_type)
-            reply = message_factory.GetMessageClass(method.output_type)
-            self._calls[method.name] = channel.unary_unary(f"/{self.SERVICE}/{method.name}",
-                                                           request_serializer=request.SerializeToString,
-                                                           response_deserializer=reply.FromString)
-            setattr(self, method.input_type.name, request)
-
-    def call(self, method: str, request, timeout: float):
-        return self._calls[method](request, timeout=timeout)
-
-
 class ServedScorer:
-    """Scores through a running gateway, whose API it reads by reflection."""
+    """Scores through a running gateway's `ClassifyTextBatch`."""
 
     kind = "served"
 
     def __init__(self, address: str, timeout_s: float = SERVED_TIMEOUT_S):
         import grpc
 
-        self._grpc, self.timeout_s = grpc, timeout_s
+        from contract.pb import moderation_pb2, moderation_pb2_grpc
+
+        self._grpc, self._pb, self.timeout_s = grpc, moderation_pb2, timeout_s
         self._channel = grpc.insecure_channel(address)
+        self._stub = moderation_pb2_grpc.ModerationStub(self._channel)
         try:
-            self._api = _ReflectedModeration(self._channel)
-            info = self._api.call("GetModelInfo", self._api.GetModelInfoRequest(), timeout=timeout_s)
+            info = self._stub.GetModelInfo(moderation_pb2.GetModelInfoRequest(), timeout=timeout_s)
         except grpc.RpcError as err:
             self._channel.close()
             raise ScorerError(f"gateway {address}: {err.code().name}: {err.details()}") from None
-        except KeyError as err:  # reflection could not find the service
-            self._channel.close()
-            raise ScorerError(f"gateway {address}: no {_ReflectedModeration.SERVICE} service ({err})") from None
         self.labels = list(info.categories)
         self.batch_texts = min(SERVED_BATCH_TEXTS, info.max_batch_texts or SERVED_BATCH_TEXTS)
         self.max_text_chars = info.max_text_chars
@@ -217,10 +214,10 @@ class ServedScorer:
         column = {name: i for i, name in enumerate(self.labels)}
         scores = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         for start in range(0, len(texts), self.batch_texts):
-            request = self._api.ClassifyTextBatchRequest(texts=texts[start : start + self.batch_texts],
-                                                         request_id=f"evaluate-{start}")
+            request = self._pb.ClassifyTextBatchRequest(texts=texts[start : start + self.batch_texts],
+                                                        request_id=f"evaluate-{start}")
             try:
-                reply = self._api.call("ClassifyTextBatch", request, timeout=self.timeout_s)
+                reply = self._stub.ClassifyTextBatch(request, timeout=self.timeout_s)
             except self._grpc.RpcError as err:
                 raise ScorerError(f"batch at row {start}: {err.code().name}: {err.details()}") from None
             sent, got = len(request.texts), len(reply.verdicts)

@@ -33,7 +33,7 @@ class TrainOptions:
     max_length: int = 64  # tokens; game chat is short and Jigsaw comments are truncated
     imbalance: str = "oversample"  # oversample | class_weight | none (see IMBALANCE_CHOICES)
     min_rows_per_category: int = 500  # with oversample: rarer exact categories are repeated to this
-    normalization: str = "none"  # text normalisation scheme (export.text_normalization): none | chat
+    normalization: str = "none"  # text normalisation scheme (contract.normalization): none | chat
     max_train_rows: int = 0  # 0: all; a small number for smoke runs
     max_val_rows: int = 0
     max_steps: int = -1  # -1: run the epochs
@@ -51,7 +51,7 @@ IMBALANCE_CHOICES = {
 
 
 def parse_options(argv=None) -> TrainOptions:
-    from export.text_normalization import SCHEMES
+    from contract.normalization import SCHEMES
 
     parser = argparse.ArgumentParser(prog="moderation-train", description=__doc__)
     choices = {"imbalance": tuple(IMBALANCE_CHOICES), "normalization": SCHEMES}
@@ -157,7 +157,7 @@ def _make_trainer(options, model, tokenizer, categories, train_rows, val_rows, r
     checkpointing during training: the weights after the last step are the model."""
     from transformers import EarlyStoppingCallback
 
-    from export.text_normalization import normalizer
+    from contract.normalization import normalizer
     from training.data import balanced_example_weights
     from training.partial_label_trainer import (
         EncodedExamples,
@@ -228,7 +228,7 @@ def predict_probs(model, tokenizer, texts, max_length: int, batch_size: int = 12
     import numpy as np
     import torch
 
-    from export.text_normalization import normalizer
+    from contract.normalization import normalizer
 
     normalize = normalizer(getattr(model.config, "text_normalization", None))
     texts = [normalize(text) for text in texts]

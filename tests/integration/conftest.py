@@ -9,14 +9,14 @@ from pathlib import Path
 import grpc
 import pytest
 
-from export import contract
+from contract import tensors
 
 REPO_DIR = Path(__file__).resolve().parents[2]
 MODEL_REPOSITORY = Path(os.environ.get("MODERATION_TEST_MODEL_REPOSITORY", REPO_DIR / "model_repository"))
 
 
 def _has_version(model_repository: Path) -> bool:
-    model_dir = model_repository / contract.MODEL_NAME
+    model_dir = model_repository / tensors.MODEL_NAME
     return model_dir.is_dir() and any(p.name.isdigit() for p in model_dir.iterdir())
 
 
@@ -57,7 +57,7 @@ class RunningGateway:
         self.gateway = gateway
         self.address = f"127.0.0.1:{port}"
         self.channel = grpc.insecure_channel(self.address)
-        from gateway.pb import moderation_pb2_grpc
+        from contract.pb import moderation_pb2_grpc
 
         self.stub = moderation_pb2_grpc.ModerationStub(self.channel)
 

@@ -15,9 +15,9 @@ import grpc
 import pytest
 import torch
 
-from export import contract
+from contract import tensors
 from export.repository import PublishError, publish_directory
-from gateway.pb import admin_pb2, admin_pb2_grpc, moderation_pb2
+from contract.pb import admin_pb2, admin_pb2_grpc, moderation_pb2
 from loadtest.model_variants import ExtraCategory, Temperature, copy_repository, make_variant_export
 from tests.integration.conftest import MODEL_REPOSITORY, _has_version, start_gateway, start_triton
 
@@ -35,8 +35,8 @@ TEXTS = [
 def _offline_scores(version_dir: Path, texts) -> list[list[float]]:
     from gateway.model_version import load_serving_model
 
-    serving = load_serving_model(version_dir.parent, contract.MODEL_NAME, version_dir.name)
-    model = torch.jit.load(str(version_dir / contract.MODEL_FILENAME), map_location="cpu").float().eval()
+    serving = load_serving_model(version_dir.parent, tensors.MODEL_NAME, version_dir.name)
+    model = torch.jit.load(str(version_dir / tensors.MODEL_FILENAME), map_location="cpu").float().eval()
     rows = []
     with torch.inference_mode():
         for text in texts:
@@ -136,11 +136,11 @@ def test_unknown_version_is_not_found(stack):
 def test_publish_refuses_broken_exports(stack, tmp_path):
     source = stack["model_dir"] / "1"
     broken = shutil.copytree(source, tmp_path / "broken")
-    (broken / contract.MODEL_FILENAME).write_bytes(b"not a torchscript file")
+    (broken / tensors.MODEL_FILENAME).write_bytes(b"not a torchscript file")
     with pytest.raises(PublishError, match="smoke inference failed"):
         publish_directory(broken, stack["model_dir"])
     mismatched = shutil.copytree(source, tmp_path / "mismatched")
-    (mismatched / contract.LABELS_FILENAME).write_text("non_toxic\nprofanity\n")
+    (mismatched / tensors.LABELS_FILENAME).write_text("non_toxic\nprofanity\n")
     with pytest.raises(PublishError, match="outputs 5 scores but there are 2 labels"):
         publish_directory(mismatched, stack["model_dir"])
     assert sorted(p.name for p in stack["model_dir"].iterdir() if not p.name.endswith(".pbtxt")) == ["1"]
@@ -189,7 +189,7 @@ def test_broken_version_keeps_the_old_one_serving(stack):
     before = stub.GetModelInfo(moderation_pb2.GetModelInfoRequest(), timeout=10).model_version
     broken = stack["model_dir"] / "90"  # corrupt on disk, as if written by hand
     shutil.copytree(stack["model_dir"] / "1", broken)
-    (broken / contract.MODEL_FILENAME).write_bytes(b"\x00corrupt")
+    (broken / tensors.MODEL_FILENAME).write_bytes(b"\x00corrupt")
     with Load(stub, callers=4) as load:
         with pytest.raises(grpc.RpcError) as caught:
             admin.ActivateVersion(admin_pb2.ActivateVersionRequest(version="90"), metadata=AUTH, timeout=120)

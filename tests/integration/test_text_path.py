@@ -14,8 +14,8 @@ import pytest
 import tritonclient.grpc as grpcclient
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from export import contract
-from gateway.pb import moderation_pb2
+from contract import tensors
+from contract.pb import moderation_pb2
 from tests.integration.conftest import start_gateway, start_triton
 
 pytestmark = pytest.mark.integration
@@ -54,7 +54,7 @@ def test_verdict_carries_every_category_and_ids(stub):
     info = stub.GetModelInfo(moderation_pb2.GetModelInfoRequest(), timeout=5)
     verdict = stub.ClassifyText(moderation_pb2.ClassifyTextRequest(text="gg", request_id="req-42"), timeout=10)
     assert [s.category for s in verdict.scores] == list(info.categories)
-    assert info.categories[0] == contract.NEGATIVE_CATEGORY
+    assert info.categories[0] == tensors.NEGATIVE_CATEGORY
     assert abs(sum(s.score for s in verdict.scores) - 1.0) < 1e-3
     assert verdict.request_id == "req-42"
     assert verdict.model_version == info.model_version != ""
@@ -138,7 +138,7 @@ def test_dynamic_batching_runs_fewer_batches_than_requests(stub, triton):
 
 
 def _counts(client) -> tuple[int, int]:
-    stats = client.get_inference_statistics(contract.MODEL_NAME, as_json=True)["model_stats"]
+    stats = client.get_inference_statistics(tensors.MODEL_NAME, as_json=True)["model_stats"]
     return (sum(int(s.get("inference_count", 0)) for s in stats),
             sum(int(s.get("execution_count", 0)) for s in stats))
 
@@ -170,13 +170,13 @@ def test_full_triton_queue_is_resource_exhausted(triton, stub):
     import json
 
     with grpcclient.InferenceServerClient(triton.grpc_url) as client:
-        config = client.get_model_config(contract.MODEL_NAME, as_json=True)["config"]
+        config = client.get_model_config(tensors.MODEL_NAME, as_json=True)["config"]
         original = json.dumps(config)
         config["dynamic_batching"]["default_queue_policy"]["max_queue_size"] = "1"
         config["dynamic_batching"]["max_queue_delay_microseconds"] = "100000"
         config["dynamic_batching"]["preferred_batch_size"] = []
         config["max_batch_size"] = 2
-        client.load_model(contract.MODEL_NAME, config=json.dumps(config))
+        client.load_model(tensors.MODEL_NAME, config=json.dumps(config))
         try:
             with ThreadPoolExecutor(32) as pool:
                 outcomes = list(pool.map(lambda i: _status(stub, f"burst {i}"), range(64)))
@@ -186,7 +186,7 @@ def test_full_triton_queue_is_resource_exhausted(triton, stub):
         finally:
             # back to the config it had: a plain load_model keeps the override (the next tests
             # on this server would see a queue of one and 100 ms of batching delay)
-            client.load_model(contract.MODEL_NAME, config=original)
+            client.load_model(tensors.MODEL_NAME, config=original)
 
 
 def test_triton_down_is_unavailable_then_recovers(tmp_path):

@@ -8,7 +8,7 @@ from contextlib import ExitStack
 import grpc
 import pytest
 
-from gateway.pb import moderation_pb2
+from contract.pb import moderation_pb2
 from tests.asr.speech import ffmpeg_to_bytes
 
 pytestmark = pytest.mark.integration

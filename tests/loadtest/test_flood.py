@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from gateway.pb import moderation_pb2, moderation_pb2_grpc
+from contract.pb import moderation_pb2, moderation_pb2_grpc
 from loadtest.flood import FLOOD_TEXT, classify_text_flood, grpc_frame, parse_summary
 
 # as h2load prints it when a connection was lost: 10 of the 400 never sent, 5 sent but not answered

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from export import contract
+from contract import tensors
 from export.repository import PYTHON_MODEL_SOURCE, PublishError, check_labels, versions, write_version
 
 LABELS = ["non_toxic", "profanity", "insult_harassment", "hate_identity_attack", "threat"]
@@ -19,7 +19,7 @@ def tokenizer_dir(tmp_path, minilm_dir):
     path.mkdir()
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
         shutil.copyfile(minilm_dir / name, path / name)
-    (path / contract.MODEL_CARD_FILENAME).write_text("# card\n")
+    (path / tensors.MODEL_CARD_FILENAME).write_text("# card\n")
     return path
 
 
@@ -42,14 +42,14 @@ def test_versions_are_numbered_from_one(tmp_path, tokenizer_dir):
 
 
 def test_version_holds_everything_triton_and_the_gateway_need(tmp_path, tokenizer_dir):
-    version_dir = publish(tmp_path / "toxicity", tokenizer_dir, model_card=tokenizer_dir / contract.MODEL_CARD_FILENAME)
-    assert (version_dir / contract.MODEL_FILENAME).read_bytes() == b"torchscript"
-    assert (version_dir / contract.PYTHON_BACKEND_FILENAME).read_bytes() == PYTHON_MODEL_SOURCE.read_bytes()
-    assert contract.read_labels((version_dir / contract.LABELS_FILENAME).read_text()) == LABELS
+    version_dir = publish(tmp_path / "toxicity", tokenizer_dir, model_card=tokenizer_dir / tensors.MODEL_CARD_FILENAME)
+    assert (version_dir / tensors.MODEL_FILENAME).read_bytes() == b"torchscript"
+    assert (version_dir / tensors.PYTHON_BACKEND_FILENAME).read_bytes() == PYTHON_MODEL_SOURCE.read_bytes()
+    assert tensors.read_labels((version_dir / tensors.LABELS_FILENAME).read_text()) == LABELS
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
         assert (version_dir / name).read_bytes() == (tokenizer_dir / name).read_bytes()
-    assert (version_dir / contract.MODEL_CARD_FILENAME).read_text() == "# card\n"
-    info = json.loads((version_dir / contract.EXPORT_INFO_FILENAME).read_text())
+    assert (version_dir / tensors.MODEL_CARD_FILENAME).read_text() == "# card\n"
+    info = json.loads((version_dir / tensors.EXPORT_INFO_FILENAME).read_text())
     assert info == {"precision": "int8", "max_length": 64, "version": 1, "labels": LABELS}
 
 

@@ -1,4 +1,4 @@
-"""The model repository's config.pbtxt files and version directories keep export/contract.py's contract."""
+"""The model repository's config.pbtxt files and version directories keep the tensor contract (contract/tensors.py)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from export import contract
+from contract import tensors
 from export.repository import PYTHON_MODEL_SOURCE, TOKENIZER_FILES
 from gateway.model_version import load_serving_model
 
-MODEL_DIR = Path(__file__).resolve().parents[2] / "model_repository" / contract.MODEL_NAME
+MODEL_DIR = Path(__file__).resolve().parents[2] / "model_repository" / tensors.MODEL_NAME
 CPU_CONFIG = MODEL_DIR / "config.pbtxt"
 GPU_CONFIG = MODEL_DIR / "configs" / "gpu.pbtxt"
 
@@ -32,19 +32,19 @@ def config(request):
 
 
 def test_model_name(config):
-    assert config.name == contract.MODEL_NAME
+    assert config.name == tensors.MODEL_NAME
 
 
 def test_inputs_follow_the_contract(config):
-    assert [tensor.name for tensor in config.input] == [contract.INPUT_IDS, contract.ATTENTION_MASK]
+    assert [tensor.name for tensor in config.input] == [tensors.INPUT_IDS, tensors.ATTENTION_MASK]
     for tensor in config.input:
-        assert tensor.data_type == DataType.Value(contract.INPUT_DTYPE)
+        assert tensor.data_type == DataType.Value(tensors.INPUT_DTYPE)
         assert list(tensor.dims) == [-1]  # [batch, seq] with batching: seq is variable
 
 
 def test_output_follows_the_contract(config):
-    assert [tensor.name for tensor in config.output] == [contract.SCORES]
-    assert config.output[0].data_type == DataType.Value(contract.SCORES_DTYPE)
+    assert [tensor.name for tensor in config.output] == [tensors.SCORES]
+    assert config.output[0].data_type == DataType.Value(tensors.SCORES_DTYPE)
     assert list(config.output[0].dims) == [-1]  # the category count is per version
 
 
@@ -83,7 +83,7 @@ def test_cpu_config_runs_the_python_backend_with_ragged_batching():
 def test_gpu_config_runs_libtorch_without_ragged_batching():
     config = parse(GPU_CONFIG)
     assert config.platform == "pytorch_libtorch"
-    assert config.default_model_filename == contract.MODEL_FILENAME
+    assert config.default_model_filename == tensors.MODEL_FILENAME
     assert config.instance_group and all(group.kind == Kind.Value("KIND_GPU") for group in config.instance_group)
     assert not any(tensor.allow_ragged_batch for tensor in config.input)  # libtorch cannot pad
 
@@ -101,26 +101,26 @@ def version_dir(request) -> Path:
 
 
 def test_version_dir_has_the_files_triton_and_the_gateway_need(version_dir):
-    for name in (contract.MODEL_FILENAME, contract.LABELS_FILENAME, contract.EXPORT_INFO_FILENAME, *TOKENIZER_FILES):
+    for name in (tensors.MODEL_FILENAME, tensors.LABELS_FILENAME, tensors.EXPORT_INFO_FILENAME, *TOKENIZER_FILES):
         assert (version_dir / name).is_file(), f"{version_dir / name} is missing"
 
 
 def test_version_labels_pass_the_contract_and_match_export_json(version_dir):
-    labels = contract.read_labels((version_dir / contract.LABELS_FILENAME).read_text(encoding="utf-8"))
-    info = json.loads((version_dir / contract.EXPORT_INFO_FILENAME).read_text(encoding="utf-8"))
+    labels = tensors.read_labels((version_dir / tensors.LABELS_FILENAME).read_text(encoding="utf-8"))
+    info = json.loads((version_dir / tensors.EXPORT_INFO_FILENAME).read_text(encoding="utf-8"))
     assert info["labels"] == labels
     assert info["version"] == int(version_dir.name)
 
 
 def test_version_model_py_is_the_shipped_python_backend(version_dir):
-    shipped = version_dir / contract.PYTHON_BACKEND_FILENAME
+    shipped = version_dir / tensors.PYTHON_BACKEND_FILENAME
     assert filecmp.cmp(shipped, PYTHON_MODEL_SOURCE, shallow=False), (
         f"{shipped} differs from export/triton_python_model.py: re-export the version"
     )
 
 
 def test_gateway_can_load_the_version(version_dir):
-    model = load_serving_model(MODEL_DIR, contract.MODEL_NAME, version_dir.name)
-    assert model.labels[0] == contract.NEGATIVE_CATEGORY
+    model = load_serving_model(MODEL_DIR, tensors.MODEL_NAME, version_dir.name)
+    assert model.labels[0] == tensors.NEGATIVE_CATEGORY
     ids, mask = model.encoder.encode(["gg"])
     assert ids.shape == mask.shape

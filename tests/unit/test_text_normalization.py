@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from export.text_normalization import normalize_chat, normalizer
+from contract.normalization import normalize_chat, normalizer
 
 
 @pytest.mark.parametrize(

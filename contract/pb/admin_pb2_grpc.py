@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from gateway.pb import admin_pb2 as admin__pb2
+from contract.pb import admin_pb2 as admin__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__

@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from gateway.pb import moderation_pb2 as moderation__pb2
+from contract.pb import moderation_pb2 as moderation__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
