@@ -1,7 +1,7 @@
 """The contract between the exported model, Triton's model repository and the gateway.
 
-Defined once here and imported by export/, gateway/ and the tests (which check config.pbtxt
-against it). No heavy imports: the gateway imports this module.
+Defined once here and imported by export/, training/, gateway/ and the tests (which check
+config.pbtxt against it). No heavy imports: the gateway imports this module.
 
 Names follow Triton's PyTorch (libtorch) backend convention `<name>__<index>`, so the same
 TorchScript file and tensor names serve on the CPU python backend and on GPU libtorch.
@@ -10,6 +10,7 @@ TorchScript file and tensor names serve on the CPU python backend and on GPU lib
 from __future__ import annotations
 
 MODEL_NAME = "toxicity"  # the model's directory in model_repository/
+BACKEND_NAME = "torchscript_classifier"  # the python-based backend in triton_backends/ that runs it on CPU
 
 INPUT_IDS = "input__0"  # int64 [batch, seq]: token ids
 ATTENTION_MASK = "input__1"  # int64 [batch, seq]: 1 for tokens, 0 for padding
@@ -22,7 +23,6 @@ TRITON_INPUT_DATATYPE = "INT64"  # as tritonclient names it
 TRITON_SCORES_DATATYPE = "FP32"
 
 MODEL_FILENAME = "model.pt"  # TorchScript, in each version directory
-PYTHON_BACKEND_FILENAME = "model.py"  # the python-backend wrapper, in each version directory
 LABELS_FILENAME = "labels.txt"  # one category per line, in output order, in each version directory
 MODEL_CARD_FILENAME = "MODEL_CARD.md"
 EXPORT_INFO_FILENAME = "export.json"  # how the version was exported (precision, max length, ...)

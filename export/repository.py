@@ -1,8 +1,9 @@
 """Writes a model version into Triton's model repository, atomically.
 
-A version is staged in a hidden directory next to the numbered ones and renamed into place
-only when complete, so Triton (which reads only numeric directory names) never sees a
-half-written version.
+A version directory holds data only (weights, tokenizer, labels, card, export.json) and a
+manifest of their sha256; the code that runs it is the backend in triton_backends/. A version
+is staged in a hidden directory next to the numbered ones and renamed into place only when
+complete, so Triton (which reads only numeric directory names) never sees a half-written version.
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import shutil
 from pathlib import Path
 
 from contract import tensors
+from contract.manifest import MANIFEST_FILENAME, ManifestError, verify_manifest, write_manifest
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")  # needed; others copied if present
 OPTIONAL_TOKENIZER_FILES = ("special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt", "bpe.codes")
-PYTHON_MODEL_SOURCE = Path(__file__).with_name("triton_python_model.py")
+OTHER_FILES = (tensors.MODEL_FILENAME, tensors.LABELS_FILENAME, tensors.MODEL_CARD_FILENAME,
+               tensors.EXPORT_INFO_FILENAME, MANIFEST_FILENAME)
+ALLOWED_FILES = frozenset(TOKENIZER_FILES + OPTIONAL_TOKENIZER_FILES + OTHER_FILES)
 
 
 class PublishError(RuntimeError):
@@ -53,11 +57,10 @@ def check_labels(labels: list[str], output_width: int) -> None:
 
 def write_files(target: Path, *, model_bytes: bytes, labels: list[str], tokenizer_dir: Path,
                 export_info: dict, model_card: Path | None = None) -> None:
-    """Writes model.pt, model.py, labels, tokenizer files, card and export.json into target."""
+    """Writes model.pt, labels, tokenizer files, card, export.json and the manifest into target."""
     check_tokenizer_dir(tokenizer_dir)
     target.mkdir(parents=True, exist_ok=True)
     (target / tensors.MODEL_FILENAME).write_bytes(model_bytes)
-    shutil.copyfile(PYTHON_MODEL_SOURCE, target / tensors.PYTHON_BACKEND_FILENAME)
     (target / tensors.LABELS_FILENAME).write_text("\n".join(labels) + "\n", encoding="utf-8")
     for name in TOKENIZER_FILES + OPTIONAL_TOKENIZER_FILES:
         if (tokenizer_dir / name).exists():
@@ -65,6 +68,7 @@ def write_files(target: Path, *, model_bytes: bytes, labels: list[str], tokenize
     if model_card and model_card.exists():
         shutil.copyfile(model_card, target / tensors.MODEL_CARD_FILENAME)
     (target / tensors.EXPORT_INFO_FILENAME).write_text(json.dumps(dict(export_info, labels=labels), indent=2) + "\n")
+    write_manifest(target)
 
 
 def write_version(model_dir: Path, *, version: int | None = None, **files) -> Path:
@@ -79,13 +83,21 @@ def publish_directory(export_dir: Path, model_dir: Path, version: int | None = N
 
 
 def check_export_dir(export_dir: Path) -> None:
-    """Refuses a directory Triton or the gateway could not serve; runs one smoke inference."""
+    """Refuses a directory Triton or the gateway could not serve, or one that is not what was
+    exported (manifest); runs one smoke inference."""
     if not export_dir.is_dir():
         raise PublishError(f"{export_dir}: not a directory")
-    needed = (tensors.MODEL_FILENAME, tensors.PYTHON_BACKEND_FILENAME, tensors.LABELS_FILENAME)
+    unexpected = sorted(p.name for p in export_dir.iterdir() if p.name not in ALLOWED_FILES)
+    if unexpected:  # code above all: the backend that runs a version ships with the product
+        raise PublishError(f"{export_dir}: a version holds data files only; unexpected: {', '.join(unexpected)}")
+    needed = (tensors.MODEL_FILENAME, tensors.LABELS_FILENAME, MANIFEST_FILENAME)
     missing = [name for name in needed if not (export_dir / name).exists()]
     if missing:
         raise PublishError(f"{export_dir}: missing {', '.join(missing)}")
+    try:
+        verify_manifest(export_dir)
+    except ManifestError as err:
+        raise PublishError(str(err)) from None
     check_tokenizer_dir(export_dir)
     try:
         labels = tensors.read_labels((export_dir / tensors.LABELS_FILENAME).read_text(encoding="utf-8"))
@@ -125,6 +137,7 @@ def _commit(model_dir: Path, version: int | None, fill) -> Path:
         info_path = staging / tensors.EXPORT_INFO_FILENAME
         info = json.loads(info_path.read_text()) if info_path.exists() else {}
         info_path.write_text(json.dumps(dict(info, version=version), indent=2) + "\n")
+        write_manifest(staging)
         os.rename(staging, final)  # atomic on one filesystem: Triton never sees half a version
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from export.torchscript import ExportError
 from training.scorers import score_texts

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import grpc
 
+from contract.pb import admin_pb2, admin_pb2_grpc
 from gateway.errors import rpc_status
 from gateway.lifecycle import Activation, VersionManager
-from contract.pb import admin_pb2, admin_pb2_grpc
 from gateway.policy import PolicyError, load_policy
 
 logger = logging.getLogger(__name__)

@@ -85,7 +85,8 @@ class VersionManager:
             try:
                 candidate = load_serving_model(self.model_dir, self.settings.model_name, version, self.settings.length_buckets)
             except VersionFilesError as err:
-                raise FailedPrecondition(f"version {version} cannot be served: {err}") from None
+                raise FailedPrecondition(
+                    f"version {version} cannot be served: {err}; still serving {current_version or 'nothing'}") from None
             load_ms = self._ensure_loaded(current_version, version)
             self._smoke_test(candidate, current_version)
             self.models.set(candidate)

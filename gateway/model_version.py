@@ -1,7 +1,8 @@
 """What the gateway needs from one model version's directory: labels, tokenizer, max length.
 
 A version directory (written by moderation-export) holds the TorchScript file Triton runs and
-the files the gateway reads here, so tokenizer, labels and model always change together.
+the files the gateway reads here, so tokenizer, labels and model always change together. Its
+manifest is verified first: a version whose files changed after publishing never serves.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contract import tensors
+from contract.manifest import ManifestError, verify_manifest
 from contract.normalization import normalizer
 from gateway.text_encoder import TextEncoder
 
@@ -31,6 +33,10 @@ class ServingModel:
 
 def load_serving_model(model_dir: Path, name: str, version: str, buckets=()) -> ServingModel:
     version_dir = Path(model_dir) / version
+    try:
+        verify_manifest(version_dir)
+    except ManifestError as err:
+        raise VersionFilesError(str(err)) from None
     labels_path = version_dir / tensors.LABELS_FILENAME
     try:
         labels = tensors.read_labels(labels_path.read_text(encoding="utf-8"))

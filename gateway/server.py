@@ -13,10 +13,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from contract.pb import admin_pb2_grpc, moderation_pb2, moderation_pb2_grpc
 from gateway.admin import TOKEN_ENV, AdminService, BearerTokenInterceptor, load_admin_token
 from gateway.errors import ModerationError
 from gateway.lifecycle import VersionManager
-from contract.pb import admin_pb2_grpc, moderation_pb2, moderation_pb2_grpc
 from gateway.policy import load_policy
 from gateway.readiness import SERVICE_NAME, ReadinessMonitor
 from gateway.service import ModelHolder, ModerationService

@@ -2,14 +2,17 @@
 
 The wheel carries the server binary, the python backend and one python-backend stub per CPython
 version. The stub must sit in the backend's directory, so the backends are copied once into a
-cache directory with the stub for this interpreter (the wheel's own files stay untouched). The
-stub imports torch/numpy from the environment found first on PATH, so PATH starts with this
-interpreter's bin/, and LD_LIBRARY_PATH holds its libpython.
+cache directory with the stub for this interpreter (the wheel's own files stay untouched). Our
+own python-based backends (triton_backends/<name>/model.py, run by the python backend for every
+model whose config names them) are copied in beside it at every start. The stub imports
+torch/numpy from the environment found first on PATH, so PATH starts with this interpreter's
+bin/, and LD_LIBRARY_PATH holds its libpython.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -26,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 40  # shown when start-up fails
 POLL_INTERVAL_S = 0.25
+OUR_BACKENDS_DIR = Path(__file__).resolve().parents[1] / "triton_backends"
+GPU_CONFIG_NAME = "gpu"  # <model>/configs/gpu.pbtxt: libtorch on CUDA
 
 
 class TritonStartError(RuntimeError):
@@ -48,8 +53,9 @@ def pytriton_server_dir() -> Path:
     return server_dir
 
 
-def prepare_backends(server_dir: Path, cache_dir: Path) -> Path:
-    """A backends directory whose python backend has this interpreter's stub beside it."""
+def prepare_backends(server_dir: Path, cache_dir: Path, our_backends: Path = OUR_BACKENDS_DIR) -> Path:
+    """A backends directory whose python backend has this interpreter's stub beside it, and
+    our python-based backends next to it."""
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     stub = server_dir / "python_backend_stubs" / version / "triton_python_backend_stub"
     if not stub.exists():
@@ -64,7 +70,20 @@ def prepare_backends(server_dir: Path, cache_dir: Path) -> Path:
         (staging / ".source").write_text(str(server_dir))
         shutil.rmtree(backends, ignore_errors=True)
         os.rename(staging, backends)
+    _install_our_backends(our_backends, backends)
     return backends
+
+
+def _install_our_backends(source: Path, backends: Path) -> None:
+    found = sorted(p for p in source.glob("*/model.py")) if source.is_dir() else []
+    if not found:
+        raise TritonStartError(f"no python-based backend (<name>/model.py) under {source}")
+    for model_py in found:
+        target = backends / model_py.parent.name
+        target.mkdir(exist_ok=True)
+        staging = target / f".model.py.{os.getpid()}"
+        shutil.copyfile(model_py, staging)
+        os.replace(staging, target / "model.py")  # a Triton starting beside us never reads half a file
 
 
 def child_environment(server_dir: Path) -> dict[str, str]:
@@ -138,6 +157,7 @@ class TritonProcess:
     def start(self) -> None:
         if self.running:
             return
+        self.check_versions()
         server_dir = pytriton_server_dir()
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         backends = prepare_backends(server_dir, self.cache_dir)
@@ -163,6 +183,19 @@ class TritonProcess:
             return
         if autogroups_enabled():
             set_autogroup_nice(self.nice, self._process.pid)
+
+    def check_versions(self) -> None:
+        """Refuses a GPU config whose latest version has CPU-only dynamic-int8 kernels."""
+        if self.config_name != GPU_CONFIG_NAME:
+            return
+        for model in self.models:
+            model_dir = self.model_repository / model
+            numbered = sorted((p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+            info_path = numbered[-1] / "export.json" if numbered else None
+            if info_path and info_path.exists() and json.loads(info_path.read_text()).get("precision") == "int8":
+                raise TritonStartError(
+                    f"{numbered[-1]} is dynamic-int8 (CPU-only kernels): publish a version exported with "
+                    "`moderation-export --precision fp16 --device cuda` for the GPU config")
 
     @property
     def running(self) -> bool:

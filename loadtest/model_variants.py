@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from contract import tensors
+from contract.manifest import write_manifest
 
 
 class Temperature(torch.nn.Module):
@@ -54,6 +55,7 @@ def make_variant_export(source: Path, target: Path, wrap, extra_labels=()) -> Pa
     if extra_labels:
         labels = (source / tensors.LABELS_FILENAME).read_text().split() + list(extra_labels)
         (target / tensors.LABELS_FILENAME).write_text("\n".join(labels) + "\n")
+    write_manifest(target)  # as moderation-export writes it
     return target
 
 

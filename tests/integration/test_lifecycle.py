@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from contract import tensors
-from export.repository import PublishError, publish_directory
+from contract.manifest import write_manifest
 from contract.pb import admin_pb2, admin_pb2_grpc, moderation_pb2
+from export.repository import PublishError, publish_directory
 from loadtest.model_variants import ExtraCategory, Temperature, copy_repository, make_variant_export
 from tests.integration.conftest import MODEL_REPOSITORY, _has_version, start_gateway, start_triton
 
@@ -137,10 +138,14 @@ def test_publish_refuses_broken_exports(stack, tmp_path):
     source = stack["model_dir"] / "1"
     broken = shutil.copytree(source, tmp_path / "broken")
     (broken / tensors.MODEL_FILENAME).write_bytes(b"not a torchscript file")
+    with pytest.raises(PublishError, match="model.pt: sha256 differs"):  # changed after export
+        publish_directory(broken, stack["model_dir"])
+    write_manifest(broken)  # an export that wrote a broken model file
     with pytest.raises(PublishError, match="smoke inference failed"):
         publish_directory(broken, stack["model_dir"])
     mismatched = shutil.copytree(source, tmp_path / "mismatched")
     (mismatched / tensors.LABELS_FILENAME).write_text("non_toxic\nprofanity\n")
+    write_manifest(mismatched)
     with pytest.raises(PublishError, match="outputs 5 scores but there are 2 labels"):
         publish_directory(mismatched, stack["model_dir"])
     assert sorted(p.name for p in stack["model_dir"].iterdir() if not p.name.endswith(".pbtxt")) == ["1"]
@@ -191,8 +196,14 @@ def test_broken_version_keeps_the_old_one_serving(stack):
     shutil.copytree(stack["model_dir"] / "1", broken)
     (broken / tensors.MODEL_FILENAME).write_bytes(b"\x00corrupt")
     with Load(stub, callers=4) as load:
+        with pytest.raises(grpc.RpcError) as tampered:
+            admin.ActivateVersion(admin_pb2.ActivateVersionRequest(version="90"), metadata=AUTH, timeout=120)
+        write_manifest(broken)  # now it is what was published, and Triton must fail to load it
         with pytest.raises(grpc.RpcError) as caught:
             admin.ActivateVersion(admin_pb2.ActivateVersionRequest(version="90"), metadata=AUTH, timeout=120)
+    assert tampered.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "model.pt: sha256 differs" in tampered.value.details()
+    assert f"still serving {before}" in tampered.value.details()
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert "90" in caught.value.details() and before in caught.value.details()
     assert load.errors == []

@@ -1,4 +1,5 @@
-"""write_version: numbered, complete and atomic versions; check_labels refusals."""
+"""write_version: numbered, complete and atomic versions with a manifest and no code;
+check_labels and check_export_dir refusals."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import shutil
 import pytest
 
 from contract import tensors
-from export.repository import PYTHON_MODEL_SOURCE, PublishError, check_labels, versions, write_version
+from contract.manifest import MANIFEST_FILENAME, verify_manifest
+from export.repository import PublishError, check_export_dir, check_labels, versions, write_version
 
 LABELS = ["non_toxic", "profanity", "insult_harassment", "hate_identity_attack", "threat"]
 
@@ -44,13 +46,30 @@ def test_versions_are_numbered_from_one(tmp_path, tokenizer_dir):
 def test_version_holds_everything_triton_and_the_gateway_need(tmp_path, tokenizer_dir):
     version_dir = publish(tmp_path / "toxicity", tokenizer_dir, model_card=tokenizer_dir / tensors.MODEL_CARD_FILENAME)
     assert (version_dir / tensors.MODEL_FILENAME).read_bytes() == b"torchscript"
-    assert (version_dir / tensors.PYTHON_BACKEND_FILENAME).read_bytes() == PYTHON_MODEL_SOURCE.read_bytes()
+    assert not list(version_dir.glob("*.py"))  # the backend ships once, in triton_backends/
     assert tensors.read_labels((version_dir / tensors.LABELS_FILENAME).read_text()) == LABELS
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
         assert (version_dir / name).read_bytes() == (tokenizer_dir / name).read_bytes()
     assert (version_dir / tensors.MODEL_CARD_FILENAME).read_text() == "# card\n"
     info = json.loads((version_dir / tensors.EXPORT_INFO_FILENAME).read_text())
     assert info == {"precision": "int8", "max_length": 64, "version": 1, "labels": LABELS}
+    verify_manifest(version_dir)  # written after export.json got its version number
+    listed = json.loads((version_dir / MANIFEST_FILENAME).read_text())["files"]
+    assert sorted(listed) == sorted(p.name for p in version_dir.iterdir() if p.name != MANIFEST_FILENAME)
+
+
+def test_export_dir_with_code_or_changed_files_is_refused_before_any_inference(tmp_path, tokenizer_dir):
+    export_dir = publish(tmp_path / "toxicity", tokenizer_dir)
+    (export_dir / "model.py").write_text("import os\n")
+    with pytest.raises(PublishError, match="data files only; unexpected: model.py"):
+        check_export_dir(export_dir)
+    (export_dir / "model.py").unlink()
+    (export_dir / tensors.LABELS_FILENAME).write_text("non_toxic\nthreat\n")
+    with pytest.raises(PublishError, match="labels.txt: sha256 differs"):
+        check_export_dir(export_dir)
+    (export_dir / MANIFEST_FILENAME).unlink()
+    with pytest.raises(PublishError, match="missing manifest.json"):
+        check_export_dir(export_dir)
 
 
 def test_gateway_can_serve_a_written_version(tmp_path, tokenizer_dir):

@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway.errors import BackendTimeout, BackendUnavailable, ModerationError, Overloaded
+from contract.manifest import write_manifest
 from contract.pb import moderation_pb2, moderation_pb2_grpc
+from gateway.errors import BackendTimeout, BackendUnavailable, ModerationError, Overloaded
 from gateway.readiness import SERVICE_NAME
 from gateway.server import create_server
 from gateway.settings import Settings
@@ -82,7 +83,7 @@ class FakeClassifier:
 
 @pytest.fixture(scope="module")
 def model_repo(tmp_path_factory, minilm_dir):
-    """<tmp>/toxicity/1/ with labels, export.json and the MiniLM tokenizer files."""
+    """<tmp>/toxicity/1/ with labels, export.json, the MiniLM tokenizer files and a manifest."""
     root = tmp_path_factory.mktemp("repo")
     version_dir = root / "toxicity" / "1"
     version_dir.mkdir(parents=True)
@@ -91,6 +92,7 @@ def model_repo(tmp_path_factory, minilm_dir):
     for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt"):
         if (minilm_dir / name).exists():
             shutil.copyfile(minilm_dir / name, version_dir / name)
+    write_manifest(version_dir)
     return root
 
 

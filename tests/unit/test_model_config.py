@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import filecmp
 import json
 from pathlib import Path
 
@@ -11,10 +10,12 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from contract import tensors
-from export.repository import PYTHON_MODEL_SOURCE, TOKENIZER_FILES
+from contract.manifest import verify_manifest
+from export.repository import TOKENIZER_FILES
 from gateway.model_version import load_serving_model
 
-MODEL_DIR = Path(__file__).resolve().parents[2] / "model_repository" / tensors.MODEL_NAME
+REPO_DIR = Path(__file__).resolve().parents[2]
+MODEL_DIR = REPO_DIR / "model_repository" / tensors.MODEL_NAME
 CPU_CONFIG = MODEL_DIR / "config.pbtxt"
 GPU_CONFIG = MODEL_DIR / "configs" / "gpu.pbtxt"
 
@@ -61,19 +62,19 @@ def test_one_version_served_at_a_time(config):
     assert policy.latest.num_versions == 1 or len(policy.specific.versions) == 1
 
 
-def test_gpu_config_serves_a_version_without_cpu_only_int8_kernels():
-    import json
+def test_gpu_config_refuses_to_start_on_a_cpu_only_int8_version():
+    from gateway.triton_process import TritonProcess, TritonStartError
 
-    versions = parse(GPU_CONFIG).version_policy.specific.versions
-    assert versions, "the GPU config must pin a version: the latest may be dynamic-int8 (CPU-only)"
-    for version in versions:
-        info = json.loads((CPU_CONFIG.parent / str(version) / "export.json").read_text())
-        assert info["precision"] != "int8"
+    latest = max((p for p in MODEL_DIR.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    assert json.loads((latest / tensors.EXPORT_INFO_FILENAME).read_text())["precision"] == "int8"
+    with pytest.raises(TritonStartError, match="dynamic-int8.*--precision fp16 --device cuda"):
+        TritonProcess(MODEL_DIR.parent, config_name="gpu", grpc_port=1, http_port=2, metrics_port=3).check_versions()
+    TritonProcess(MODEL_DIR.parent, grpc_port=1, http_port=2, metrics_port=3).check_versions()  # CPU: fine
 
 
 def test_cpu_config_runs_the_python_backend_with_ragged_batching():
     config = parse(CPU_CONFIG)
-    assert config.backend == "python"
+    assert config.backend == tensors.BACKEND_NAME  # a python-based backend (triton_backends/)
     assert [group.kind for group in config.instance_group] == [Kind.Value("KIND_CPU")]
     assert all(tensor.allow_ragged_batch for tensor in config.input)
     threads = config.parameters["torch_num_threads"].string_value
@@ -112,11 +113,19 @@ def test_version_labels_pass_the_contract_and_match_export_json(version_dir):
     assert info["version"] == int(version_dir.name)
 
 
-def test_version_model_py_is_the_shipped_python_backend(version_dir):
-    shipped = version_dir / tensors.PYTHON_BACKEND_FILENAME
-    assert filecmp.cmp(shipped, PYTHON_MODEL_SOURCE, shallow=False), (
-        f"{shipped} differs from export/triton_python_model.py: re-export the version"
-    )
+def test_version_holds_data_only_and_matches_its_manifest(version_dir):
+    assert not [p.name for p in version_dir.iterdir() if p.suffix == ".py" or p.is_dir()]
+    verify_manifest(version_dir)
+
+
+def test_one_shipped_version():
+    assert [p.name for p in VERSION_DIRS] == ["2"]
+
+
+def test_cpu_config_names_the_backend_that_ships_once():
+    config = parse(CPU_CONFIG)
+    assert config.backend == tensors.BACKEND_NAME
+    assert (REPO_DIR / "triton_backends" / tensors.BACKEND_NAME / "model.py").is_file()
 
 
 def test_gateway_can_load_the_version(version_dir):

@@ -1,16 +1,15 @@
-"""Triton python-backend wrapper that runs the version's TorchScript classifier on CPU.
+"""Triton python-based backend that runs a version's TorchScript classifier on CPU.
 
-`moderation-export` copies this file into every version directory as `model.py` (Triton's python
-backend loads it from there). It is self-contained: it runs inside Triton's stub process and
-reads tensor names from the model's config.pbtxt, so it imports nothing from this repository.
+Every model whose config.pbtxt says `backend: "torchscript_classifier"` runs this one file, so
+version directories hold data only. The launcher copies it into the backends directory it gives
+Triton (`<backends>/torchscript_classifier/model.py`). It runs inside Triton's stub process and
+reads tensor names from the model's config, so it imports nothing from this repository.
 
 Dynamic batching hands `execute()` several requests at once. With `allow_ragged_batch` each keeps
 its own `[n, L]` shape. Their rows are sorted by length and run in chunks of `chunk_rows`, each
-chunk padded only to its own longest row: chat lengths vary a lot, and padding a whole batch to
-its longest message wasted most of the compute (measured in-process on 2 cores, 1,024 chat
-messages: 186 rows/s for batches of 64 padded to the longest, 352 rows/s sorted in chunks of 8).
-The scores are then split back per request. A request that breaks the contract gets its own
-error and does not fail the others.
+chunk padded only to its own longest row, because chat lengths vary a lot and padding a whole
+batch to its longest message wastes most of the compute. The scores are then split back per
+request. A request that breaks the contract gets its own error and does not fail the others.
 """
 
 import json
