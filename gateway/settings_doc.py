@@ -42,7 +42,7 @@ and `--model-repository` follow the launcher's).
 
 
 def field_comments(source: str, class_name: str = "Settings") -> dict[str, str]:
-    """Each field's comments in `class_name`: the comment lines right above it, then its trailing one.
+    """Each field's comments in `class_name`: its trailing comment, then the comment lines right above it.
 
     Args:
         source: the text of the module that defines the dataclass.
@@ -69,9 +69,16 @@ def field_comments(source: str, class_name: str = "Settings") -> dict[str, str]:
         while line in comments and comments[line][1] and line not in code_lines:
             above.insert(0, comments[line][0])
             line -= 1
-        trailing = [comments[node.end_lineno][0]] if node.end_lineno in comments else []
-        found[node.target.id] = " ".join(part for part in above + trailing if part)
+        trailing = comments[node.end_lineno][0] if node.end_lineno in comments else ""
+        found[node.target.id] = _join(trailing, " ".join(above))
     return found
+
+
+def _join(what: str, why: str) -> str:
+    """The trailing comment (usually what the field is) first, then the block above (why)."""
+    if what and why and what[-1] not in ".:;!?)":
+        what += "."
+    return " ".join(part for part in (what, why) if part)
 
 
 def format_default(value) -> str:

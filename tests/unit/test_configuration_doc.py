@@ -40,7 +40,7 @@ class Settings:
 '''
     assert field_comments(source) == {
         "plain": "",
-        "explained": "Why this value, in two lines. and a unit",
+        "explained": "and a unit. Why this value, in two lines.",
         "spaced": "trailing only",
     }
 
