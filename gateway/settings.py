@@ -124,8 +124,8 @@ def _converter(field_type):
     return {"int": int, "float": float, "bool": parse_bool, "tuple[int, ...]": parse_buckets}.get(str(field_type), str)
 
 
-def load_settings(argv=None, env=os.environ, prog: str = "moderation-gateway") -> Settings:
-    """Builds Settings from defaults, then MODERATION_<FIELD> env vars, then --flags."""
+def build_parser(env=os.environ, prog: str = "moderation-gateway") -> argparse.ArgumentParser:
+    """One --flag per Settings field; its default is the MODERATION_<FIELD> env var, else the field's."""
     parser = argparse.ArgumentParser(prog=prog, description="Moderation gRPC gateway in front of Triton.")
     values = {}
     for field in fields(Settings):
@@ -137,6 +137,12 @@ def load_settings(argv=None, env=os.environ, prog: str = "moderation-gateway") -
             raise SystemExit(f"{env_name}: {err}") from None
         parser.add_argument("--" + field.name.replace("_", "-"), type=convert, default=values[field.name],
                             help=f"(env {env_name}; default {field.default!r})")
+    return parser
+
+
+def load_settings(argv=None, env=os.environ, prog: str = "moderation-gateway") -> Settings:
+    """Builds Settings from defaults, then MODERATION_<FIELD> env vars, then --flags."""
+    parser = build_parser(env, prog)
     try:
         return Settings(**vars(parser.parse_args(argv)))
     except ValueError as err:
