@@ -30,6 +30,7 @@ class SourceMapping:
     priority: tuple[str, ...] = ()  # multilabel: columns that decide the primary category
     none_label: frozenset[str] = frozenset()  # multilabel: allowed set when every column is 0
     max_train_rows: dict[str, int] = field(default_factory=dict)  # per source label, train only
+    line_separator: str = ""  # how the source joins one player's consecutive lines; read as a newline
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,7 @@ def _parse_source(path: Path, name: str, entry: dict, known: set[str]) -> Source
         priority=priority,
         none_label=_category_set(f"{where} none", entry.get("none", []), known),
         max_train_rows={str(k): int(v) for k, v in (entry.get("max_train_rows") or {}).items()},
+        line_separator=str(entry.get("line_separator", "")),
     )
 
 

