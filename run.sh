@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One entry point for a fresh machine (README.md):
-#   ./run.sh serve      set up .venv, then run Triton + the gateway with the shipped model
+#   ./run.sh serve      set up .venv (with voice), then run Triton + the gateway with the shipped model
 #   ./run.sh test       set up .venv with test extras (+ espeak-ng/ffmpeg/sox), run all tests
 # Also: ./run.sh setup | proto | lint | benchmark [args]
 set -euo pipefail
@@ -39,7 +39,7 @@ system_packages() {  # sound tools for the voice tests, h2load for the flood; on
 cmd=${1:-}; shift || true
 case "$cmd" in
   setup) setup "${1:-}" ;;
-  serve) setup ""; exec "$BIN/moderation-serve" "$@" ;;
+  serve) setup "asr"; exec "$BIN/moderation-serve" "$@" ;;
   test) system_packages; setup "dev,train,asr,load"; exec "$BIN/python" -m pytest "$@" ;;
   lint) setup "dev,train,asr,load"; exec "$BIN/ruff" check . ;;
   proto)
