@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from training.baseline import BaselineError
 from training.categories import DEFAULT_CATEGORIES_PATH, CategoryFileError, load_categories
 from training.data import SPLITS, DataFileError, load_split, summarize
 from training.metrics import binary_labels, binary_metrics, exact_labels, multiclass_metrics
@@ -38,7 +39,7 @@ CALIBRATION_BINS = 10  # equal-width toxic-score bins for the expected calibrati
 
 @dataclass(frozen=True)
 class EvalOptions:
-    model: str = ""  # checkpoint dir, TorchScript file or model-repository version dir
+    model: str = ""  # checkpoint dir, TorchScript file, model-repository version dir or tfidf:<source>
     tokenizer: str = ""  # tokenizer dir when the model's has none (Trainer checkpoint-N dirs)
     served: str = ""  # HOST:PORT of a running gateway (instead of --model)
     data_dir: str = DEFAULT_DATA_DIR
@@ -67,7 +68,8 @@ class EvalOptions:
 
 
 OPTION_HELP = {
-    "model": "a Hugging Face checkpoint dir, a TorchScript model.pt or a model_repository version dir",
+    "model": "a Hugging Face checkpoint dir, a TorchScript model.pt, a model_repository version dir, "
+             "or tfidf:<source> (a bag-of-words baseline trained on that source)",
     "tokenizer": "tokenizer dir for a model dir without one (the Trainer's checkpoint-N dirs); also used for --compare",
     "served": "HOST:PORT of a running gateway: evaluate the served model through ClassifyTextBatch",
     "categories": "categories TOML; empty: training/default_categories.toml",
@@ -103,14 +105,14 @@ def main(argv=None) -> None:
     options = parse_options(argv)
     try:
         evaluate(options)
-    except (ScorerError, CategoryFileError, DataFileError) as err:
+    except (ScorerError, CategoryFileError, DataFileError, BaselineError) as err:
         logger.error("evaluation failed: %s", err)
         sys.exit(2)
 
 
 def evaluate(options: EvalOptions) -> dict:
     """Runs the whole evaluation; returns the report that is also written as report.json."""
-    from training import plots, tables
+    from training import baseline, plots, tables
 
     if options.threads:
         import torch
@@ -120,6 +122,8 @@ def evaluate(options: EvalOptions) -> dict:
     rows = load_rows(options, categories)
     if options.served:
         scorer = ServedScorer(options.served)
+    elif options.model.startswith(baseline.PREFIX):
+        scorer = baseline.BagOfWordsScorer(options.model.removeprefix(baseline.PREFIX), Path(options.data_dir), categories)
     else:
         scorer = open_model(options.model, options.max_length, options.tokenizer)
     out_dir = Path(options.out_dir or f"runs/eval-{scorer.name}")
