@@ -120,12 +120,22 @@ class VoicePipeline:
 
 
 def create_voice_pipeline(settings: Settings) -> VoicePipeline | None:
+    """The voice pipeline, or None when voice is off.
+
+    Raises:
+      RuntimeError: voice is enabled but Whisper cannot be loaded; the reason is in the message,
+        since a gateway that silently served without voice would fail every voice call instead.
+    """
     if not settings.voice_enabled:
         return None
     try:
         return VoicePipeline(settings)
     except ImportError as err:
-        logger.warning("voice disabled: the asr extra is not installed (%s)", err)
-    except Exception:
-        logger.exception("voice disabled: the speech model failed to load")
-    return None
+        raise RuntimeError(_refusal(f"the asr extra is not installed ({err}); pip install "
+                                    "'moderation-gateway[asr]'")) from err
+    except Exception as err:
+        raise RuntimeError(_refusal(f"the speech model failed to load ({type(err).__name__}: {err})")) from err
+
+
+def _refusal(reason: str) -> str:
+    return f"voice is enabled but cannot start: {reason}; or start the gateway with --voice-enabled false"
