@@ -60,7 +60,7 @@ class Settings:
     asr_queue: int = 4
     asr_beam_size: int = 1  # 1: greedy decoding (about twice as fast on short clips)
     # Seconds of audio Whisper's encoder sees at least (30: Whisper's own padded window); a short
-    # clip then costs less, and shorter windows than this made more word errors.
+    # clip then costs less (docs/decisions/0006-whisper-encoder-window.md).
     asr_window_s: float = 7.0
     asr_timeout_s: float = 30.0  # per transcription, when the caller's deadline is later or unset
     # Whisper in worker processes (asr.executors), so a crash or a leak in the speech stack cannot
