@@ -56,8 +56,7 @@ class Settings:
     asr_threads: int = 1  # CPU threads per transcription
     asr_workers: int = 2  # transcriptions at once
     asr_batch: int = 2  # clips one worker decodes together when callers overlap (asr.batched_decode)
-    # clips that may wait beyond those the workers' batches hold; past this, RESOURCE_EXHAUSTED at once
-    asr_queue: int = 4
+    asr_queue: int = 4  # clips that may wait; past this, RESOURCE_EXHAUSTED at once
     asr_beam_size: int = 1  # 1: greedy decoding (about twice as fast on short clips)
     # Seconds of audio Whisper's encoder sees at least (30: Whisper's own padded window); a short
     # clip then costs less (docs/decisions/0006-whisper-encoder-window.md).
