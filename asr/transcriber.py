@@ -9,9 +9,9 @@ then turns a 16 kHz float32 clip (from `asr.audio.decode_audio`) into a `Transcr
   checkpoints. It is an optional extra (it pulls a ~1 GB `triton` package) and cannot read the
   CTranslate2 files.
 
-Defaults favour latency on small CPU boxes: greedy decoding (beam search costs more per clip for
-short clips), language fixed to English (no detection pass), and VAD so silence costs no decoder
-time and yields an empty transcript rather than Whisper's invented text.
+Defaults favour latency on small CPU boxes: greedy decoding (beam search costs time for little
+gain on short clips), language fixed to English (no detection pass), and VAD so silence costs no
+decoder time and yields an empty transcript rather than Whisper's invented text.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class TranscriberOptions:
     vad_filter: bool = True  # skip non-speech with Silero VAD
     # Seconds of audio the encoder sees at least. Whisper pads every window to 30 s and the
     # encoder's cost grows with the window, so a shorter window (faster-whisper only) encodes
-    # the clip plus 1 s of padding, at least this long; too short a window changes the words.
+    # the clip plus 1 s of padding, at least this long (docs/decisions/0006-whisper-encoder-window.md).
     encoder_window_s: float = 30.0
     cache_dir: str | None = None  # where "base" is assembled; asr.models.default_cache_dir()
 

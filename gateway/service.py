@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from contract.pb import moderation_pb2, moderation_pb2_grpc
 from gateway.errors import (
     BackendTimeout,
     BackendUnavailable,
@@ -26,6 +25,7 @@ from gateway.errors import (
     rpc_status,
 )
 from gateway.model_version import ServingModel
+from contract.pb import moderation_pb2, moderation_pb2_grpc
 from gateway.policy import Policy
 from gateway.settings import Settings
 
