@@ -1,15 +1,17 @@
 """Speech recognition for voice moderation: audio bytes -> 16 kHz mono float32 -> Whisper -> Transcript.
 
-This package knows nothing of gRPC or Triton; the gateway calls it (see STYLE.md, section 3):
+This package knows nothing of gRPC or Triton; the gateway calls it:
 
     audio = decode_audio(clip, format_hint="ogg", limits=AudioLimits(max_audio_s=30))
-    transcriber = create_transcriber(TranscriberOptions())      # once, at start-up
-    # or IsolatedTranscriber(TranscriberOptions(), niceness=10): the model in worker processes
-    with TranscriptionPool(transcriber, workers=1, max_queued=4) as pool:
-        transcript = pool.submit(audio).result()
+    options = TranscriberOptions()
+    executor = WorkerProcessExecutor(options)  # or InProcessExecutor(create_transcriber(options))
+    queue = SpeechQueue(executor, max_waiting=4, max_batch=2)  # once, at start-up
+    with queue.reserve() as place:  # AsrOverloaded when full, before any decoding
+        transcript = place.transcribe(decode_audio(clip), expires_at=time.monotonic() + 5)
 """
 
 from asr.audio import WHISPER_SAMPLE_RATE_HZ, AudioLimits, decode_audio
+from asr.backends import create_transcriber
 from asr.errors import (
     AsrError,
     AsrExpired,
@@ -24,9 +26,9 @@ from asr.errors import (
     UndecodableAudio,
     UnsupportedFormat,
 )
-from asr.isolated import IsolatedTranscriber
-from asr.pool import TranscriptionPool
-from asr.transcriber import Segment, Transcriber, TranscriberOptions, Transcript, create_transcriber
+from asr.executors import InProcessExecutor, WorkerProcessExecutor
+from asr.speech_queue import Place, SpeechQueue
+from asr.transcriber import Segment, Transcriber, TranscriberOptions, Transcript
 
 __all__ = [
     "WHISPER_SAMPLE_RATE_HZ",
@@ -39,16 +41,18 @@ __all__ = [
     "AudioTooLarge",
     "AudioTooLong",
     "EmptyAudio",
+    "InProcessExecutor",
     "InvalidSampleRate",
-    "IsolatedTranscriber",
     "ModelUnavailable",
+    "Place",
     "Segment",
+    "SpeechQueue",
     "Transcriber",
     "TranscriberOptions",
     "Transcript",
-    "TranscriptionPool",
     "UndecodableAudio",
     "UnsupportedFormat",
+    "WorkerProcessExecutor",
     "create_transcriber",
     "decode_audio",
 ]

@@ -11,8 +11,9 @@ kind of answer to the caller:
     │   ├── UnsupportedFormat            a format hint or container we do not accept
     │   ├── InvalidSampleRate            raw PCM without (or with an absurd) sample rate
     │   └── UndecodableAudio             random, corrupt or truncated bytes
-    ├── AsrOverloaded                    the transcription pool is full: RESOURCE_EXHAUSTED
-    └── AsrUnavailable                   no model, or the pool is shut down: UNAVAILABLE
+    ├── AsrOverloaded                    the speech queue is full: RESOURCE_EXHAUSTED
+    ├── AsrExpired                       the caller's deadline passed first: DEADLINE_EXCEEDED
+    └── AsrUnavailable                   no model, a dead worker, or the queue is shut down: UNAVAILABLE
         └── ModelUnavailable             model files or an optional package are missing
 
 Messages say what was wrong and, where there is one, the limit; they never contain transcripts.
@@ -52,11 +53,11 @@ class UndecodableAudio(AudioError):
 
 
 class AsrOverloaded(AsrError):
-    """The transcription pool's queue is full; retry later."""
+    """Every place in the speech queue is taken; retry later."""
 
 
 class AsrUnavailable(AsrError):
-    """Transcription cannot run at all (no model, or the pool was shut down)."""
+    """Transcription cannot run (no model, its worker died, or the queue was shut down)."""
 
 
 class ModelUnavailable(AsrUnavailable):
@@ -64,4 +65,4 @@ class ModelUnavailable(AsrUnavailable):
 
 
 class AsrExpired(AsrError):
-    """The clip's caller stopped waiting before a worker was free; it was never transcribed."""
+    """The clip's caller stopped waiting first; a clip that had not started was never transcribed."""

@@ -1,7 +1,7 @@
 """One small interface over two Whisper implementations.
 
-`create_transcriber(options)` loads a model once; `Transcriber.transcribe(audio)` then turns a
-16 kHz float32 clip (from `asr.audio.decode_audio`) into a `Transcript`. Backends:
+`asr.backends.create_transcriber(options)` loads a model once; `Transcriber.transcribe(audio)`
+then turns a 16 kHz float32 clip (from `asr.audio.decode_audio`) into a `Transcript`. Backends:
 
 - "faster-whisper" (default): CTranslate2, int8 on CPU and float16 on GPU, Silero VAD built in.
   It reads the packaged models (see asr.models).
@@ -9,9 +9,9 @@
   checkpoints. It is an optional extra (it pulls a ~1 GB `triton` package) and cannot read the
   CTranslate2 files.
 
-Defaults favour latency on 2 CPU cores: greedy decoding (beam 1 is roughly twice as fast as
-beam 5 for short clips), language fixed to English (no detection pass), and VAD so silence costs
-no decoder time and yields an empty transcript rather than Whisper's invented text.
+Defaults favour latency on small CPU boxes: greedy decoding (beam search costs time for little
+gain on short clips), language fixed to English (no detection pass), and VAD so silence costs no
+decoder time and yields an empty transcript rather than Whisper's invented text.
 """
 
 from __future__ import annotations
@@ -76,12 +76,11 @@ class TranscriberOptions:
     beam_size: int = 1  # 1 is greedy decoding
     language: str | None = "en"  # None detects the language (multilingual models only)
     cpu_threads: int = 2  # threads per transcription (CTranslate2's intra_threads)
-    num_workers: int = 1  # transcriptions that can run at once; match the pool's workers
+    num_workers: int = 1  # transcriptions that can run at once on one loaded model
     vad_filter: bool = True  # skip non-speech with Silero VAD
-    # Seconds of audio the encoder sees at least. Whisper pads every window to 30 s, and the
-    # encoder's cost grows with the window, so a 5 s clip pays for 30 s. A shorter window
-    # (faster-whisper only) encodes the clip plus 1 s of padding, at least this long; below
-    # about 10 s transcripts drift from the 30 s ones (loadtest/results/asr_window.md).
+    # Seconds of audio the encoder sees at least. Whisper pads every window to 30 s and the
+    # encoder's cost grows with the window, so a shorter window (faster-whisper only) encodes
+    # the clip plus 1 s of padding, at least this long (docs/decisions/0006-whisper-encoder-window.md).
     encoder_window_s: float = 30.0
     cache_dir: str | None = None  # where "base" is assembled; asr.models.default_cache_dir()
 
@@ -133,26 +132,24 @@ class Transcriber(abc.ABC):
     def __init__(self, options: TranscriberOptions):
         self.options = options
 
-    def transcribe(self, audio: np.ndarray, language: str | None = None, expires_at: float | None = None) -> Transcript:
+    def transcribe(self, audio: np.ndarray, language: str | None = None) -> Transcript:
         """Transcribes one clip.
 
         Args:
           audio: 1-D float32 samples in [-1, 1] at 16 kHz, as decode_audio returns them.
           language: Overrides options.language for this call (None: use the option).
-          expires_at: A `time.monotonic()` time after which nobody waits for the answer: a backend
-            that queues clips drops it unstarted (AsrExpired). In-process backends start at once.
 
         Returns:
           The transcript; empty (no segments) when the clip holds no speech.
         """
-        audio = _check_audio(audio)
+        audio = check_audio(audio)
         language = language or self.options.language
         check_language(language)
         duration_s = len(audio) / WHISPER_SAMPLE_RATE_HZ
         if len(audio) == 0:
             return Transcript(text="", language=language, duration_s=0.0)
         started = time.perf_counter()
-        transcript = self._transcribe_until(audio, language, duration_s, expires_at)
+        transcript = self._transcribe(audio, language, duration_s)
         elapsed_s = time.perf_counter() - started
         logger.debug("transcribed audio_s=%.2f ms=%.1f segments=%d chars=%d", duration_s,
                      elapsed_s * 1e3, len(transcript.segments), len(transcript.text))
@@ -166,7 +163,7 @@ class Transcriber(abc.ABC):
         Each clip's transcript is what `transcribe` would give, up to the small differences of
         decoding it beside others (it is padded to the longest clip's window). Raises if any clip fails.
         """
-        audios = [_check_audio(audio) for audio in audios]
+        audios = [check_audio(audio) for audio in audios]
         language = language or self.options.language
         check_language(language)
         transcripts: list[Transcript | None] = [
@@ -184,20 +181,15 @@ class Transcriber(abc.ABC):
     def _transcribe(self, audio: np.ndarray, language: str | None, duration_s: float) -> Transcript:
         """Runs the model on a checked, non-empty clip."""
 
-    def _transcribe_until(self, audio: np.ndarray, language: str | None, duration_s: float,
-                          expires_at: float | None) -> Transcript:
-        """`_transcribe`, for backends that may hold a clip before starting it to override."""
-        return self._transcribe(audio, language, duration_s)
-
     def _transcribe_batch(self, audios: list[np.ndarray], language: str | None) -> list[Transcript]:
         """Checked, non-empty clips; backends that batch override this."""
         return [self._transcribe(audio, language, len(audio) / WHISPER_SAMPLE_RATE_HZ) for audio in audios]
 
     def close(self) -> None:  # noqa: B027 - optional hook; in-process models hold nothing to free
-        """Frees what the model holds beyond memory (worker processes)."""
+        """Frees what the model holds beyond memory."""
 
 
-def _check_audio(audio: np.ndarray) -> np.ndarray:
+def check_audio(audio: np.ndarray) -> np.ndarray:
     if not isinstance(audio, np.ndarray) or audio.ndim != 1:
         raise ValueError("audio must be a 1-D numpy array of 16 kHz samples (use asr.decode_audio)")
     if audio.dtype != np.float32:
@@ -213,19 +205,3 @@ def clamp_segment(start_s: float, end_s: float, duration_s: float) -> tuple[floa
     """Whisper's timestamps come in 20 ms steps and can overshoot the clip; keep them inside it."""
     start_s = min(max(0.0, start_s), duration_s)
     return start_s, min(max(start_s, end_s), duration_s)
-
-
-def create_transcriber(options: TranscriberOptions | None = None) -> Transcriber:
-    """Loads the model `options` name with its backend (slow: do it once, at start-up).
-
-    Raises:
-      ModelUnavailable: the model or the backend's package is not installed.
-    """
-    options = options or TranscriberOptions()
-    if options.backend == "faster-whisper":
-        from asr.faster_whisper_backend import FasterWhisperTranscriber
-
-        return FasterWhisperTranscriber(options)
-    from asr.openai_whisper_backend import OpenAIWhisperTranscriber
-
-    return OpenAIWhisperTranscriber(options)

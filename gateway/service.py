@@ -141,9 +141,9 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
             raise Unimplemented("voice is not enabled on this gateway")
         started = time.perf_counter()
         self.voice.check_size(request)
-        with self.voice.admitted():
+        with self.voice.admitted() as place:
             audio = self.voice.decode(request)
-            transcript = self.voice.transcribe(audio, request.language, context.time_remaining())
+            transcript = self.voice.transcribe(audio, request.language, context.time_remaining(), place)
         asr_ms = (time.perf_counter() - started) * 1e3
         log.stages_ms["asr"] = asr_ms
         segments = [s for s in transcript.segments if s.text.strip()]
@@ -166,7 +166,7 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
         return self._serve_stream(context, log, lambda: self._stream_voice(request_iterator, context, log))
 
     def _stream_voice(self, chunks, context, log: _RequestLog):
-        from gateway.utterances import SAMPLE_RATE_HZ, UtteranceSegmenter, silero_detector
+        from asr.utterances import WHISPER_SAMPLE_RATE_HZ, UtteranceSegmenter, silero_detector
 
         if self.voice is None:
             raise Unimplemented("voice is not enabled on this gateway")
@@ -190,7 +190,7 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
                     continue
                 samples = self.voice.decode_pcm16(chunk.pcm16, rate)
                 log.size, log.chars = log.size + 1, log.chars + len(chunk.pcm16)
-                if segmenter.total_s + len(samples) / SAMPLE_RATE_HZ > self.settings.max_stream_s:
+                if segmenter.total_s + len(samples) / WHISPER_SAMPLE_RATE_HZ > self.settings.max_stream_s:
                     raise InvalidInput(f"stream is over its limit of {self.settings.max_stream_s:.0f} s of audio")
                 for utterance in segmenter.feed(samples):
                     yield self._utterance_event(utterance, language, context, log)

@@ -51,27 +51,20 @@ class Settings:
     voice_enabled: bool = True  # ClassifyVoice (needs the asr extra)
     whisper_model: str = "tiny.en"  # packaged tiny.en / base, or a local model directory
     whisper_device: str = "cpu"
-    # Two single-threaded workers beat one with two threads: Whisper's decoder runs one token at a
-    # time, in matrices too small to split across threads (loadtest/results/voice_benchmark.md).
+    # Whisper's decoder makes one token at a time, in matrices too small to split across threads:
+    # more workers of one thread each serve concurrent callers better than more threads.
     asr_threads: int = 1  # CPU threads per transcription
     asr_workers: int = 2  # transcriptions at once
-    # Clips one worker process decodes together when callers overlap (asr.batched_decode);
-    # with asr_process only.
-    asr_batch: int = 2
+    asr_batch: int = 2  # clips one worker decodes together when callers overlap (asr.batched_decode)
     asr_queue: int = 4  # clips that may wait; past this, RESOURCE_EXHAUSTED at once
     asr_beam_size: int = 1  # 1: greedy decoding (about twice as fast on short clips)
-    # Seconds of audio Whisper's encoder sees at least (30: Whisper's own padded window). A short
-    # clip then costs a third of the time; on 1-10 s clips windows of 7-15 s made no more word
-    # errors than 30 s, while 3 and 5 s had runaway decodes (loadtest/results/asr_window.md).
+    # Seconds of audio Whisper's encoder sees at least (30: Whisper's own padded window); a short
+    # clip then costs less (docs/decisions/0006-whisper-encoder-window.md).
     asr_window_s: float = 7.0
     asr_timeout_s: float = 30.0  # per transcription, when the caller's deadline is later or unset
-    # Whisper in worker processes at a lower CPU priority (asr.isolated), so voice cannot starve
-    # text on a shared box; False runs it in the gateway's process (one model fewer in memory).
+    # Whisper in worker processes (asr.executors), so a crash or a leak in the speech stack cannot
+    # take the chat path with it; False runs it in the gateway's process (one model in memory).
     asr_process: bool = True
-    # Added to the workers' nice value (0-19). Triton's session runs at 5 (TritonProcess.nice); 15
-    # keeps Whisper's weight against Triton's about where 10 had it against nice 0: with 10% voice,
-    # text p99 at 50 / 100 calls/s was 38 / 74 ms against 58 / 88 ms at 10 (one run each).
-    asr_nice: int = 15
     default_language: str = "en"
     max_audio_s: float = 30.0  # longer clips get INVALID_ARGUMENT
     max_audio_bytes: int = 16 * 1024 * 1024
@@ -91,8 +84,6 @@ class Settings:
             raise ValueError(f"asr_queue must be >= 0, got {self.asr_queue}")
         if self.coalesce_wait_us < 0:
             raise ValueError(f"coalesce_wait_us must be >= 0, got {self.coalesce_wait_us}")
-        if not 0 <= self.asr_nice <= 19:
-            raise ValueError(f"asr_nice must be in 0..19, got {self.asr_nice}")
         if not 1.0 <= self.asr_window_s <= 30.0:  # Whisper's own window is 30 s
             raise ValueError(f"asr_window_s must be in 1..30 seconds, got {self.asr_window_s}")
         if not 0 < self.gil_switch_ms <= 1000:  # also refuses nan

@@ -21,8 +21,6 @@ def add_triton_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--triton-config", default="", help="alternative config name, e.g. gpu (configs/gpu.pbtxt)")
     parser.add_argument("--triton-log", default="", help="Triton's log file (default under ~/.cache)")
     parser.add_argument("--triton-start-timeout-s", type=float, default=180.0)
-    parser.add_argument("--triton-nice", type=int, default=TritonProcess.nice,
-                        help="how far below the gateway Triton's session runs (0-19; see TritonProcess.nice)")
 
 
 def triton_from_args(args: argparse.Namespace) -> TritonProcess:
@@ -35,7 +33,6 @@ def triton_from_args(args: argparse.Namespace) -> TritonProcess:
         metrics_port=args.triton_metrics_port,
         config_name=args.triton_config,
         log_path=Path(args.triton_log) if args.triton_log else None,
-        nice=args.triton_nice,
     )
 
 

@@ -111,18 +111,9 @@ class TritonProcess:
     config_name: str = ""  # e.g. "gpu" -> <model>/configs/gpu.pbtxt
     cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "moderation-gateway")
     extra_args: tuple[str, ...] = ()
-    # Triton's session (its own: start_new_session) runs this much below the gateway's under
-    # autogroup scheduling. The gateway needs little CPU, but needs it at once: gRPC's serving
-    # thread answers RESOURCE_EXHAUSTED only once it runs. 5 lowered the p99 of those answers at
-    # 3x overload on 2 shared cores from 10-26 to 6-7 ms, and at 5x with the stack on one core from
-    # 16-31 to 4-5 ms, with as many calls answered; at 10x on one core 116-125 calls/s were answered
-    # against 140-157 (loadtest/results/overload*.md).
-    nice: int = 5
     _process: subprocess.Popen | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if not 0 <= self.nice <= 19:
-            raise ValueError(f"nice must be in 0..19, got {self.nice}")
         self.model_repository = Path(self.model_repository).resolve()
         self.grpc_port = self.grpc_port or free_port(self.host)
         self.http_port = self.http_port or free_port(self.host)
@@ -172,17 +163,6 @@ class TritonProcess:
             )
         finally:
             log.close()
-        if self.nice:
-            self._lower_priority()
-
-    def _lower_priority(self) -> None:
-        try:  # asr.priority is plain Python, but the asr package imports PyAV (the asr extra)
-            from asr.priority import autogroups_enabled, set_autogroup_nice
-        except ImportError as err:
-            logger.warning("Triton runs at the gateway's priority (%s)", err)
-            return
-        if autogroups_enabled():
-            set_autogroup_nice(self.nice, self._process.pid)
 
     def check_versions(self) -> None:
         """Refuses a GPU config whose latest version has CPU-only dynamic-int8 kernels."""

@@ -1,4 +1,4 @@
-"""ClassifyVoice: clip -> decode (asr) -> Whisper in a bounded pool -> the text path.
+"""ClassifyVoice and StreamVoice's speech step: clip -> decode (asr) -> Whisper via the speech queue.
 
 The whole transcript and every segment are classified in ONE batched model call, so moderators
 see where in the clip something was said. A clip with no speech gets a non_toxic verdict and an
@@ -8,10 +8,8 @@ empty transcript: there is nothing to moderate, and no model call is made.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from concurrent.futures import TimeoutError as FutureTimeout
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from gateway.errors import BackendTimeout, BackendUnavailable, InvalidInput, Overloaded
 from gateway.settings import Settings
@@ -20,10 +18,17 @@ logger = logging.getLogger(__name__)
 
 
 class VoicePipeline:
-    """Decoding limits, the Whisper model and its bounded worker pool."""
+    """Decoding limits and the speech queue in front of Whisper (asr.SpeechQueue)."""
 
     def __init__(self, settings: Settings):
-        from asr import AudioLimits, IsolatedTranscriber, TranscriberOptions, TranscriptionPool, create_transcriber
+        from asr import (
+            AudioLimits,
+            InProcessExecutor,
+            SpeechQueue,
+            TranscriberOptions,
+            WorkerProcessExecutor,
+            create_transcriber,
+        )
 
         self.settings = settings
         self.limits = AudioLimits(max_bytes=settings.max_audio_bytes, max_audio_s=settings.max_audio_s)
@@ -32,37 +37,37 @@ class VoicePipeline:
                                      cpu_threads=settings.asr_threads, num_workers=settings.asr_workers,
                                      encoder_window_s=settings.asr_window_s)
         started = time.perf_counter()
-        if settings.asr_process:  # Whisper at a lower priority in its own process: text keeps the CPU
-            self.transcriber = IsolatedTranscriber(options, niceness=settings.asr_nice, max_batch=settings.asr_batch)
-            running = settings.asr_workers * settings.asr_batch  # enough callers to fill every batch
+        if settings.asr_process:
+            executor = WorkerProcessExecutor(options)
         else:
-            self.transcriber = create_transcriber(options)
-            running = settings.asr_workers
-        self.pool = TranscriptionPool(self.transcriber, workers=running, max_queued=settings.asr_queue)
-        # taken before a clip is decoded: past saturation the excess clips are turned away before
-        # they cost the gateway a decode (about 15 ms of CPU for 5 s of WAV)
-        self._clip_slots = threading.BoundedSemaphore(self.pool.capacity)
-        logger.info("voice: whisper %s on %s loaded in %.1f s (%d worker(s)%s, queue %d)", settings.whisper_model,
-                    settings.whisper_device, time.perf_counter() - started, settings.asr_workers,
-                    f" in processes at nice +{settings.asr_nice}, batches of up to {settings.asr_batch}"
-                    if settings.asr_process else "", settings.asr_queue)
+            executor = InProcessExecutor(create_transcriber(options))
+        self.queue = SpeechQueue(executor, max_waiting=settings.asr_queue, max_batch=settings.asr_batch)
+        logger.info("voice: whisper %s on %s loaded in %.1f s (%d worker(s)%s, batches of up to %d, capacity %d)",
+                    settings.whisper_model, settings.whisper_device, time.perf_counter() - started,
+                    settings.asr_workers, " in processes" if settings.asr_process else "", settings.asr_batch,
+                    self.queue.capacity)
 
     @contextmanager
     def admitted(self):
-        """One ClassifyVoice clip's place, held while it is decoded and transcribed.
+        """One clip's place in the speech queue, taken before the clip is decoded, so clips past
+        the queue's capacity cost no decoding.
 
         Raises:
-          Overloaded: as many clips as the pool holds are already in progress.
+          Overloaded: every place is taken.
         """
-        if not self._clip_slots.acquire(blocking=False):
-            raise Overloaded("overloaded: speech recognition queue is full, retry later")
+        import asr
+
         try:
-            yield
-        finally:
-            self._clip_slots.release()
+            place = self.queue.reserve()
+        except asr.AsrOverloaded:
+            raise Overloaded("overloaded: speech recognition queue is full, retry later") from None
+        except asr.AsrUnavailable as err:
+            raise BackendUnavailable(f"speech recognition unavailable: {err}") from None
+        with place:
+            yield place
 
     def check_size(self, request) -> None:
-        """The checks that need no decoding, made before a clip takes its slot: a request that can
+        """The checks that need no decoding, made before a clip takes its place: a request that can
         never succeed gets INVALID_ARGUMENT even when the gateway is busy, not a retry hint."""
         if not request.audio:
             raise InvalidInput("audio is empty")
@@ -91,24 +96,19 @@ class VoicePipeline:
         except asr.AudioError as err:
             raise InvalidInput(f"audio chunk rejected: {err}") from None
 
-    def transcribe(self, audio, language: str, remaining_s: float | None):
-        """Runs Whisper in the pool; waits at most the caller's remaining time or asr_timeout_s."""
+    def transcribe(self, audio, language: str, remaining_s: float | None, place=None):
+        """Runs Whisper through the speech queue, in `place` (from `admitted`) or a place of its own;
+        waits at most the caller's remaining time or asr_timeout_s."""
         import asr
 
         timeout_s = self.settings.asr_timeout_s if remaining_s is None else min(remaining_s, self.settings.asr_timeout_s)
         if timeout_s <= 0:
             raise BackendTimeout("deadline exceeded before speech recognition")
-        try:  # past the deadline a clip still waiting for a worker is dropped, not decoded for nobody
-            future = self.pool.submit(audio, language or self.settings.default_language or None,
-                                      expires_at=time.monotonic() + timeout_s)
-        except asr.AsrOverloaded:
-            raise Overloaded("overloaded: speech recognition queue is full, retry later") from None
-        except asr.AsrUnavailable as err:
-            raise BackendUnavailable(f"speech recognition unavailable: {err}") from None
+        language = language or self.settings.default_language or None
         try:
-            return future.result(timeout=timeout_s)
-        except (FutureTimeout, asr.AsrExpired):
-            future.cancel()  # if still queued, it never runs
+            with self.admitted() if place is None else nullcontext(place) as held:
+                return held.transcribe(audio, language, expires_at=time.monotonic() + timeout_s)
+        except asr.AsrExpired:
             raise BackendTimeout("deadline exceeded during speech recognition") from None
         except asr.AudioError as err:
             raise InvalidInput(f"audio rejected: {err}") from None
@@ -116,17 +116,26 @@ class VoicePipeline:
             raise BackendUnavailable(f"speech recognition unavailable: {err}") from None
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_queued=True)
-        self.transcriber.close()
+        self.queue.close()
 
 
 def create_voice_pipeline(settings: Settings) -> VoicePipeline | None:
+    """The voice pipeline, or None when voice is off.
+
+    Raises:
+      RuntimeError: voice is enabled but Whisper cannot be loaded; the reason is in the message,
+        since a gateway that silently served without voice would fail every voice call instead.
+    """
     if not settings.voice_enabled:
         return None
     try:
         return VoicePipeline(settings)
     except ImportError as err:
-        logger.warning("voice disabled: the asr extra is not installed (%s)", err)
-    except Exception:
-        logger.exception("voice disabled: the speech model failed to load")
-    return None
+        raise RuntimeError(_refusal(f"the asr extra is not installed ({err}); pip install "
+                                    "'moderation-gateway[asr]'")) from err
+    except Exception as err:
+        raise RuntimeError(_refusal(f"the speech model failed to load ({type(err).__name__}: {err})")) from err
+
+
+def _refusal(reason: str) -> str:
+    return f"voice is enabled but cannot start: {reason}; or start the gateway with --voice-enabled false"

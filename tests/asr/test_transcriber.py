@@ -19,6 +19,8 @@ from asr import (
 )
 from tests.asr.speech import CODECS
 
+pytestmark = pytest.mark.integration  # every test here loads a real Whisper model
+
 
 def _contains_all(transcript: Transcript, key_words) -> bool:
     text = transcript.text.lower()
@@ -218,25 +220,6 @@ def test_cuda_float16_transcribes(toxic_speech):
 
 
 # --- The optional openai-whisper backend ------------------------------------------------------
-
-
-def test_openai_backend_refuses_a_ctranslate2_directory():
-    from asr.models import resolve_ctranslate2_model
-
-    ct2_dir = resolve_ctranslate2_model("tiny.en")
-    with pytest.raises(ModelUnavailable, match="backend='faster-whisper'"):
-        create_transcriber(TranscriberOptions(backend="openai-whisper", model=ct2_dir))
-
-
-def test_openai_backend_missing_package_names_the_extra():
-    try:
-        import whisper  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("openai-whisper is installed here")
-    with pytest.raises(ModelUnavailable, match=r"moderation-gateway\[asr-openai\]"):
-        create_transcriber(TranscriberOptions(backend="openai-whisper", model="tiny.en"))
 
 
 def test_openai_backend_transcribes_when_a_checkpoint_is_available(toxic_speech):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import grpc
 import pytest
@@ -217,23 +215,3 @@ def test_triton_down_is_unavailable_then_recovers(tmp_path):
     finally:
         running.close()
         triton.stop()
-
-
-def test_triton_runs_below_the_gateway_under_autogroups(triton):
-    """The gateway's serving thread answers RESOURCE_EXHAUSTED only once it runs: Triton's session
-    weighs less, so a busy Triton cannot keep it waiting."""
-    from asr.priority import autogroup_nice, autogroups_enabled
-
-    if not autogroups_enabled():
-        pytest.skip("this kernel does not group scheduling by session")
-    pid = triton._process.pid
-    assert os.getsid(pid) == pid
-    assert autogroup_nice(pid) == triton.nice == 5
-    assert autogroup_nice() in (0, None)  # the tests' (the gateway's) own session is unchanged
-
-
-def test_triton_nice_is_checked():
-    from gateway.triton_process import TritonProcess
-
-    with pytest.raises(ValueError, match="nice"):
-        TritonProcess(Path("model_repository"), nice=20)

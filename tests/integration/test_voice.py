@@ -57,7 +57,7 @@ def test_a_clip_past_the_voice_capacity_is_turned_away_before_it_is_decoded(gate
     real_decode = voice.decode
     monkeypatch.setattr(voice, "decode", lambda request: decoded.append(1) or real_decode(request))
     with ExitStack() as held:
-        for _ in range(voice.pool.capacity):  # every clip slot taken, as by clips in progress
+        for _ in range(voice.queue.capacity):  # every place taken, as by clips in progress
             held.enter_context(voice.admitted())
         with pytest.raises(grpc.RpcError) as refused:
             classify_voice(stub, clean_speech.path.read_bytes())

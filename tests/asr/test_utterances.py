@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from gateway.utterances import SAMPLE_RATE_HZ, UtteranceSegmenter
+from asr.utterances import WHISPER_SAMPLE_RATE_HZ, UtteranceSegmenter
 
 
 def loud_spans(audio: np.ndarray) -> list[tuple[int, int]]:
@@ -19,11 +19,11 @@ def loud_spans(audio: np.ndarray) -> list[tuple[int, int]]:
 
 
 def seconds(s: float, level: float = 0.0) -> np.ndarray:
-    return np.full(int(s * SAMPLE_RATE_HZ), level, dtype=np.float32)
+    return np.full(int(s * WHISPER_SAMPLE_RATE_HZ), level, dtype=np.float32)
 
 
 def feed_in_chunks(segmenter, audio, chunk_s=0.1):
-    step = int(chunk_s * SAMPLE_RATE_HZ)
+    step = int(chunk_s * WHISPER_SAMPLE_RATE_HZ)
     out = []
     for offset in range(0, len(audio), step):
         out.extend(segmenter.feed(audio[offset : offset + step]))
@@ -37,7 +37,7 @@ def test_utterance_is_emitted_after_enough_silence_not_at_the_end():
     assert [u.index for u in emitted] == [0, 1]
     assert abs(emitted[0].start_s - 0.5) < 0.01 and abs(emitted[0].end_s - 1.5) < 0.01
     assert abs(emitted[1].start_s - 2.0) < 0.01 and abs(emitted[1].end_s - 2.8) < 0.01
-    assert len(emitted[1].audio) == int(0.8 * SAMPLE_RATE_HZ)
+    assert len(emitted[1].audio) == int(0.8 * WHISPER_SAMPLE_RATE_HZ)
     assert segmenter.finish() == []
 
 
@@ -58,5 +58,5 @@ def test_long_speech_is_cut_at_the_limit():
 def test_silence_only_keeps_the_buffer_small():
     segmenter = UtteranceSegmenter(loud_spans, min_silence_s=0.3, check_every_s=0.1, keep_before_s=0.5)
     assert feed_in_chunks(segmenter, seconds(20.0)) == []
-    assert len(segmenter._buffer) <= int(0.6 * SAMPLE_RATE_HZ)
+    assert len(segmenter._buffer) <= int(0.6 * WHISPER_SAMPLE_RATE_HZ)
     assert abs(segmenter.total_s - 20.0) < 0.01

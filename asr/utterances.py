@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SAMPLE_RATE_HZ = 16_000  # what Whisper and the VAD expect
+from asr.audio import WHISPER_SAMPLE_RATE_HZ
 
 # (audio) -> speech spans as (start, end) sample indices, in order
 SpeechDetector = Callable[[np.ndarray], list[tuple[int, int]]]
@@ -43,10 +43,10 @@ class UtteranceSegmenter:
     def __init__(self, detect: SpeechDetector, *, min_silence_s: float = 0.4, check_every_s: float = 0.2,
                  max_utterance_s: float = 15.0, keep_before_s: float = 0.5):
         self.detect = detect
-        self.min_silence = int(min_silence_s * SAMPLE_RATE_HZ)
-        self.check_every = int(check_every_s * SAMPLE_RATE_HZ)
-        self.max_utterance = int(max_utterance_s * SAMPLE_RATE_HZ)
-        self.keep_before = int(keep_before_s * SAMPLE_RATE_HZ)  # silence kept so an onset isn't clipped
+        self.min_silence = int(min_silence_s * WHISPER_SAMPLE_RATE_HZ)
+        self.check_every = int(check_every_s * WHISPER_SAMPLE_RATE_HZ)
+        self.max_utterance = int(max_utterance_s * WHISPER_SAMPLE_RATE_HZ)
+        self.keep_before = int(keep_before_s * WHISPER_SAMPLE_RATE_HZ)  # silence kept so an onset isn't clipped
         self._buffer = np.zeros(0, dtype=np.float32)
         self._offset = 0  # stream sample index of _buffer[0]
         self._unchecked = 0
@@ -54,7 +54,7 @@ class UtteranceSegmenter:
 
     @property
     def total_s(self) -> float:
-        return (self._offset + len(self._buffer)) / SAMPLE_RATE_HZ
+        return (self._offset + len(self._buffer)) / WHISPER_SAMPLE_RATE_HZ
 
     def feed(self, samples: np.ndarray) -> list[Utterance]:
         """Adds audio; returns the utterances that finished with it (often none)."""
@@ -86,8 +86,8 @@ class UtteranceSegmenter:
         return done
 
     def _utterance(self, start: int, end: int) -> Utterance:
-        utterance = Utterance(self._count, (self._offset + start) / SAMPLE_RATE_HZ,
-                              (self._offset + end) / SAMPLE_RATE_HZ, self._buffer[start:end].copy())
+        utterance = Utterance(self._count, (self._offset + start) / WHISPER_SAMPLE_RATE_HZ,
+                              (self._offset + end) / WHISPER_SAMPLE_RATE_HZ, self._buffer[start:end].copy())
         self._count += 1
         return utterance
 
