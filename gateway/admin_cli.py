@@ -13,8 +13,8 @@ import sys
 
 import grpc
 
-from gateway.admin import load_admin_token
 from contract.pb import admin_pb2, admin_pb2_grpc
+from gateway.admin import load_admin_token
 
 
 def main(argv=None) -> None:

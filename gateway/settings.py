@@ -37,12 +37,6 @@ class Settings:
     # the first waits at most coalesce_wait_us for company (gateway/coalescer.py; 0: off).
     coalesce_max_rows: int = 16
     coalesce_wait_us: int = 1000
-    # How long a thread may hold the GIL while another waits for it (Python's default: 5 ms).
-    # gRPC's serving thread, which also turns excess calls away, waits behind the handler threads.
-    # 1 ms lowered the p99 of rejections at 800 calls/s from 11-17 to 9-13 ms in four alternated
-    # runs, but also the calls answered at 400/s (213-287 against 249-301/s): the default keeps
-    # throughput (loadtest.overload --gateway-args "--gil-switch-ms 1").
-    gil_switch_ms: float = 5.0
     triton_timeout_s: float = 2.0  # per model call, when the caller's deadline is later or unset
     length_buckets: tuple[int, ...] = ()  # e.g. (16, 32, 64, 128) for GPU libtorch serving
     health_poll_s: float = 1.0  # how often Triton's readiness is checked
@@ -95,8 +89,6 @@ class Settings:
             raise ValueError(f"asr_nice must be in 0..19, got {self.asr_nice}")
         if not 1.0 <= self.asr_window_s <= 30.0:  # Whisper's own window is 30 s
             raise ValueError(f"asr_window_s must be in 1..30 seconds, got {self.asr_window_s}")
-        if not 0 < self.gil_switch_ms <= 1000:  # also refuses nan
-            raise ValueError(f"gil_switch_ms must be in (0, 1000], got {self.gil_switch_ms}")
         for name in ("triton_timeout_s", "health_poll_s", "max_audio_s", "max_stream_s", "asr_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")

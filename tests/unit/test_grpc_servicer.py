@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway.errors import BackendTimeout, BackendUnavailable, ModerationError, Overloaded
 from contract.pb import moderation_pb2, moderation_pb2_grpc
+from gateway.classifier import Classifier
+from gateway.errors import BackendTimeout, BackendUnavailable, ModerationError, Overloaded
 from gateway.readiness import SERVICE_NAME
 from gateway.server import create_server
 from gateway.settings import Settings
@@ -76,8 +77,18 @@ class FakeClassifier:
     def is_ready(self, version=""):
         return (version or "1") in self.versions
 
+    def version_states(self):
+        return {version: ("READY", "") for version in self.versions}
+
+    def load_versions(self, versions):
+        self.versions = list(versions)
+
     def close(self):
         self.closed = True
+
+
+def test_fake_classifier_is_a_classifier():
+    assert isinstance(FakeClassifier(), Classifier)
 
 
 @pytest.fixture(scope="module")
@@ -333,44 +344,6 @@ def test_health_follows_the_model_servers_readiness(start_gateway):
     fake.versions = ["1"]
     assert gateway.monitor.check_once() is True
     assert health_status(channel) == health_pb2.HealthCheckResponse.SERVING
-
-
-def test_start_up_objects_and_the_first_version_are_kept_out_of_full_collections(start_gateway):
-    """A full garbage collection over start-up's objects paused every call for 110-190 ms."""
-    import gc
-
-    gc.unfreeze()
-    fake = FakeClassifier()
-    fake.versions = []  # no version yet: the first one is loaded after start-up
-    gateway, _, _ = start_gateway(fake)
-    frozen = gc.get_freeze_count()
-    assert frozen > 10_000  # torch, grpc, transformers' modules
-    first_version_objects = [[n] for n in range(5000)]  # as the first version's tokenizer, made after start
-    fake.versions = ["1"]
-    assert gateway.monitor.check_once() is True
-    assert gc.get_freeze_count() >= frozen + len(first_version_objects)
-
-    frozen = gc.get_freeze_count()
-    later = [[n] for n in range(5000)]
-    models = gateway.service.models
-    models.set(models.current())  # a later switch: the old version may still be referenced, so no freeze
-    assert gc.get_freeze_count() < frozen + len(later)  # (frozen objects freed meanwhile leave it)
-    gc.unfreeze()
-
-
-def test_start_sets_the_gil_switch_interval(start_gateway):
-    """gRPC's serving thread, which turns excess calls away, waits up to this long for the GIL."""
-    import sys
-
-    before = sys.getswitchinterval()
-    try:
-        start_gateway(gil_switch_ms=0.5)
-        assert sys.getswitchinterval() == pytest.approx(0.0005)
-    finally:
-        sys.setswitchinterval(before)
-    for bad in (0, float("nan"), 5000):
-        with pytest.raises(ValueError, match="gil_switch_ms"):
-            Settings(gil_switch_ms=bad)
 
 
 def test_not_ready_at_start_is_not_serving_and_unavailable(start_gateway):
