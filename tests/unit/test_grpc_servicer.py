@@ -87,7 +87,14 @@ class FakeClassifier:
         self.closed = True
 
 
-def test_fake_classifier_is_a_classifier():
+def test_the_triton_client_and_the_fake_are_classifiers():
+    from gateway.triton_classifier import TritonClassifier
+
+    triton = TritonClassifier("127.0.0.1:1")  # connects on the first call only
+    try:
+        assert isinstance(triton, Classifier)
+    finally:
+        triton.close()
     assert isinstance(FakeClassifier(), Classifier)
 
 
