@@ -421,3 +421,36 @@ def test_stop_closes_the_classifier_and_the_port(model_repo):
         error = rpc_error(moderation_pb2_grpc.ModerationStub(channel).ClassifyText,
                           moderation_pb2.ClassifyTextRequest(text="gg"))
         assert error.code() == grpc.StatusCode.UNAVAILABLE
+
+
+# --- admin API through the same boundary ---------------------------------------------------------
+def test_admin_calls_get_their_status_codes(model_repo, tmp_path):
+    from contract.pb import admin_pb2, admin_pb2_grpc
+
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret\n")
+    settings = Settings(listen_address="127.0.0.1:0", model_repository=str(model_repo), health_poll_s=3600,
+                        admin_listen_address="127.0.0.1:0", admin_token_file=str(token_file))
+    gateway, _ = create_server(settings, classifier=FakeClassifier(), voice=None)
+    gateway.start()
+    auth = [("authorization", "Bearer s3cret")]
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{gateway.admin_port}") as channel:
+            admin = admin_pb2_grpc.ModelAdminStub(channel)
+            listed = admin.ListModelVersions(admin_pb2.ListModelVersionsRequest(), metadata=auth, timeout=5)
+            assert listed.active_version == "1"
+            for call, request, code, details in (
+                (admin.ActivateVersion, admin_pb2.ActivateVersionRequest(version="9"), grpc.StatusCode.NOT_FOUND,
+                 "version '9' not found"),
+                (admin.Rollback, admin_pb2.RollbackRequest(), grpc.StatusCode.FAILED_PRECONDITION,
+                 "no previous version"),
+                (admin.ReloadPolicy, admin_pb2.ReloadPolicyRequest(path=str(tmp_path / "missing.toml")),
+                 grpc.StatusCode.INVALID_ARGUMENT, "policy file not found"),
+                (admin.Rollback, admin_pb2.RollbackRequest(), grpc.StatusCode.UNAUTHENTICATED, "wrong admin token"),
+            ):
+                metadata = auth if code != grpc.StatusCode.UNAUTHENTICATED else [("authorization", "Bearer no")]
+                error = rpc_error(call, request, metadata=metadata)
+                assert error.code() == code
+                assert details in error.details()
+    finally:
+        gateway.stop(0)
