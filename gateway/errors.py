@@ -16,42 +16,39 @@ class ModerationError(Exception):
     """Anything unexpected: INTERNAL, with a generic message (details go only to the log)."""
 
     code = grpc.StatusCode.INTERNAL
-    public = False  # whether the message may be shown to the caller
+
+    @property
+    def public(self) -> bool:
+        """Whether the caller may see the message: all but INTERNAL errors are written for it."""
+        return self.code != grpc.StatusCode.INTERNAL
 
 
 class InvalidInput(ModerationError):
     code = grpc.StatusCode.INVALID_ARGUMENT
-    public = True
 
 
 class Overloaded(ModerationError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
-    public = True
 
 
 class BackendUnavailable(ModerationError):
     code = grpc.StatusCode.UNAVAILABLE
-    public = True
 
 
 class BackendTimeout(ModerationError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
-    public = True
 
 
 class NotFound(ModerationError):
     code = grpc.StatusCode.NOT_FOUND
-    public = True
 
 
 class FailedPrecondition(ModerationError):
     code = grpc.StatusCode.FAILED_PRECONDITION
-    public = True
 
 
 class Unimplemented(ModerationError):
     code = grpc.StatusCode.UNIMPLEMENTED
-    public = True
 
 
 def caller_message(error: ModerationError) -> str:
