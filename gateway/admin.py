@@ -10,13 +10,13 @@ from __future__ import annotations
 import hmac
 import logging
 import os
-import time
 from pathlib import Path
 
 import grpc
 
 from contract.pb import admin_pb2, admin_pb2_grpc
-from gateway.errors import rpc_status
+from gateway.boundary import RequestLog, rpc
+from gateway.errors import InvalidInput
 from gateway.lifecycle import Activation, VersionManager
 from gateway.policy import PolicyError, load_policy
 
@@ -54,26 +54,29 @@ class AdminService(admin_pb2_grpc.ModelAdminServicer):
         self.manager = manager
         self.moderation = moderation_service  # its policy is swapped on reload
 
-    def ListModelVersions(self, request, context):
-        def work():
-            infos = self.manager.list_versions()
-            active = next((i.version for i in infos if i.active), "")
-            return admin_pb2.ListModelVersionsResponse(
-                model_name=self.manager.settings.model_name, active_version=active,
-                previous_version=self.manager.previous_version,
-                versions=[admin_pb2.ModelVersionInfo(version=i.version, state=i.state, reason=i.reason,
-                                                      active=i.active, categories=list(i.categories)) for i in infos])
+    @rpc("admin.list", units=())
+    def ListModelVersions(self, request, context, log: RequestLog):
+        infos = self.manager.list_versions()
+        active = next((i.version for i in infos if i.active), "")
+        return admin_pb2.ListModelVersionsResponse(
+            model_name=self.manager.settings.model_name, active_version=active,
+            previous_version=self.manager.previous_version,
+            versions=[admin_pb2.ModelVersionInfo(version=i.version, state=i.state, reason=i.reason,
+                                                  active=i.active, categories=list(i.categories)) for i in infos])
 
-        return _run("list", context, work)
+    @rpc("admin.activate", units=())
+    def ActivateVersion(self, request, context, log: RequestLog):
+        return _activation(self.manager.activate(request.version), log)
 
-    def ActivateVersion(self, request, context):
-        return _run(f"activate {request.version}", context, lambda: _activation(self.manager.activate(request.version)))
+    @rpc("admin.rollback", units=())
+    def Rollback(self, request, context, log: RequestLog):
+        return _activation(self.manager.rollback(), log)
 
-    def Rollback(self, request, context):
-        return _run("rollback", context, lambda: _activation(self.manager.rollback()))
-
-    def ReloadPolicy(self, request, context):
-        return _run("reload-policy", context, lambda: _policy_info(self.reload_policy(request.path)))
+    @rpc("admin.reload-policy", units=())
+    def ReloadPolicy(self, request, context, log: RequestLog):
+        policy = self.reload_policy(request.path)
+        return admin_pb2.PolicyInfo(source=policy.source, default_threshold=policy.default_threshold,
+                                    thresholds=dict(policy.thresholds))
 
     def reload_policy(self, path: str = ""):
         """Validates the file against the serving model's categories, then swaps it in."""
@@ -83,33 +86,14 @@ class AdminService(admin_pb2_grpc.ModelAdminServicer):
             if model is not None:
                 policy.check_categories(list(model.labels))
         except PolicyError as err:
-            from gateway.errors import InvalidInput
-
             raise InvalidInput(f"policy rejected, the old one stays in force: {err}") from None
         self.moderation.policy = policy
         logger.info("policy reloaded from %s", policy.source)
         return policy
 
 
-def _activation(result: Activation):
+def _activation(result: Activation, log: RequestLog):
+    log.outcome = f"active={result.active_version}"
     return admin_pb2.ActivationResult(active_version=result.active_version, previous_version=result.previous_version,
                                       categories=list(result.categories), load_ms=result.load_ms,
                                       switch_ms=result.switch_ms)
-
-
-def _policy_info(policy):
-    return admin_pb2.PolicyInfo(source=policy.source, default_threshold=policy.default_threshold,
-                                thresholds=dict(policy.thresholds))
-
-
-def _run(what: str, context, work):
-    started = time.perf_counter()
-    try:
-        reply = work()
-        logger.info("admin %s: OK in %.0f ms", what, (time.perf_counter() - started) * 1e3)
-        return reply
-    except Exception as err:
-        code, message = rpc_status(err, logger, f"admin {what}")
-        if code != grpc.StatusCode.INTERNAL:
-            logger.warning("admin %s: %s: %s", what, code.name, message)
-    context.abort(code, message)

@@ -14,8 +14,7 @@ call reaches every caller in it with the same status when it is about the server
 unavailable, deadline); any other failure, such as a batch larger than the model's
 max_batch_size after a config change, is retried one caller at a time and merging for that
 version pauses for a while. A caller whose deadline passes stops waiting; the others go on.
-
-Measured on 2 cores with the int8 model, 32 callers sending single messages (loadtest/results/matrix.md).
+Why it is on by default, and its defaults: docs/decisions/0017-request-coalescing.md.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ import time
 
 import numpy as np
 
+from gateway.classifier import Classifier
 from gateway.errors import BackendTimeout, BackendUnavailable, Overloaded
 
 logger = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ class _Batch:
 
 
 class CoalescingClassifier:
-    """Wraps a classifier (`infer(ids, mask, *, version, timeout_s)`); other attributes pass through.
+    """A Classifier that merges small `infer` calls for `inner`; the other methods are inner's.
 
     Args:
       inner: The classifier that calls Triton.
@@ -54,7 +54,7 @@ class CoalescingClassifier:
       max_wait_s: How long the first caller waits for others (0 turns merging off).
     """
 
-    def __init__(self, inner, max_rows: int = 16, max_wait_s: float = 0.001):
+    def __init__(self, inner: Classifier, max_rows: int = 16, max_wait_s: float = 0.001):
         if max_rows < 1 or max_wait_s < 0:
             raise ValueError(f"max_rows must be >= 1 and max_wait_s >= 0, got {max_rows}, {max_wait_s}")
         self.inner = inner
@@ -63,9 +63,6 @@ class CoalescingClassifier:
         self._lock = threading.Lock()
         self._open: dict[str, _Batch] = {}
         self._paused_until: dict[str, float] = {}  # version -> monotonic time merging resumes
-
-    def __getattr__(self, name):  # ready_versions, load_versions, close, ...
-        return getattr(self.inner, name)
 
     def infer(self, input_ids: np.ndarray, attention_mask: np.ndarray, *, version: str, timeout_s: float) -> np.ndarray:
         rows = len(input_ids)
@@ -93,6 +90,21 @@ class CoalescingClassifier:
         if isinstance(result, BaseException):
             raise result
         return result
+
+    def ready_versions(self) -> list[str]:
+        return self.inner.ready_versions()
+
+    def is_ready(self, version: str = "") -> bool:
+        return self.inner.is_ready(version)
+
+    def version_states(self) -> dict[str, tuple[str, str]]:
+        return self.inner.version_states()
+
+    def load_versions(self, versions: list[str]) -> None:
+        self.inner.load_versions(versions)
+
+    def close(self) -> None:
+        self.inner.close()
 
     def _lead(self, batch: _Batch) -> None:
         batch.full.wait(self.max_wait_s)

@@ -1,49 +1,58 @@
-"""Domain errors and their gRPC status codes; Triton client errors translated in one place."""
+"""Domain errors and the status code each stands for; Triton's and asr's errors translated here.
+
+Code raises these; gateway.boundary turns them into status codes for the caller.
+"""
 
 from __future__ import annotations
 
+import sys
+
 import grpc
+
+INTERNAL_MESSAGE = "internal error"  # all a caller learns of an INTERNAL error
 
 
 class ModerationError(Exception):
     """Anything unexpected: INTERNAL, with a generic message (details go only to the log)."""
 
     code = grpc.StatusCode.INTERNAL
-    public = False  # whether the message may be shown to the caller
+
+    @property
+    def public(self) -> bool:
+        """Whether the caller may see the message: all but INTERNAL errors are written for it."""
+        return self.code != grpc.StatusCode.INTERNAL
 
 
 class InvalidInput(ModerationError):
     code = grpc.StatusCode.INVALID_ARGUMENT
-    public = True
 
 
 class Overloaded(ModerationError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
-    public = True
 
 
 class BackendUnavailable(ModerationError):
     code = grpc.StatusCode.UNAVAILABLE
-    public = True
 
 
 class BackendTimeout(ModerationError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
-    public = True
+
+
+class NotFound(ModerationError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class FailedPrecondition(ModerationError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Unimplemented(ModerationError):
+    code = grpc.StatusCode.UNIMPLEMENTED
 
 
 def caller_message(error: ModerationError) -> str:
-    return str(error) if error.public else "internal error"
-
-
-def rpc_status(error: Exception, logger, what: str) -> tuple[grpc.StatusCode, str]:
-    """The status and caller-facing message for an error that ends an RPC. Only INTERNAL errors
-    are logged, with their traceback (the boundary's one logger.exception); the rest are the
-    caller's problem or a known backend state, already in the request's log line."""
-    if isinstance(error, ModerationError) and error.code != grpc.StatusCode.INTERNAL:
-        return error.code, caller_message(error)
-    logger.error("%s failed: %s", what, error, exc_info=error)
-    return grpc.StatusCode.INTERNAL, "internal error"
+    return str(error) if error.public else INTERNAL_MESSAGE
 
 
 def translate_triton_error(error: Exception) -> ModerationError:
@@ -66,16 +75,21 @@ def translate_triton_error(error: Exception) -> ModerationError:
     return ModerationError(f"model call failed ({status}): {message}")
 
 
-class NotFound(ModerationError):
-    code = grpc.StatusCode.NOT_FOUND
-    public = True
+def translate_asr_error(error: Exception) -> ModerationError | None:
+    """asr's errors (asr/errors.py) as ours; None for anything else.
 
-
-class FailedPrecondition(ModerationError):
-    code = grpc.StatusCode.FAILED_PRECONDITION
-    public = True
-
-
-class Unimplemented(ModerationError):
-    code = grpc.StatusCode.UNIMPLEMENTED
-    public = True
+    asr needs the optional asr extra, so it is looked up rather than imported: until something
+    imported it, none of its errors can exist.
+    """
+    asr_errors = sys.modules.get("asr.errors")
+    if asr_errors is None or not isinstance(error, asr_errors.AsrError):
+        return None
+    if isinstance(error, asr_errors.AudioError):
+        return InvalidInput(f"audio rejected: {error}")
+    if isinstance(error, asr_errors.AsrOverloaded):
+        return Overloaded("overloaded: speech recognition queue is full, retry later")
+    if isinstance(error, asr_errors.AsrExpired):
+        return BackendTimeout("deadline exceeded during speech recognition")
+    if isinstance(error, asr_errors.AsrUnavailable):
+        return BackendUnavailable(f"speech recognition unavailable: {error}")
+    return None

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway.classifier import Classifier
 from gateway.errors import FailedPrecondition, ModerationError, NotFound
 from gateway.model_version import VersionFilesError, load_serving_model
 from gateway.service import ModelHolder
@@ -45,7 +46,7 @@ class VersionInfo:
 
 
 class VersionManager:
-    def __init__(self, settings: Settings, classifier, models: ModelHolder):
+    def __init__(self, settings: Settings, classifier: Classifier, models: ModelHolder):
         self.settings = settings
         self.classifier = classifier
         self.models = models

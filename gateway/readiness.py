@@ -13,6 +13,7 @@ from pathlib import Path
 
 from grpc_health.v1 import health, health_pb2
 
+from gateway.classifier import Classifier
 from gateway.model_version import VersionFilesError, load_serving_model
 from gateway.service import ModelHolder
 from gateway.settings import Settings
@@ -23,7 +24,7 @@ SERVICE_NAME = "moderation.v1.Moderation"
 
 
 class ReadinessMonitor:
-    def __init__(self, settings: Settings, classifier, models: ModelHolder, health_servicer: health.HealthServicer,
+    def __init__(self, settings: Settings, classifier: Classifier, models: ModelHolder, health_servicer: health.HealthServicer,
                  activation_lock=None):
         self.activation_lock = activation_lock  # held by lifecycle.VersionManager while switching
         self.settings = settings

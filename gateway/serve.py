@@ -1,4 +1,4 @@
-"""`moderation-serve`: Triton (child process) + the gateway in one command, for `make serve`.
+"""`moderation-serve`: Triton (child process) + the gateway in one command (`./run.sh serve`).
 
 Takes every `moderation-triton` flag and every `moderation-gateway` flag; the gateway is pointed
 at the Triton it started. Ctrl-C stops the gateway (draining calls), then Triton.

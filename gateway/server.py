@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import signal
-import sys
 import threading
 from concurrent import futures
 
@@ -15,6 +13,7 @@ from grpc_reflection.v1alpha import reflection
 
 from contract.pb import admin_pb2_grpc, moderation_pb2, moderation_pb2_grpc
 from gateway.admin import TOKEN_ENV, AdminService, BearerTokenInterceptor, load_admin_token
+from gateway.classifier import Classifier
 from gateway.errors import ModerationError
 from gateway.lifecycle import VersionManager
 from gateway.policy import load_policy
@@ -29,7 +28,7 @@ logger = logging.getLogger(__name__)
 class Gateway:
     """The running pieces of one gateway: public and admin gRPC servers, servicers, monitor."""
 
-    def __init__(self, server: grpc.Server, service: ModerationService, monitor: ReadinessMonitor, classifier,
+    def __init__(self, server: grpc.Server, service: ModerationService, monitor: ReadinessMonitor, classifier: Classifier,
                  admin_server: grpc.Server | None = None, admin: AdminService | None = None, admin_port: int = 0):
         self.server = server
         self.service = service
@@ -40,8 +39,6 @@ class Gateway:
         self.admin_port = admin_port
 
     def start(self) -> None:
-        sys.setswitchinterval(self.service.settings.gil_switch_ms / 1e3)  # process-wide
-        freeze_startup_heap()
         self.server.start()
         if self.admin_server is not None:
             self.admin_server.start()
@@ -57,8 +54,7 @@ class Gateway:
             event.wait()
         if self.service.voice is not None:
             self.service.voice.close()
-        if hasattr(self.classifier, "close"):
-            self.classifier.close()
+        self.classifier.close()
 
     def reload_policy(self) -> None:
         """SIGHUP: re-read the policy file; a bad file is logged and the old policy stays."""
@@ -73,25 +69,10 @@ class Gateway:
         self.server.wait_for_termination()
 
 
-def freeze_startup_heap() -> None:
-    """Takes what start-up allocated (torch, transformers, grpc: tens of thousands of objects) out
-    of the cyclic garbage collector's scans; reference counting still frees what is not in a
-    cycle. The first model version, whose tokenizer and modules load later, is frozen the same way
-    (`on_new_version`). Later versions are not: the old version is still referenced at that
-    moment, and its cycles would never be collected.
-
-    Otherwise every full collection walks about 220k objects: under open-loop load at 800 calls/s
-    such a pause lasted 110-190 ms, once or twice per 15 s, and every call arriving meanwhile
-    waited it out, rejections included. Frozen, full collections took 1-4 ms, and the p99 of
-    rejections at 800/s was 15-50 ms in six runs against 30-124 ms in six unfrozen ones."""
-    gc.collect()
-    gc.freeze()
-
-
 _DEFAULT = object()
 
 
-def create_server(settings: Settings, classifier=None, voice=_DEFAULT) -> tuple[Gateway, int]:
+def create_server(settings: Settings, classifier: Classifier | None = None, voice=_DEFAULT) -> tuple[Gateway, int]:
     """Builds the gateway bound to settings.listen_address; returns it and the bound port.
 
     classifier and voice default to the real Triton client and Whisper pipeline (tests may pass
@@ -105,16 +86,7 @@ def create_server(settings: Settings, classifier=None, voice=_DEFAULT) -> tuple[
 
             classifier = CoalescingClassifier(classifier, settings.coalesce_max_rows, settings.coalesce_wait_us / 1e6)
     policy = load_policy(settings.policy_path)
-    first_version = True
-
-    def on_new_version(model) -> None:
-        nonlocal first_version
-        service.check_policy(model)
-        if first_version:  # its tokenizer and transformers' modules load only now: freeze them too
-            first_version = False
-            freeze_startup_heap()
-
-    models = ModelHolder(on_change=on_new_version)
+    models = ModelHolder(on_change=lambda model: service.check_policy(model))
     voice = create_voice_pipeline(settings) if voice is _DEFAULT else voice
     service = ModerationService(settings, classifier, models, policy, voice)
     server = grpc.server(

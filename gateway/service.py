@@ -1,7 +1,8 @@
 """The Moderation servicer: a thin layer over the encoder, the Triton classifier and the policy.
 
-Errors become status codes in one place (`_serve`); every request gets one INFO log line with
-its id, kind, size, per-stage latency, verdict and status, never the text itself.
+Every RPC goes through gateway.boundary (`@rpc`): errors raised here become status codes there,
+and each request gets one INFO log line with its id, kind, size, per-stage latency, verdict and
+status, never the text itself.
 """
 
 from __future__ import annotations
@@ -9,13 +10,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-
-import grpc
 
 from contract.pb import moderation_pb2, moderation_pb2_grpc
+from gateway.boundary import RequestLog, rpc
+from gateway.classifier import Classifier
 from gateway.errors import (
     BackendTimeout,
     BackendUnavailable,
@@ -23,7 +22,6 @@ from gateway.errors import (
     ModerationError,
     Overloaded,
     Unimplemented,
-    rpc_status,
 )
 from gateway.model_version import ServingModel
 from gateway.policy import Policy
@@ -79,16 +77,6 @@ class ModelHolder:
             return self._idle.wait_for(lambda: self._in_flight.get(version, 0) == 0, timeout_s)
 
 
-@dataclass
-class _RequestLog:
-    kind: str
-    request_id: str
-    size: int = 0
-    chars: int = 0
-    stages_ms: dict = field(default_factory=dict)
-    outcome: str = "-"
-
-
 def check_text(text: str, limit: int, where: str = "text") -> None:
     if not text or not text.strip():
         raise InvalidInput(f"{where} is empty")
@@ -97,7 +85,7 @@ def check_text(text: str, limit: int, where: str = "text") -> None:
 
 
 class ModerationService(moderation_pb2_grpc.ModerationServicer):
-    def __init__(self, settings: Settings, classifier, models: ModelHolder, policy: Policy, voice=None):
+    def __init__(self, settings: Settings, classifier: Classifier, models: ModelHolder, policy: Policy, voice=None):
         self.settings = settings
         self.classifier = classifier
         self.models = models
@@ -108,35 +96,30 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
         self._stream_slots = threading.BoundedSemaphore(max(1, min(settings.max_streams, settings.max_in_flight // 2)))
 
     # --- RPCs -----------------------------------------------------------------------------
-    def ClassifyText(self, request, context):
-        log = _RequestLog("text", request.request_id or uuid.uuid4().hex[:16], 1, len(request.text))
+    @rpc("text")
+    def ClassifyText(self, request, context, log: RequestLog):
+        log.describe(request.request_id, 1, len(request.text))
+        check_text(request.text, self.settings.max_text_chars)
+        return self._classify([request.text], context, log)[0]
 
-        def work():
-            check_text(request.text, self.settings.max_text_chars)
-            return self._classify([request.text], context, log)[0]
-
-        return self._serve(context, log, work)
-
-    def ClassifyTextBatch(self, request, context):
+    @rpc("batch")
+    def ClassifyTextBatch(self, request, context, log: RequestLog):
         texts = list(request.texts)
-        log = _RequestLog("batch", request.request_id or uuid.uuid4().hex[:16], len(texts), sum(map(len, texts)))
+        log.describe(request.request_id, len(texts), sum(map(len, texts)))
+        if not texts:
+            raise InvalidInput("texts is empty")
+        if len(texts) > self.settings.max_batch_texts:
+            raise InvalidInput(f"batch has {len(texts)} texts; the limit is {self.settings.max_batch_texts}")
+        for index, text in enumerate(texts):
+            check_text(text, self.settings.max_text_chars, f"texts[{index}]")
+        return moderation_pb2.ClassifyTextBatchResponse(verdicts=self._classify(texts, context, log))
 
-        def work():
-            if not texts:
-                raise InvalidInput("texts is empty")
-            if len(texts) > self.settings.max_batch_texts:
-                raise InvalidInput(f"batch has {len(texts)} texts; the limit is {self.settings.max_batch_texts}")
-            for index, text in enumerate(texts):
-                check_text(text, self.settings.max_text_chars, f"texts[{index}]")
-            return moderation_pb2.ClassifyTextBatchResponse(verdicts=self._classify(texts, context, log))
+    @rpc("voice")
+    def ClassifyVoice(self, request, context, log: RequestLog):
+        log.describe(request.request_id, 1, len(request.audio))
+        return self._classify_voice(request, context, log)
 
-        return self._serve(context, log, work)
-
-    def ClassifyVoice(self, request, context):
-        log = _RequestLog("voice", request.request_id or uuid.uuid4().hex[:16], 1, len(request.audio))
-        return self._serve(context, log, lambda: self._classify_voice(request, context, log))
-
-    def _classify_voice(self, request, context, log: _RequestLog):
+    def _classify_voice(self, request, context, log: RequestLog):
         if self.voice is None:
             raise Unimplemented("voice is not enabled on this gateway")
         started = time.perf_counter()
@@ -161,11 +144,11 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
             duration_s=transcript.duration_s,
         )
 
-    def StreamVoice(self, request_iterator, context):
-        log = _RequestLog("stream", uuid.uuid4().hex[:16])
-        return self._serve_stream(context, log, lambda: self._stream_voice(request_iterator, context, log))
+    @rpc("stream", units=("chunks", "bytes"))
+    def StreamVoice(self, request_iterator, context, log: RequestLog):
+        yield from self._stream_voice(request_iterator, context, log)
 
-    def _stream_voice(self, chunks, context, log: _RequestLog):
+    def _stream_voice(self, chunks, context, log: RequestLog):
         from asr.utterances import WHISPER_SAMPLE_RATE_HZ, UtteranceSegmenter, silero_detector
 
         if self.voice is None:
@@ -199,7 +182,7 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
         finally:
             self._stream_slots.release()
 
-    def _utterance_event(self, utterance, language: str, context, log: _RequestLog):
+    def _utterance_event(self, utterance, language: str, context, log: RequestLog):
         started = time.perf_counter()
         transcript = self.voice.transcribe(utterance.audio, language, context.time_remaining())
         transcribed = time.perf_counter()
@@ -216,21 +199,17 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
         scores = [1.0] + [0.0] * (len(model.labels) - 1)
         return self._verdict(scores, model, request_id)
 
-    def GetModelInfo(self, request, context):
-        log = _RequestLog("info", uuid.uuid4().hex[:16])
-
-        def work():
-            model = self.models.current()
-            return moderation_pb2.ModelInfo(
-                model_name=model.name,
-                model_version=model.version,
-                categories=list(model.labels),
-                thresholds={c: self.policy.threshold(c) for c in model.labels[1:]},
-                max_text_chars=self.settings.max_text_chars,
-                max_batch_texts=self.settings.max_batch_texts,
-            )
-
-        return self._serve(context, log, work)
+    @rpc("info", units=())
+    def GetModelInfo(self, request, context, log: RequestLog):
+        model = self.models.current()
+        return moderation_pb2.ModelInfo(
+            model_name=model.name,
+            model_version=model.version,
+            categories=list(model.labels),
+            thresholds={c: self.policy.threshold(c) for c in model.labels[1:]},
+            max_text_chars=self.settings.max_text_chars,
+            max_batch_texts=self.settings.max_batch_texts,
+        )
 
     def check_policy(self, model: ServingModel) -> None:
         """Logs a policy that names categories the serving version lacks (likely a typo, or a
@@ -241,7 +220,7 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
             logger.error("policy does not fit version %s: %s", model.version, err)
 
     # --- shared path ----------------------------------------------------------------------
-    def _classify(self, texts: list[str], context, log: _RequestLog) -> list:
+    def _classify(self, texts: list[str], context, log: RequestLog) -> list:
         with self.models.using() as model:  # one version (model, tokenizer, labels) per request
             started = time.perf_counter()
             input_ids, attention_mask = model.encoder.encode(texts)
@@ -276,35 +255,3 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
         if remaining < MIN_MODEL_CALL_S:
             raise BackendTimeout("deadline exceeded before the model call")
         return min(remaining, self.settings.triton_timeout_s)
-
-    def _serve_stream(self, context, log: _RequestLog, events):
-        """`_serve` for a response stream: errors end the stream with their status."""
-        started = time.perf_counter()
-        code, message = grpc.StatusCode.OK, ""
-        try:
-            yield from events()
-            return
-        except grpc.RpcError:  # the client cancelled or its deadline passed while we read chunks
-            code = grpc.StatusCode.CANCELLED
-            return
-        except Exception as err:
-            code, message = rpc_status(err, logger, f"stream {log.request_id}")
-        finally:
-            logger.info("rpc kind=%s id=%s chunks=%d bytes=%d total_ms=%.1f last=%s status=%s", log.kind,
-                        log.request_id, log.size, log.chars, (time.perf_counter() - started) * 1e3, log.outcome,
-                        code.name)
-        context.abort(code, message)
-
-    def _serve(self, context, log: _RequestLog, work):
-        started = time.perf_counter()
-        code = grpc.StatusCode.OK
-        try:
-            return work()
-        except Exception as err:
-            code, message = rpc_status(err, logger, f"request {log.request_id}")
-        finally:
-            stages = " ".join(f"{k}_ms={v:.1f}" for k, v in log.stages_ms.items())
-            logger.info("rpc kind=%s id=%s texts=%d chars=%d %s total_ms=%.1f verdict=%s status=%s",
-                        log.kind, log.request_id, log.size, log.chars, stages,
-                        (time.perf_counter() - started) * 1e3, log.outcome, code.name)
-        context.abort(code, message)

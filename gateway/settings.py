@@ -27,22 +27,15 @@ class Settings:
     policy_path: str = ""  # TOML thresholds; empty: the shipped default policy
     max_text_chars: int = 2000  # longer messages get INVALID_ARGUMENT
     max_batch_texts: int = 64  # ClassifyTextBatch limit
-    # Concurrent RPCs, streams included; past this, callers get RESOURCE_EXHAUSTED at once. Each
-    # holds a handler thread while it waits on Triton (threads are cheap while they wait), so
-    # nothing queues inside the gateway.
-    # 64 keeps the peak (about 2 instances x 32 rows in Triton's batches) and halves what an
-    # accepted call waits under overload against 128 (loadtest/results/overload.md).
+    # Concurrent RPCs, streams included; past this, callers get RESOURCE_EXHAUSTED at once, so
+    # nothing queues inside the gateway. About what Triton works on at once (2 instances x 32
+    # rows); more would only wait (docs/decisions/0018-max-in-flight.md).
     max_in_flight: int = 64
     # Concurrent small calls are merged into one Triton request of up to coalesce_max_rows rows;
-    # the first waits at most coalesce_wait_us for company (gateway/coalescer.py; 0: off).
+    # the first waits at most coalesce_wait_us for company (0: off; gateway/coalescer.py,
+    # docs/decisions/0017-request-coalescing.md).
     coalesce_max_rows: int = 16
     coalesce_wait_us: int = 1000
-    # How long a thread may hold the GIL while another waits for it (Python's default: 5 ms).
-    # gRPC's serving thread, which also turns excess calls away, waits behind the handler threads.
-    # 1 ms lowered the p99 of rejections at 800 calls/s from 11-17 to 9-13 ms in four alternated
-    # runs, but also the calls answered at 400/s (213-287 against 249-301/s): the default keeps
-    # throughput (loadtest.overload --gateway-args "--gil-switch-ms 1").
-    gil_switch_ms: float = 5.0
     triton_timeout_s: float = 2.0  # per model call, when the caller's deadline is later or unset
     length_buckets: tuple[int, ...] = ()  # e.g. (16, 32, 64, 128) for GPU libtorch serving
     health_poll_s: float = 1.0  # how often Triton's readiness is checked
@@ -86,8 +79,6 @@ class Settings:
             raise ValueError(f"coalesce_wait_us must be >= 0, got {self.coalesce_wait_us}")
         if not 1.0 <= self.asr_window_s <= 30.0:  # Whisper's own window is 30 s
             raise ValueError(f"asr_window_s must be in 1..30 seconds, got {self.asr_window_s}")
-        if not 0 < self.gil_switch_ms <= 1000:  # also refuses nan
-            raise ValueError(f"gil_switch_ms must be in (0, 1000], got {self.gil_switch_ms}")
         for name in ("triton_timeout_s", "health_poll_s", "max_audio_s", "max_stream_s", "asr_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")

@@ -18,6 +18,8 @@ READINESS_TIMEOUT_S = 1.0  # health probes must not hang when Triton is wedged
 
 
 class TritonClassifier:
+    """The gateway.classifier.Classifier that calls Triton."""
+
     def __init__(self, url: str, model_name: str = tensors.MODEL_NAME):
         self.url = url
         self.model_name = model_name

@@ -90,3 +90,12 @@ def gateway(triton):
 @pytest.fixture(scope="session")
 def stub(gateway):
     return gateway.stub
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test here starts real servers: one without the marker would slip into `-m "not integration"`."""
+    here = Path(__file__).parent
+    unmarked = [item.nodeid for item in items
+                if here in Path(item.path).parents and item.get_closest_marker("integration") is None]
+    if unmarked:
+        raise pytest.UsageError(f"tests/integration tests need @pytest.mark.integration: {', '.join(unmarked)}")

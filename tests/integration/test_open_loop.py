@@ -10,6 +10,8 @@ from loadtest.corpus import chat_messages
 from loadtest.open_loop import merge, send_at_rate
 from tests.integration.conftest import start_gateway
 
+pytestmark = pytest.mark.integration
+
 
 def test_a_gentle_rate_is_all_answered(gateway):
     step = merge([asyncio.run(send_at_rate(gateway.address, 40, 1.0, 5.0, chat_messages(40)))])

@@ -12,6 +12,8 @@ from training.categories import load_categories
 from training.data import load_split
 from training.experiments import cap_rows
 
+pytestmark = pytest.mark.integration  # loads and trains the packaged MiniLM's real weights
+
 TRAIN_ROWS = 64
 MAX_STEPS = 8
 BATCH_SIZE = 8  # 8 steps x 8 rows: one pass over the 64 rows

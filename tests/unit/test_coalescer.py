@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+from gateway.classifier import Classifier
 from gateway.coalescer import CoalescingClassifier
 from gateway.errors import BackendTimeout, Overloaded
 
@@ -35,6 +36,18 @@ class RowSums:
 
     def ready_versions(self):
         return ["1"]
+
+    def is_ready(self, version=""):
+        return version in ("", "1")
+
+    def version_states(self):
+        return {"1": ("READY", "")}
+
+    def load_versions(self, versions):
+        self.loaded = list(versions)
+
+    def close(self):
+        self.closed = True
 
 
 def encoded(values: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -131,6 +144,18 @@ def test_large_calls_and_zero_wait_go_straight_through_and_other_methods_pass_th
     assert CoalescingClassifier(inner).ready_versions() == ["1"]
     with pytest.raises(ValueError):
         CoalescingClassifier(inner, max_rows=0)
+
+
+def test_the_other_classifier_methods_are_the_inner_ones():
+    inner = RowSums()
+    classifier = CoalescingClassifier(inner)
+    assert isinstance(inner, Classifier) and isinstance(classifier, Classifier)
+    assert classifier.is_ready("1") and not classifier.is_ready("2")
+    assert classifier.version_states() == {"1": ("READY", "")}
+    classifier.load_versions(["1", "2"])
+    assert inner.loaded == ["1", "2"]
+    classifier.close()
+    assert inner.closed
 
 
 class AtMostRows(RowSums):

@@ -1,4 +1,4 @@
-"""translate_triton_error: tritonclient exceptions -> the gateway's status codes."""
+"""translate_triton_error and translate_asr_error: tritonclient's and asr's exceptions -> the gateway's."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from gateway.errors import (
     ModerationError,
     Overloaded,
     caller_message,
+    translate_asr_error,
     translate_triton_error,
 )
 
@@ -93,3 +94,13 @@ def test_invalid_input_is_public():
     error = InvalidInput("text is empty")
     assert error.code == grpc.StatusCode.INVALID_ARGUMENT
     assert caller_message(error) == "text is empty"
+
+
+def test_asr_errors_are_translated_and_nothing_else_is():
+    asr_errors = pytest.importorskip("asr.errors", reason="asr needs the asr extra (PyAV)")
+    assert type(translate_asr_error(asr_errors.AudioTooLong("clip is 31 s; the limit is 30 s"))) is InvalidInput
+    assert type(translate_asr_error(asr_errors.AsrOverloaded("full"))) is Overloaded
+    assert type(translate_asr_error(asr_errors.AsrExpired("gone"))) is BackendTimeout
+    assert type(translate_asr_error(asr_errors.ModelUnavailable("no files"))) is BackendUnavailable
+    assert translate_asr_error(asr_errors.AsrError("a new kind")) is None  # unknown: INTERNAL at the boundary
+    assert translate_asr_error(ValueError("not asr's")) is None

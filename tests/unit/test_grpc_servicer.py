@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from contract.manifest import write_manifest
 from contract.pb import moderation_pb2, moderation_pb2_grpc
+from gateway.classifier import Classifier
 from gateway.errors import BackendTimeout, BackendUnavailable, ModerationError, Overloaded
 from gateway.readiness import SERVICE_NAME
 from gateway.server import create_server
@@ -77,8 +78,25 @@ class FakeClassifier:
     def is_ready(self, version=""):
         return (version or "1") in self.versions
 
+    def version_states(self):
+        return {version: ("READY", "") for version in self.versions}
+
+    def load_versions(self, versions):
+        self.versions = list(versions)
+
     def close(self):
         self.closed = True
+
+
+def test_the_triton_client_and_the_fake_are_classifiers():
+    from gateway.triton_classifier import TritonClassifier
+
+    triton = TritonClassifier("127.0.0.1:1")  # connects on the first call only
+    try:
+        assert isinstance(triton, Classifier)
+    finally:
+        triton.close()
+    assert isinstance(FakeClassifier(), Classifier)
 
 
 @pytest.fixture(scope="module")
@@ -337,44 +355,6 @@ def test_health_follows_the_model_servers_readiness(start_gateway):
     assert health_status(channel) == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_start_up_objects_and_the_first_version_are_kept_out_of_full_collections(start_gateway):
-    """A full garbage collection over start-up's objects paused every call for 110-190 ms."""
-    import gc
-
-    gc.unfreeze()
-    fake = FakeClassifier()
-    fake.versions = []  # no version yet: the first one is loaded after start-up
-    gateway, _, _ = start_gateway(fake)
-    frozen = gc.get_freeze_count()
-    assert frozen > 10_000  # torch, grpc, transformers' modules
-    first_version_objects = [[n] for n in range(5000)]  # as the first version's tokenizer, made after start
-    fake.versions = ["1"]
-    assert gateway.monitor.check_once() is True
-    assert gc.get_freeze_count() >= frozen + len(first_version_objects)
-
-    frozen = gc.get_freeze_count()
-    later = [[n] for n in range(5000)]
-    models = gateway.service.models
-    models.set(models.current())  # a later switch: the old version may still be referenced, so no freeze
-    assert gc.get_freeze_count() < frozen + len(later)  # (frozen objects freed meanwhile leave it)
-    gc.unfreeze()
-
-
-def test_start_sets_the_gil_switch_interval(start_gateway):
-    """gRPC's serving thread, which turns excess calls away, waits up to this long for the GIL."""
-    import sys
-
-    before = sys.getswitchinterval()
-    try:
-        start_gateway(gil_switch_ms=0.5)
-        assert sys.getswitchinterval() == pytest.approx(0.0005)
-    finally:
-        sys.setswitchinterval(before)
-    for bad in (0, float("nan"), 5000):
-        with pytest.raises(ValueError, match="gil_switch_ms"):
-            Settings(gil_switch_ms=bad)
-
-
 def test_not_ready_at_start_is_not_serving_and_unavailable(start_gateway):
     fake = FakeClassifier()
     fake.versions = []
@@ -443,3 +423,36 @@ def test_stop_closes_the_classifier_and_the_port(model_repo):
         error = rpc_error(moderation_pb2_grpc.ModerationStub(channel).ClassifyText,
                           moderation_pb2.ClassifyTextRequest(text="gg"))
         assert error.code() == grpc.StatusCode.UNAVAILABLE
+
+
+# --- admin API through the same boundary ---------------------------------------------------------
+def test_admin_calls_get_their_status_codes(model_repo, tmp_path):
+    from contract.pb import admin_pb2, admin_pb2_grpc
+
+    token_file = tmp_path / "token"
+    token_file.write_text("s3cret\n")
+    settings = Settings(listen_address="127.0.0.1:0", model_repository=str(model_repo), health_poll_s=3600,
+                        admin_listen_address="127.0.0.1:0", admin_token_file=str(token_file))
+    gateway, _ = create_server(settings, classifier=FakeClassifier(), voice=None)
+    gateway.start()
+    auth = [("authorization", "Bearer s3cret")]
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{gateway.admin_port}") as channel:
+            admin = admin_pb2_grpc.ModelAdminStub(channel)
+            listed = admin.ListModelVersions(admin_pb2.ListModelVersionsRequest(), metadata=auth, timeout=5)
+            assert listed.active_version == "1"
+            for call, request, code, details in (
+                (admin.ActivateVersion, admin_pb2.ActivateVersionRequest(version="9"), grpc.StatusCode.NOT_FOUND,
+                 "version '9' not found"),
+                (admin.Rollback, admin_pb2.RollbackRequest(), grpc.StatusCode.FAILED_PRECONDITION,
+                 "no previous version"),
+                (admin.ReloadPolicy, admin_pb2.ReloadPolicyRequest(path=str(tmp_path / "missing.toml")),
+                 grpc.StatusCode.INVALID_ARGUMENT, "policy file not found"),
+                (admin.Rollback, admin_pb2.RollbackRequest(), grpc.StatusCode.UNAUTHENTICATED, "wrong admin token"),
+            ):
+                metadata = auth if code != grpc.StatusCode.UNAUTHENTICATED else [("authorization", "Bearer no")]
+                error = rpc_error(call, request, metadata=metadata)
+                assert error.code() == code
+                assert details in error.details()
+    finally:
+        gateway.stop(0)
