@@ -11,7 +11,7 @@ import logging
 import time
 from contextlib import contextmanager, nullcontext
 
-from gateway.errors import BackendTimeout, BackendUnavailable, InvalidInput, Overloaded
+from gateway.errors import BackendTimeout, InvalidInput
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -53,17 +53,9 @@ class VoicePipeline:
         the queue's capacity cost no decoding.
 
         Raises:
-          Overloaded: every place is taken.
+          asr.AsrOverloaded: every place is taken (the error boundary answers RESOURCE_EXHAUSTED).
         """
-        import asr
-
-        try:
-            place = self.queue.reserve()
-        except asr.AsrOverloaded:
-            raise Overloaded("overloaded: speech recognition queue is full, retry later") from None
-        except asr.AsrUnavailable as err:
-            raise BackendUnavailable(f"speech recognition unavailable: {err}") from None
-        with place:
+        with self.queue.reserve() as place:
             yield place
 
     def check_size(self, request) -> None:
@@ -76,14 +68,12 @@ class VoicePipeline:
                                f"{self.limits.max_bytes} bytes")
 
     def decode(self, request):
-        """The clip -> 16 kHz float32 samples; `check_size` has passed."""
+        """The clip -> 16 kHz float32 samples; `check_size` has passed. asr's AudioError becomes
+        INVALID_ARGUMENT at the error boundary."""
         import asr
 
-        try:
-            return asr.decode_audio(request.audio, format_hint=request.format,
-                                    sample_rate_hz=request.sample_rate_hz or None, limits=self.limits)
-        except asr.AudioError as err:
-            raise InvalidInput(f"audio rejected: {err}") from None
+        return asr.decode_audio(request.audio, format_hint=request.format,
+                                sample_rate_hz=request.sample_rate_hz or None, limits=self.limits)
 
     def decode_pcm16(self, data: bytes, sample_rate_hz: int):
         """One stream chunk -> 16 kHz float32 samples."""
@@ -91,29 +81,17 @@ class VoicePipeline:
 
         if len(data) % 2:
             raise InvalidInput(f"a PCM16 chunk must hold whole samples; got {len(data)} bytes")
-        try:
-            return asr.decode_audio(data, format_hint="pcm16", sample_rate_hz=sample_rate_hz, limits=self.limits)
-        except asr.AudioError as err:
-            raise InvalidInput(f"audio chunk rejected: {err}") from None
+        return asr.decode_audio(data, format_hint="pcm16", sample_rate_hz=sample_rate_hz, limits=self.limits)
 
     def transcribe(self, audio, language: str, remaining_s: float | None, place=None):
         """Runs Whisper through the speech queue, in `place` (from `admitted`) or a place of its own;
         waits at most the caller's remaining time or asr_timeout_s."""
-        import asr
-
         timeout_s = self.settings.asr_timeout_s if remaining_s is None else min(remaining_s, self.settings.asr_timeout_s)
         if timeout_s <= 0:
             raise BackendTimeout("deadline exceeded before speech recognition")
         language = language or self.settings.default_language or None
-        try:
-            with self.admitted() if place is None else nullcontext(place) as held:
-                return held.transcribe(audio, language, expires_at=time.monotonic() + timeout_s)
-        except asr.AsrExpired:
-            raise BackendTimeout("deadline exceeded during speech recognition") from None
-        except asr.AudioError as err:
-            raise InvalidInput(f"audio rejected: {err}") from None
-        except asr.AsrUnavailable as err:
-            raise BackendUnavailable(f"speech recognition unavailable: {err}") from None
+        with self.admitted() if place is None else nullcontext(place) as held:
+            return held.transcribe(audio, language, expires_at=time.monotonic() + timeout_s)
 
     def close(self) -> None:
         self.queue.close()
