@@ -1,4 +1,4 @@
-"""asr/ stands alone: no gRPC, no Triton, no gateway (STYLE.md, section 3)."""
+"""asr/ stands alone: no gRPC, no Triton, no gateway (it turns audio into transcripts, nothing more)."""
 
 from __future__ import annotations
 
