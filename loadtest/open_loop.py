@@ -26,10 +26,9 @@ VOICE_DEADLINE_S = 5.0  # a voice clip is moderated after it was spoken; it can 
 
 
 async def send_at_rate(address: str, rate: float, seconds: float, deadline_s: float, messages: list[str],
-                       clips: list[bytes] = (), voice_share: float = 0.0, voice_deadline_s: float = VOICE_DEADLINE_S,
-                       start_at: float = 0.0) -> dict:
-    """Sends rate x seconds calls; a voice_share of them (spread evenly) are ClassifyVoice calls with clips.
-    With start_at (a time.time() value), the first call goes then, not at once."""
+                       clips: list[bytes] = (), voice_share: float = 0.0,
+                       voice_deadline_s: float = VOICE_DEADLINE_S) -> dict:
+    """Sends rate x seconds calls; a voice_share of them (spread evenly) are ClassifyVoice calls with clips."""
     import grpc
 
     from contract.pb import moderation_pb2
@@ -65,7 +64,6 @@ async def send_at_rate(address: str, rate: float, seconds: float, deadline_s: fl
 
         calls = int(rate * seconds)
         pending: set[asyncio.Task] = set()
-        await asyncio.sleep(max(0.0, start_at - time.time()))
         started = time.perf_counter()
         for index in range(calls):
             due = started + index / rate
@@ -143,14 +141,7 @@ def main(argv=None) -> None:
                         help="fraction of calls that are ClassifyVoice with ~5 s espeak-ng clips (0-1)")
     parser.add_argument("--voice-deadline-s", type=float, default=VOICE_DEADLINE_S)
     parser.add_argument("--out", type=Path, required=True, help="where the JSON summary goes")
-    parser.add_argument("--cpus", default="", help="run only on these CPUs, e.g. 1 or 0,2-3 (default: any)")
-    parser.add_argument("--start-at", type=float, default=0.0,
-                        help="send the first call at this time (seconds since the epoch), e.g. with another generator")
     args = parser.parse_args(argv)
-    if args.cpus:  # first, before gRPC starts its threads
-        from loadtest.affinity import parse_cpus, pin_process
-
-        pin_process(parse_cpus(args.cpus))
     if args.rate <= 0 or args.seconds <= 0 or args.rate * args.seconds < 1:
         parser.error("--rate and --seconds must be > 0 and give at least one call")
     if not 0 <= args.voice_share <= 1:
@@ -159,7 +150,7 @@ def main(argv=None) -> None:
     if args.voice_share and not clips:
         parser.error("--voice-share needs espeak-ng to make the clips")
     result = asyncio.run(send_at_rate(args.address, args.rate, args.seconds, args.deadline_s, chat_messages(2000),
-                                      clips, args.voice_share, args.voice_deadline_s, args.start_at))
+                                      clips, args.voice_share, args.voice_deadline_s))
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from loadtest import plots
 from loadtest.corpus import chat_messages
 
 RESULTS_DIR = Path(__file__).with_name("results")
@@ -74,13 +75,8 @@ def summarize(records, events: dict) -> dict:
 
 
 def plot(records, events: dict, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     t0 = min(r[0] for r in records)
-    figure = Figure(figsize=(9, 4))
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+    figure, axes = plots.panels(1, (9, 4))
     for version, colour in (("1", "tab:blue"), ("2", "tab:orange"), ("", "tab:red")):
         xs = [r[0] - t0 for r in records if r[2] == version]
         ys = [r[1] * 1e3 for r in records if r[2] == version]
@@ -94,8 +90,7 @@ def plot(records, events: dict, path: Path) -> None:
     axes.set_yscale("log")
     axes.set_title("Latency across ActivateVersion and Rollback under load")
     axes.legend(loc="upper left", markerscale=4)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    plots.save(figure, path, axes)
 
 
 def main(argv=None) -> None:

@@ -13,14 +13,14 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import subprocess
-import tempfile
 import threading
 import time
 import wave
 from pathlib import Path
 
 import numpy as np
+
+from loadtest.speech import speak_pcm16
 
 RESULTS_DIR = Path(__file__).with_name("results")
 SENTENCES = (
@@ -29,14 +29,6 @@ SENTENCES = (
     "push mid now and defend the tower please",
 )
 CHUNK_S = 0.1
-
-
-def speak_pcm16(sentence: str, rate: int = 16000) -> bytes:
-    """espeak-ng -> 16 kHz mono PCM16 (through ffmpeg)."""
-    with tempfile.NamedTemporaryFile(suffix=".wav") as wav:
-        subprocess.run(["espeak-ng", "-s", "150", "-w", wav.name, sentence], check=True, capture_output=True)
-        return subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", wav.name, "-f", "s16le",
-                               "-ar", str(rate), "-ac", "1", "-"], check=True, capture_output=True).stdout
 
 
 def wav_bytes(pcm: bytes, rate: int = 16000) -> bytes:

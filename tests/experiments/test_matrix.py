@@ -1,4 +1,4 @@
-"""loadtest.matrix: each setting's config override, and the markdown table."""
+"""experiments.serving_matrix.matrix: each setting's config override, and the markdown table."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
-from loadtest.matrix import SETTINGS, Setting, write
+from experiments.serving_matrix.matrix import SETTINGS, Setting, write
 
 CONFIG = Path(__file__).resolve().parents[2] / "model_repository" / "toxicity" / "config.pbtxt"
 
@@ -34,7 +34,7 @@ def test_settings_override_batching_instances_and_threads():
 
 def test_table_gives_ratios_to_the_best_raw_limit(tmp_path):
     row = {"messages_per_s": 300.0, "p50_ms": 90.0, "p99_ms": 170.0, "mean_triton_batch": 7.5, "errors": {}}
-    report = {"command": "python -m loadtest.matrix", "machine": {"cpus": 2}, "callers": 32, "batch_rpc_callers": 4,
+    report = {"command": "python -m experiments.serving_matrix.matrix", "machine": {"cpus": 2}, "callers": 32, "batch_rpc_callers": 4,
               "duration_s": 15, "queue_delay_us": 500, "best_raw_sequences_per_s": 600.0,
               "variants": {"int8": {"raw": {"sequences_per_s": 600.0, "batch_size": 64, "best_method": "sorted"},
                                     "end_to_end": {"2 x 1": row}}}}

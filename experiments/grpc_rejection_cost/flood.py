@@ -1,12 +1,12 @@
-"""The excess of an overload step, sent by h2load (nghttp2's C load generator) instead of Python.
+"""Calls at a fixed rate sent by h2load (nghttp2's C load generator) instead of Python.
 
-The Python open-loop generators spend about 0.4 ms of CPU per call: at 10x overload on 2 shared
-cores they took a whole core of the two, so the fall in answered calls measured there was mostly
-the generators' doing. h2load sent 2,600-2,800 calls/s for 0.10-0.14 of a core. It speaks plain
-HTTP/2, which is all a unary gRPC call is: a POST to /package.Service/Method with `content-type:
-application/grpc` and the request message behind a 5-byte frame header. It cannot read gRPC's
-status (a trailer) nor time calls apart by it, so `loadtest.overload --flood` keeps a Python probe
-for those and counts what the server answered in total from Triton's counters.
+A Python open-loop generator spends about a core at a few thousand calls/s; h2load a tenth of that
+(docs/decisions/0003-h2load-flood.md). h2load speaks plain HTTP/2, which is all a unary gRPC call is:
+a POST to /package.Service/Method with `content-type: application/grpc` and the request message
+behind a 5-byte frame header. It cannot read gRPC's status, which travels in the `grpc-status`
+trailer of an HTTP 200 answer, so it counts a call the servicer failed as a success: before it
+starts, `Flood` sends the same request once through gRPC and refuses to run if the status is not
+the one expected.
 
 Every flood call carries the same ordinary chat message (FLOOD_TEXT), so Triton sees one length.
 """
@@ -72,13 +72,36 @@ def parse_summary(output: str, seconds: float, cpu_seconds: float) -> FloodResul
                        run_seconds=float(finished[1]) * _SECONDS_PER[finished[2]], cpu_seconds=cpu_seconds)
 
 
+class FloodError(RuntimeError):
+    """The flood's request does not get the gRPC status the caller expects."""
+
+
+def grpc_status(address: str, method: str, request: bytes, deadline_s: float) -> str:
+    """The status code name one call of the serialized `request` gets, read by gRPC from the trailers."""
+    import grpc
+
+    with grpc.insecure_channel(address) as channel:
+        call = channel.unary_unary(method)  # no (de)serializers: bytes in and out
+        try:
+            call(request, timeout=deadline_s)
+        except grpc.RpcError as err:
+            return err.code().name
+    return "OK"
+
+
 class Flood:
-    """One h2load run: `rate` ClassifyText calls per second for `seconds`, started at once."""
+    """One h2load run: `rate` calls per second for `seconds`, started at once, after one call of the
+    same request got gRPC status `expect` (FloodError if not)."""
 
     def __init__(self, address: str, method: str, request: bytes, rate: float, seconds: float, work_dir: Path,
-                 cpus: set[int] | None = None, deadline_s: float = 2.0, log_path: Path | None = None):
+                 cpus: set[int] | None = None, deadline_s: float = 2.0, log_path: Path | None = None,
+                 expect: str = "OK"):
         if rate <= 0 or seconds <= 0:
             raise ValueError("a flood needs a positive rate and duration")
+        status = grpc_status(address, method, request, deadline_s)
+        if status != expect:
+            raise FloodError(f"{method} with the flood's request got gRPC status {status}, not {expect}; "
+                             "h2load would have counted every such call as a success")
         body = work_dir / "flood_request.bin"
         body.write_bytes(grpc_frame(request))
         clients = min(max(MIN_CLIENTS, math.ceil(rate / CALLS_PER_CLIENT)), MAX_CLIENTS,
@@ -93,7 +116,7 @@ class Flood:
             command[1:1] = ["--log-file", str(log_path)]
         if cpus:  # through taskset: h2load sends from a thread of its own, which must inherit the CPUs
             command = ["taskset", "--cpu-list", ",".join(map(str, sorted(cpus)))] + command
-        # a session of its own, as a client on another machine (see loadtest.overload.run_step)
+        # a session of its own, as a client on another machine
         self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                          start_new_session=True)
 
@@ -119,13 +142,14 @@ class Flood:
 
 
 def classify_text_flood(address: str, rate: float, seconds: float, work_dir: Path, cpus: set[int] | None = None,
-                        deadline_s: float = 2.0, log_path: Path | None = None) -> Flood:
+                        deadline_s: float = 2.0, log_path: Path | None = None, expect: str = "OK") -> Flood:
     """A Flood of the gateway's ClassifyText calls, each carrying FLOOD_TEXT."""
     from contract.pb import moderation_pb2
 
     service = moderation_pb2.DESCRIPTOR.services_by_name["Moderation"].full_name
     request = moderation_pb2.ClassifyTextRequest(text=FLOOD_TEXT).SerializeToString()
-    return Flood(address, f"/{service}/ClassifyText", request, rate, seconds, work_dir, cpus, deadline_s, log_path)
+    return Flood(address, f"/{service}/ClassifyText", request, rate, seconds, work_dir, cpus, deadline_s, log_path,
+                 expect)
 
 
 def durations_ms(log_path: Path) -> list[float]:

@@ -1,7 +1,7 @@
 """Speech recognition speed: real-time factor by clip length, model, compute type and beam size.
 
-    python -m loadtest.asr_benchmark               # about 3-5 minutes on 2 busy cores
-    python -m loadtest.asr_benchmark --repeats 3 --no-concurrency
+    python -m experiments.whisper_model.asr_benchmark               # about 3-5 minutes on 2 busy cores
+    python -m experiments.whisper_model.asr_benchmark --repeats 3 --no-concurrency
 
 Speech comes from espeak-ng (one paragraph, cut to 3, 5 and 15 s). Each configuration loads its
 model once, transcribes every clip once to warm up, then `--repeats` times; the real-time factor
@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import shutil
 import statistics
 import subprocess
 import tempfile
@@ -36,6 +35,7 @@ from asr import (
     create_transcriber,
     decode_audio,
 )
+from loadtest.speech import espeak_available, speak_wav
 
 RESULTS_DIR = Path(__file__).with_name("results")
 CLIP_LENGTHS_S = (3.0, 5.0, 15.0)
@@ -59,12 +59,9 @@ CONFIGS = (  # (label, model, compute_type, beam_size, encoder window in s: 30 i
 
 def make_clips() -> dict[float, np.ndarray]:
     """The paragraph spoken by espeak-ng, decoded, and cut to each length in CLIP_LENGTHS_S."""
-    if shutil.which("espeak-ng") is None:
+    if not espeak_available():
         raise SystemExit("espeak-ng not found; apt-get install espeak-ng")
-    with tempfile.TemporaryDirectory() as tmp:
-        wav = Path(tmp) / "paragraph.wav"
-        subprocess.run(["espeak-ng", "-v", "en", "-s", "150", "-w", str(wav), PARAGRAPH], check=True)
-        speech = decode_audio(wav.read_bytes())
+    speech = decode_audio(speak_wav(PARAGRAPH))
     if len(speech) < max(CLIP_LENGTHS_S) * WHISPER_SAMPLE_RATE_HZ:
         raise SystemExit(f"espeak-ng produced only {len(speech) / WHISPER_SAMPLE_RATE_HZ:.1f} s of speech")
     return {length: speech[: int(length * WHISPER_SAMPLE_RATE_HZ)] for length in CLIP_LENGTHS_S}
@@ -126,7 +123,7 @@ def time_decode(repeats: int = 20) -> dict:
     """decode_audio of a 5 s OGG/Opus clip (what a game client would most likely send)."""
     with tempfile.TemporaryDirectory() as tmp:
         wav, ogg = Path(tmp) / "clip.wav", Path(tmp) / "clip.ogg"
-        subprocess.run(["espeak-ng", "-s", "150", "-w", str(wav), PARAGRAPH], check=True)
+        wav.write_bytes(speak_wav(PARAGRAPH))
         subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(wav), "-t", "5", "-c:a", "libopus",
                         str(ogg)], check=True)
         data = ogg.read_bytes()

@@ -1,6 +1,6 @@
 """The serving comparison matrix: which Triton and gateway settings serve text fastest here.
 
-    python -m loadtest.matrix --variant fp32=model_repository/toxicity/1 --variant int8=/tmp/int8
+    python -m experiments.serving_matrix.matrix --variant fp32=model_repository/toxicity/1 --variant int8=/tmp/int8
     ./run.sh matrix
 
 For each model variant (an exported version directory): the raw in-process limit of its file
@@ -129,7 +129,7 @@ def run_variant(name: str, version_dir: Path, args, messages: list[str]) -> dict
 def main(argv=None) -> None:
     import logging
 
-    parser = argparse.ArgumentParser(prog="loadtest.matrix", description=__doc__,
+    parser = argparse.ArgumentParser(prog="experiments.serving_matrix.matrix", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", action="append", default=[],
                         help="NAME=VERSION_DIR of an exported version (default: fp32=the latest shipped one)")
@@ -154,7 +154,7 @@ def main(argv=None) -> None:
     results = {name: run_variant(name, Path(path), args, messages) for name, path in variants.items()}
     best_raw = max(r["raw"]["sequences_per_s"] for r in results.values())
     report = {"machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
-              "command": "python -m loadtest.matrix " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
+              "command": "python -m experiments.serving_matrix.matrix " + " ".join(argv if argv is not None else __import__("sys").argv[1:]),
               "callers": args.callers, "batch_rpc_callers": args.batch_rpc_callers, "duration_s": args.duration_s,
               "queue_delay_us": args.queue_delay_us, "best_raw_sequences_per_s": best_raw, "variants": results}
     write(report, Path(args.out))

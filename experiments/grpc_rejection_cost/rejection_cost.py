@@ -1,16 +1,16 @@
 """What gRPC Python itself spends to turn a call away, with no model and no gateway behind it.
 
-    python -m loadtest.rejection_cost                       # sync and aio servers, 500-4000 calls/s
-    python -m loadtest.rejection_cost --rates 1000,2000 --servers sync --seconds 10
+    python -m experiments.grpc_rejection_cost.rejection_cost                       # sync and aio servers, 500-4000 calls/s
+    python -m experiments.grpc_rejection_cost.rejection_cost --rates 1000,2000 --servers sync --seconds 10
 
 Past saturation the gateway answers RESOURCE_EXHAUSTED from gRPC's own limit
 (`maximum_concurrent_rpcs`): the call never reaches our code, but receiving it and sending the
 status still costs CPU, on the one thread that serves every call of a grpc.server. This starts a
 server with the gateway's service whose one allowed call is held open, so that every other call is
-turned away, on CPU 0 alone; h2load (loadtest/flood.py) sends calls at each rate from CPU 1. Per
+turned away, on CPU 0 alone; h2load (experiments/grpc_rejection_cost/flood.py) sends calls at each rate from CPU 1. Per
 rate: the server's CPU per call, and the latency of the rejections as h2load timed them. The same
 for grpc.aio's server, which the gateway could move to.
-Writes loadtest/results/rejection_cost.{json,md,png}.
+Writes rejection_cost.{json,md,png} into this folder (--out-dir to change).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from loadtest import plots, procfs
-from loadtest.flood import classify_text_flood, durations_ms
+from experiments.grpc_rejection_cost.flood import classify_text_flood, durations_ms
+from loadtest import plots
 
 RESULTS_DIR = Path(__file__).with_name("results")
 SERVERS = ("sync", "aio")
@@ -40,8 +40,6 @@ STARTUP_TIMEOUT_S = 60.0
 
 def serve(kind: str) -> None:
     """The child: a server that can take one call at a time, printing its port; runs until killed."""
-    from loadtest.affinity import pin_process
-
     pin_process({SERVER_CPU})  # before gRPC starts its threads: they inherit it
     import grpc
 
@@ -53,7 +51,7 @@ def serve(kind: str) -> None:
         def ClassifyText(self, request, context):
             print("held", flush=True)  # the parent waits for this before it sends anything else
             release.wait()
-            return moderation_pb2.ClassifyTextResponse()
+            return moderation_pb2.Verdict()
 
     handlers = futures.ThreadPoolExecutor(max_workers=1)
     if kind == "sync":
@@ -81,7 +79,7 @@ def measure(kind: str, rates: list[float], seconds: float, work_dir: Path) -> li
 
     from contract.pb import moderation_pb2, moderation_pb2_grpc
 
-    server = subprocess.Popen([sys.executable, "-m", "loadtest.rejection_cost", "--serve", kind],
+    server = subprocess.Popen([sys.executable, "-m", "experiments.grpc_rejection_cost.rejection_cost", "--serve", kind],
                               stdout=subprocess.PIPE, text=True)
     try:
         address = f"127.0.0.1:{int(_read_line(server, STARTUP_TIMEOUT_S))}"
@@ -132,10 +130,11 @@ def _check_rejected(stub) -> None:
 def _one_rate(address: str, server_pid: int, rate: float, seconds: float, work_dir: Path) -> dict:
     log = work_dir / f"rate{rate:g}.log"
     log.unlink(missing_ok=True)  # h2load appends
-    cpu_before = procfs.cpu_seconds(server_pid)
-    flood = classify_text_flood(address, rate, seconds, work_dir, cpus={CLIENT_CPU}, log_path=log)
+    cpu_before = _cpu_seconds(server_pid)
+    flood = classify_text_flood(address, rate, seconds, work_dir, cpus={CLIENT_CPU}, log_path=log,
+                                expect="RESOURCE_EXHAUSTED")
     result = flood.finish(timeout_s=seconds + 120)
-    server_cpu = procfs.cpu_seconds(server_pid) - cpu_before
+    server_cpu = _cpu_seconds(server_pid) - cpu_before
     durations = np.array(durations_ms(log))
     if not len(durations):
         raise RuntimeError(f"no call was answered at {rate:g}/s ({result.failed} failed)")
@@ -166,7 +165,7 @@ def write_report(report: dict, out_dir: Path) -> None:
 
 
 def _plot(rows: list[dict], path: Path) -> None:
-    figure, cpu_axis, latency_axis = plots.two_panels()
+    figure, cpu_axis, latency_axis = plots.panels(2)
     for kind in sorted({row["server"] for row in rows}):
         mine = [row for row in rows if row["server"] == kind]
         rates = [row["target_rate"] for row in mine]
@@ -177,8 +176,23 @@ def _plot(rows: list[dict], path: Path) -> None:
     plots.save(figure, path, cpu_axis, latency_axis)
 
 
+def pin_process(cpus: set[int]) -> None:
+    """Runs every thread of this process on `cpus`; an affinity belongs to a thread on Linux."""
+    for name in os.listdir("/proc/self/task"):
+        try:
+            os.sched_setaffinity(int(name), cpus)
+        except ProcessLookupError:  # the thread ended meanwhile
+            pass
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time process `pid` has used so far (/proc/<pid>/stat, after "pid (name)")."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.rejection_cost", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m experiments.grpc_rejection_cost.rejection_cost", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rates", default="500,1000,2000,4000", help="calls/s, one run each")
     parser.add_argument("--seconds", type=float, default=10.0)
@@ -197,7 +211,7 @@ def main(argv=None) -> None:
         parser.error(f"needs CPUs {SERVER_CPU} and {CLIENT_CPU}")
     import grpc
 
-    report = {"command": "python -m loadtest.rejection_cost " + " ".join(argv if argv is not None else sys.argv[1:]),
+    report = {"command": "python -m experiments.grpc_rejection_cost.rejection_cost " + " ".join(argv if argv is not None else sys.argv[1:]),
               "started": datetime.now(UTC).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
               "grpcio": grpc.__version__, "seconds": args.seconds, "rows": []}
     with tempfile.TemporaryDirectory() as tmp:
@@ -209,3 +223,4 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
+

@@ -1,10 +1,10 @@
 """What a shorter Whisper encoder window costs in transcript quality, and what it saves in time.
 
-    python -m loadtest.asr_window                 # about 3 minutes on 2 cores
-    python -m loadtest.asr_window --windows 30,10
+    python -m experiments.whisper_window.asr_window                 # about 3 minutes on 2 cores
+    python -m experiments.whisper_window.asr_window --windows 30,10
 
 Whisper pads every clip to a 30 s window, and the encoder's cost grows with the window
-(`loadtest.encoder_window_probe`). `TranscriberOptions.encoder_window_s` encodes only the clip plus
+(an encoder-window probe, docs/decisions/0006-whisper-encoder-window.md). `TranscriberOptions.encoder_window_s` encodes only the clip plus
 1 s, at least that many seconds. This speaks a set of game-chat sentences with espeak-ng (two
 voices), transcribes each with tiny.en (int8, greedy, 1 thread as the gateway runs it) at every
 window, and reports:
@@ -22,12 +22,12 @@ import argparse
 import json
 import re
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from asr import TranscriberOptions, create_transcriber, decode_audio
+from asr import TranscriberOptions, create_transcriber
+from loadtest.speech import speak_audio
 
 RESULTS_DIR = Path(__file__).with_name("results")
 VOICES = ("en-us", "en")
@@ -77,11 +77,8 @@ def speak_all(folder: Path) -> list[dict]:
     clips = []
     for voice in VOICES:
         for index, (sentence, key_words) in enumerate(SENTENCES):
-            wav = folder / f"{voice}-{index}.wav"
-            subprocess.run(["espeak-ng", "-v", voice, "-s", "150", "-w", str(wav), sentence],
-                           check=True, capture_output=True)
             clips.append({"index": index, "voice": voice, "sentence": sentence, "key_words": key_words,
-                          "audio": decode_audio(wav.read_bytes())})
+                          "audio": speak_audio(sentence, voice)})
     return clips
 
 
@@ -130,7 +127,7 @@ def write_markdown(summary: dict, path: Path) -> None:
     lines = [
         "# Whisper encoder window: quality against time",
         "",
-        f"`python -m loadtest.asr_window`: {summary['model']}; {summary['clips']} espeak-ng clips "
+        f"`python -m experiments.whisper_window.asr_window`: {summary['model']}; {summary['clips']} espeak-ng clips "
         f"({summary['clip_s']['min']}-{summary['clip_s']['max']} s, voices {', '.join(summary['voices'])}).",
         "",
         "| encoder window | WER vs spoken text | key-word recall | transcripts unlike 30 s | median ms per clip "

@@ -1,4 +1,5 @@
-"""loadtest.flood: h2load's calls are real gRPC calls, and its summary is read correctly."""
+"""experiments.grpc_rejection_cost.flood: h2load's calls are real gRPC calls, a gRPC error stops the flood,
+and h2load's summary is read correctly."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import grpc
 import pytest
 
 from contract.pb import moderation_pb2, moderation_pb2_grpc
-from loadtest.flood import FLOOD_TEXT, classify_text_flood, grpc_frame, parse_summary
+from experiments.grpc_rejection_cost.flood import FLOOD_TEXT, FloodError, classify_text_flood, grpc_frame, parse_summary
 
 # as h2load prints it when a connection was lost: 10 of the 400 never sent, 5 sent but not answered
 SUMMARY = """finished in 2.00s, 197.50 req/s, 10.92KB/s
@@ -50,12 +51,26 @@ class _Counting(moderation_pb2_grpc.ModerationServicer):
     def ClassifyText(self, request, context):
         with self.lock:
             self.texts.append(request.text)
-        return moderation_pb2.ClassifyTextResponse(top_category="non_toxic")
+        return moderation_pb2.Verdict(top_category="non_toxic")
+
+
+class _Failing(_Counting):
+    def ClassifyText(self, request, context):
+        super().ClassifyText(request, context)
+        context.abort(grpc.StatusCode.INTERNAL, "the servicer failed")  # HTTP 200, grpc-status 13
 
 
 @pytest.fixture
 def counting_server():
-    servicer = _Counting()
+    yield from _serve(_Counting())
+
+
+@pytest.fixture
+def failing_server():
+    yield from _serve(_Failing())
+
+
+def _serve(servicer):
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     moderation_pb2_grpc.add_ModerationServicer_to_server(servicer, server)
     port = server.add_insecure_port("127.0.0.1:0")
@@ -69,10 +84,18 @@ def test_the_flood_sends_gateway_requests_a_grpc_server_parses(tmp_path, countin
     address, servicer = counting_server
     result = classify_text_flood(address, rate=100, seconds=1.0, work_dir=tmp_path).finish(timeout_s=30)
 
-    assert servicer.texts == [FLOOD_TEXT] * 100
+    assert servicer.texts == [FLOOD_TEXT] * 101  # the status check's call, then the flood's 100
     assert (result.calls, result.answered, result.failed) == (100, 100, 0)
     assert 0.8 <= result.seconds <= 5  # paced over about a second, not sent at once
     assert result.cpu_seconds > 0
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) is not installed")
+def test_a_grpc_error_status_stops_the_flood_before_it_starts(tmp_path, failing_server):
+    address, servicer = failing_server
+    with pytest.raises(FloodError, match="INTERNAL, not OK"):
+        classify_text_flood(address, rate=100, seconds=1.0, work_dir=tmp_path)
+    assert servicer.texts == [FLOOD_TEXT]  # the status check only: h2load never ran
 
 
 @pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) is not installed")

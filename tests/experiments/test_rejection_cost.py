@@ -1,4 +1,4 @@
-"""loadtest.rejection_cost: a real gRPC server turns every flood call away, and the report shows it."""
+"""experiments.grpc_rejection_cost.rejection_cost: a real gRPC server turns every flood call away, and the report shows it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from loadtest.rejection_cost import measure, write_report
+from experiments.grpc_rejection_cost.rejection_cost import measure, write_report
 
 
 @pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) is not installed")
@@ -21,7 +21,7 @@ def test_every_call_past_the_held_one_is_answered_and_costs_server_cpu(tmp_path)
     assert row["server_cores"] > 0 and row["cpu_us_per_call"] > 0
     assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
 
-    write_report({"command": "python -m loadtest.rejection_cost", "started": "now", "cpus": 2, "grpcio": "x",
+    write_report({"command": "python -m experiments.grpc_rejection_cost.rejection_cost", "started": "now", "cpus": 2, "grpcio": "x",
                   "seconds": 1.0, "rows": rows}, tmp_path)
     table = [line for line in (tmp_path / "rejection_cost.md").read_text().splitlines() if line.startswith("| sync")]
     assert len(table) == 1 and table[0].startswith("| sync | 200 | 200 of 200 |")
