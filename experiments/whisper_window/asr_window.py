@@ -13,7 +13,7 @@ window, and reports:
 - recall of the key words a moderator acts on ("idiot", "kill", "trash", ...);
 - median and slowest transcription time per clip (a runaway decode shows in the slowest), and the
   median for the ~5 s clips alone.
-Writes loadtest/results/asr_window.{md,json} and asr_window.png. No transcript is printed.
+Writes asr_window.{md,json} and asr_window.png into results/ beside this file (--out-dir to change). No transcript is printed.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 from asr import TranscriberOptions, create_transcriber
+from loadtest import plots
 from loadtest.speech import speak_audio
 
 RESULTS_DIR = Path(__file__).with_name("results")
@@ -144,14 +145,9 @@ def write_markdown(summary: dict, path: Path) -> None:
 
 
 def plot(summary: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = sorted(summary["runs"], key=lambda row: row["window_s"])
     windows = [row["window_s"] for row in rows]
-    figure, time_axis = plt.subplots(figsize=(6.5, 4))
+    figure, time_axis = plots.panels(1, (6.5, 4))
     time_axis.plot(windows, [row["median_5s_clip_ms"] for row in rows], "o-", color="tab:blue", label="~5 s clip, ms")
     time_axis.set_xlabel("encoder window (s)")
     time_axis.set_ylabel("transcription ms (median)", color="tab:blue")
@@ -160,9 +156,7 @@ def plot(summary: dict, path: Path) -> None:
     wer_axis.set_ylabel("word error rate", color="tab:red")
     wer_axis.set_ylim(bottom=0)
     time_axis.set_title("Whisper tiny.en int8: encoder window vs time and WER")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    plots.save(figure, path, time_axis, wer_axis)
 
 
 def main(argv=None) -> None:
