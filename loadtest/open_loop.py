@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -97,34 +98,58 @@ def summarise(rate: float, calls: int, sending_s: float, latencies: dict[str, li
             "latencies_ms": _rounded_ms(latencies)}
 
 
-def merge(parts: list[dict]) -> dict:
-    """Generators that ran side by side -> offered rate, answered rate, per-code percentiles
-    (`codes` for text calls; `voice_codes` too when some calls were voice)."""
+@dataclass(frozen=True)
+class CodeStats:
+    """The calls of one step that ended with one status code."""
+
+    count: int
+    per_s: float  # over the step's sending time
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    first_message: str = ""  # the first error's details, "" for OK
+
+
+@dataclass
+class StepResult:
+    """What the generators of one step saw together: offered rate and per-code statistics."""
+
+    target_rate: float  # calls/s asked for
+    offered_rate: float  # calls/s actually sent: a generator that fell behind sends fewer
+    calls: int
+    codes: dict[str, CodeStats]  # text calls, by status code name
+    # the generators' own delay: calls sent this late were timed from their actual send
+    send_lag_p99_ms: float | None
+    voice_codes: dict[str, CodeStats] | None = None  # only when some calls were voice clips
+    generators: int = 0
+
+
+def merge(parts: list[dict]) -> StepResult:
+    """Generators that ran side by side (each one's `summarise` output) -> one StepResult."""
     sending_s = max(part["sending_s"] for part in parts)
     calls = sum(part["calls"] for part in parts)
     lags = [part["send_lag_ms"] for part in parts if "send_lag_ms" in part]
-    merged = {"target_rate": sum(part["target_rate"] for part in parts), "offered_rate": calls / sending_s,
-              "calls": calls, "codes": _per_code(parts, "latencies_ms", "messages", sending_s),
-              # the generators' own delay: calls sent this late were timed from their actual send
-              "send_lag_p99_ms": max((lag["p99"] for lag in lags), default=None)}
-    if any("voice_latencies_ms" in part for part in parts):
-        merged["voice_codes"] = _per_code(parts, "voice_latencies_ms", "voice_messages", sending_s)
-    return merged
+    voice = any("voice_latencies_ms" in part for part in parts)
+    return StepResult(target_rate=sum(part["target_rate"] for part in parts), offered_rate=calls / sending_s,
+                      calls=calls, codes=_per_code(parts, "latencies_ms", "messages", sending_s),
+                      send_lag_p99_ms=max((lag["p99"] for lag in lags), default=None),
+                      voice_codes=_per_code(parts, "voice_latencies_ms", "voice_messages", sending_s) if voice else None)
 
 
-def _per_code(parts: list[dict], latency_key: str, message_key: str, sending_s: float) -> dict:
+def _per_code(parts: list[dict], latency_key: str, message_key: str, sending_s: float) -> dict[str, CodeStats]:
     by_code: dict[str, list[float]] = {}
+    messages: dict[str, str] = {}
     for part in parts:
         for code, values in part.get(latency_key, {}).items():
             by_code.setdefault(code, []).extend(values)
+        for code, message in part.get(message_key, {}).items():
+            messages.setdefault(code, message)
     codes = {}
     for code, values in sorted(by_code.items()):
         ms = np.array(values)
-        codes[code] = {"count": len(values), "per_s": len(values) / sending_s, "p50_ms": float(np.percentile(ms, 50)),
-                       "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max())}
-    for part in parts:
-        for code, message in part.get(message_key, {}).items():
-            codes[code].setdefault("first_message", message)
+        codes[code] = CodeStats(count=len(values), per_s=len(values) / sending_s, p50_ms=float(np.percentile(ms, 50)),
+                                p99_ms=float(np.percentile(ms, 99)), max_ms=float(ms.max()),
+                                first_message=messages.get(code, ""))
     return codes
 
 

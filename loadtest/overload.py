@@ -20,6 +20,7 @@ for figures past that, run the generators on another machine with `--host`
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -30,16 +31,31 @@ import subprocess
 import sys
 import tempfile
 from contextlib import nullcontext
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 from loadtest import plots
-from loadtest.open_loop import DEADLINE_S, VOICE_DEADLINE_S, merge
+from loadtest.open_loop import DEADLINE_S, VOICE_DEADLINE_S, CodeStats, StepResult, merge
 
 RESULTS_DIR = Path(__file__).with_name("results")
 REPO_DIR = Path(__file__).resolve().parents[1]
 GENERATOR_RATE = 2000.0  # calls/s one open-loop process keeps to schedule (docs/decisions/0001-open-loop-generators.md)
 CODES = ("OK", "RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED", "UNAVAILABLE")
+
+
+@dataclass
+class OverloadReport:
+    """One run of this benchmark: how it was started and one StepResult per rate."""
+
+    command: str
+    started: str  # ISO 8601, UTC
+    cpus: int
+    python: str
+    generators: int  # per step; 0: one per GENERATOR_RATE calls/s
+    step_s: float
+    voice_share: float = 0.0
+    steps: list[StepResult] = field(default_factory=list)
 
 
 def generators_for(rate: float) -> int:
@@ -48,7 +64,7 @@ def generators_for(rate: float) -> int:
 
 
 def run_step(address: str, rate: float, step_s: float, generators: int, work_dir: Path,
-             voice_share: float = 0.0) -> dict:
+             voice_share: float = 0.0) -> StepResult:
     """One step: the generators' merged results (loadtest.open_loop.merge).
 
     Each generator runs in a session of its own, as a client on another machine would: under
@@ -72,7 +88,7 @@ def run_step(address: str, rate: float, step_s: float, generators: int, work_dir
                 process.kill()
                 process.wait()
     step = merge([json.loads(out.read_text()) for out in outputs])
-    step["generators"] = generators
+    step.generators = generators
     return step
 
 
@@ -86,20 +102,21 @@ def local_stack(model_repository: Path, log_dir: Path, gateway_argv: list[str], 
     return stack(model_repository, options, gateway_argv, "")
 
 
-def write_report(report: dict, out_dir: Path) -> None:
+def write_report(report: OverloadReport, out_dir: Path) -> None:
     """overload.{md,json,png}; mixed_overload.* when some calls were voice clips."""
     stem = report_stem(report)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out_dir / f"{stem}.json").write_text(json.dumps(dataclasses.asdict(report), indent=2) + "\n")
     lines = [f"# Overload: open-loop {_calls(report)}", "",
-             f"Command: `{report['command']}`", "",
-             f"Started {report['started']}; {report['cpus']} CPUs; {_generators(report)} on the same cores as the "
-             f"stack, each in a session of its own; {report['step_s']} s per step; deadline {DEADLINE_S:g} s"
-             + (f" (voice {VOICE_DEADLINE_S:g} s)." if report.get("voice_share") else "."), ""]
-    lines += _table("Text calls" if report.get("voice_share") else "", report["steps"], "codes")
-    if report.get("voice_share"):
-        lines += [""] + _table("Voice calls (~5 s espeak-ng clips)", report["steps"], "voice_codes")
-    other = sorted({code for step in report["steps"] for code in step["codes"]} - set(CODES))
+             f"Command: `{report.command}`", "",
+             f"Started {report.started}; {report.cpus} CPUs; {_generators(report)} on the same cores as the "
+             f"stack, each in a session of its own; {report.step_s} s per step; deadline {DEADLINE_S:g} s"
+             + (f" (voice {VOICE_DEADLINE_S:g} s)." if report.voice_share else "."), ""]
+    lines += _table("Text calls" if report.voice_share else "", [(step, step.codes) for step in report.steps])
+    if report.voice_share:
+        lines += [""] + _table("Voice calls (~5 s espeak-ng clips)",
+                               [(step, step.voice_codes or {}) for step in report.steps])
+    other = sorted({code for step in report.steps for code in step.codes} - set(CODES))
     if other:
         lines += ["", f"Other status codes seen: {', '.join(other)} (counts in {stem}.json)."]
     lines += ["", "Latencies are timed on the generators' clocks from the moment each call was sent. The send "
@@ -109,63 +126,74 @@ def write_report(report: dict, out_dir: Path) -> None:
     _plot(report, out_dir / f"{stem}.png")
 
 
-def report_stem(report: dict) -> str:
-    return ("mixed_" if report.get("voice_share") else "") + "overload"
+def report_stem(report: OverloadReport) -> str:
+    return ("mixed_" if report.voice_share else "") + "overload"
 
 
-def _generators(report: dict) -> str:
-    if report["generators"]:
-        return f"{report['generators']} generator process(es)"
+def _generators(report: OverloadReport) -> str:
+    if report.generators:
+        return f"{report.generators} generator process(es)"
     return f"one generator process per {GENERATOR_RATE:,.0f} calls/s"
 
 
-def _calls(report: dict) -> str:
-    share = report.get("voice_share")
-    return (f"mixed load, {100 * share:g}% of calls ClassifyVoice, the rest ClassifyText" if share
-            else "ClassifyText past saturation")
+def _calls(report: OverloadReport) -> str:
+    return (f"mixed load, {100 * report.voice_share:g}% of calls ClassifyVoice, the rest ClassifyText"
+            if report.voice_share else "ClassifyText past saturation")
 
 
-def _table(title: str, steps: list[dict], key: str) -> list[str]:
+def _table(title: str, rows: list[tuple[StepResult, dict[str, CodeStats]]]) -> list[str]:
     lines = [f"{title}:", ""] if title else []
     lines += ["| target req/s | offered req/s | OK/s | OK p50 / p99 ms | RESOURCE_EXHAUSTED/s | rejected p50 / p99 ms "
               "| DEADLINE_EXCEEDED | UNAVAILABLE | generator send lag p99 ms |",
               "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for step in steps:
-        codes = step.get(key, {})
+    for step, codes in rows:
         ok, rejected = codes.get("OK"), codes.get("RESOURCE_EXHAUSTED")
         lines.append(
-            f"| {step['target_rate']:g} | {step['offered_rate']:.0f} | {ok['per_s'] if ok else 0:.0f} | "
-            f"{_pair(ok)} | {rejected['per_s'] if rejected else 0:.0f} | {_pair(rejected)} | "
-            f"{codes.get('DEADLINE_EXCEEDED', {}).get('count', 0)} | {codes.get('UNAVAILABLE', {}).get('count', 0)} | "
-            f"{_number(step.get('send_lag_p99_ms'))} |")
+            f"| {step.target_rate:g} | {step.offered_rate:.0f} | {ok.per_s if ok else 0:.0f} | "
+            f"{_pair(ok)} | {rejected.per_s if rejected else 0:.0f} | {_pair(rejected)} | "
+            f"{_count(codes, 'DEADLINE_EXCEEDED')} | {_count(codes, 'UNAVAILABLE')} | {_number(step.send_lag_p99_ms)} |")
     return lines
+
+
+def _count(codes: dict[str, CodeStats], code: str) -> int:
+    return codes[code].count if code in codes else 0
 
 
 def _number(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
-def _pair(code: dict | None) -> str:
-    return f"{code['p50_ms']:.0f} / {code['p99_ms']:.0f}" if code else "-"
+def _pair(code: CodeStats | None) -> str:
+    return f"{code.p50_ms:.0f} / {code.p99_ms:.0f}" if code else "-"
 
 
-def _plot(report: dict, path: Path) -> None:
-    steps = report["steps"]
-    offered = [step["offered_rate"] for step in steps]
+def _plot(report: OverloadReport, path: Path) -> None:
+    offered = [step.offered_rate for step in report.steps]
     figure, rate_axis, latency_axis = plots.panels(2)
-    kinds = [("codes", "text " if report.get("voice_share") else "")]
-    if report.get("voice_share"):
-        kinds.append(("voice_codes", "voice "))
-    for key, kind in kinds:
+    kinds = [("text " if report.voice_share else "", [step.codes for step in report.steps])]
+    if report.voice_share:
+        kinds.append(("voice ", [step.voice_codes or {} for step in report.steps]))
+    for kind, per_step in kinds:
         for code in ("OK", "RESOURCE_EXHAUSTED"):
-            per_code = [step.get(key, {}).get(code, {}) for step in steps]
-            rate_axis.plot(offered, [value.get("per_s", 0) for value in per_code], "o-", label=kind + code)
-            latency_axis.plot(offered, [value.get("p99_ms", float("nan")) for value in per_code], "o-",
+            stats = [codes.get(code) for codes in per_step]
+            rate_axis.plot(offered, [value.per_s if value else 0 for value in stats], "o-", label=kind + code)
+            latency_axis.plot(offered, [value.p99_ms if value else float("nan") for value in stats], "o-",
                               label=f"{kind}{code} p99")
     rate_axis.plot(offered, offered, ":", color="grey", label="offered")
     rate_axis.set(xlabel="offered req/s", ylabel="answers/s", title="answers per second by status")
     latency_axis.set(xlabel="offered req/s", ylabel="ms", yscale="log", title="p99 latency by status")
     plots.save(figure, path, rate_axis, latency_axis)
+
+
+def _print_step(step: StepResult) -> None:
+    print(f"target {step.target_rate:g}/s, offered {step.offered_rate:.0f}/s: {_codes_line(step.codes)}", flush=True)
+    if step.voice_codes:
+        print(f"  voice: {_codes_line(step.voice_codes)}", flush=True)
+
+
+def _codes_line(codes: dict[str, CodeStats]) -> str:
+    return ", ".join(f"{code} {value.count} (p50 {value.p50_ms:.0f} / p99 {value.p99_ms:.0f} ms)"
+                     for code, value in codes.items())
 
 
 def main(argv=None) -> None:
@@ -191,10 +219,10 @@ def main(argv=None) -> None:
     # would miss them: exit through the cleanup that stops them (run_step's finally).
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, lambda signum, frame: sys.exit(128 + signum))
-    report = {"command": "python -m loadtest.overload " + " ".join(argv if argv is not None else sys.argv[1:]),
-              "started": datetime.now(UTC).isoformat(timespec="seconds"), "cpus": os.cpu_count(),
-              "python": platform.python_version(), "generators": args.generators, "step_s": args.step_s,
-              "voice_share": args.voice_share, "steps": []}
+    report = OverloadReport(command="python -m loadtest.overload " + " ".join(argv if argv is not None else sys.argv[1:]),
+                            started=datetime.now(UTC).isoformat(timespec="seconds"), cpus=os.cpu_count() or 1,
+                            python=platform.python_version(), generators=args.generators, step_s=args.step_s,
+                            voice_share=args.voice_share)
     with tempfile.TemporaryDirectory() as tmp:
         work_dir = Path(tmp)
         stack = nullcontext((args.host, None)) if args.host else local_stack(args.model_repository, work_dir,
@@ -208,14 +236,8 @@ def main(argv=None) -> None:
             for rate in rates:
                 step = run_step(address, rate, args.step_s, args.generators or generators_for(rate), work_dir,
                                 args.voice_share)
-                report["steps"].append(step)
-                codes = ", ".join(f"{code} {value['count']} (p50 {value['p50_ms']:.0f} / p99 {value['p99_ms']:.0f} ms)"
-                                  for code, value in step["codes"].items())
-                print(f"target {rate:g}/s, offered {step['offered_rate']:.0f}/s: {codes}", flush=True)
-                if "voice_codes" in step:
-                    print("  voice: " + ", ".join(f"{code} {value['count']} (p50 {value['p50_ms']:.0f} / p99 "
-                                                  f"{value['p99_ms']:.0f} ms)" for code, value in step["voice_codes"].items()),
-                          flush=True)
+                report.steps.append(step)
+                _print_step(step)
     write_report(report, args.out_dir)
     print(f"wrote {args.out_dir}/{report_stem(report)}.{{md,json,png}}")
 

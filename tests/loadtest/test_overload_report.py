@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from loadtest.open_loop import merge, summarise
-from loadtest.overload import write_report
+from loadtest.open_loop import CodeStats, merge, summarise
+from loadtest.overload import OverloadReport, write_report
 
 
 def _part(rate, ok_ms, rejected_ms, sending_s=2.0):
@@ -20,20 +20,20 @@ def _part(rate, ok_ms, rejected_ms, sending_s=2.0):
 def test_merge_adds_generators_and_takes_percentiles_over_all_calls():
     step = merge([_part(100, [10.0] * 150, [1.0] * 50), _part(100, [30.0] * 50, [3.0] * 150, sending_s=2.5)])
 
-    assert step["target_rate"] == 200
-    assert step["calls"] == 400
-    assert step["offered_rate"] == pytest.approx(400 / 2.5)
-    assert step["codes"]["OK"]["count"] == 200 and step["codes"]["OK"]["per_s"] == pytest.approx(80)
-    assert step["codes"]["OK"]["p50_ms"] == 10.0 and step["codes"]["OK"]["max_ms"] == 30.0
-    assert step["codes"]["RESOURCE_EXHAUSTED"]["p50_ms"] == 3.0
+    assert step.target_rate == 200
+    assert step.calls == 400
+    assert step.offered_rate == pytest.approx(400 / 2.5)
+    assert step.codes["OK"].count == 200 and step.codes["OK"].per_s == pytest.approx(80)
+    assert step.codes["OK"].p50_ms == 10.0 and step.codes["OK"].max_ms == 30.0
+    assert step.codes["RESOURCE_EXHAUSTED"].p50_ms == 3.0
 
 
 def test_report_has_one_row_per_step_and_names_unexpected_codes(tmp_path):
     quiet = merge([_part(100, [12.0] * 200, [])])
     busy = merge([_part(800, [300.0] * 700, [1.0] * 900)])
-    busy["codes"]["CANCELLED"] = {"count": 3, "per_s": 1.5, "p50_ms": 5.0, "p99_ms": 9.0, "max_ms": 9.0}
-    report = {"command": "python -m loadtest.overload", "started": "now", "cpus": 2, "python": "3.11",
-              "generators": 1, "step_s": 2.0, "steps": [quiet, busy]}
+    busy.codes["CANCELLED"] = CodeStats(count=3, per_s=1.5, p50_ms=5.0, p99_ms=9.0, max_ms=9.0)
+    report = OverloadReport(command="python -m loadtest.overload", started="now", cpus=2, python="3.11",
+                            generators=1, step_s=2.0, steps=[quiet, busy])
 
     write_report(report, tmp_path)
 
@@ -61,12 +61,12 @@ def test_voice_calls_are_merged_and_reported_apart_from_text(tmp_path):
         part["voice_messages"] = {"RESOURCE_EXHAUSTED": "overloaded: speech recognition queue is full"}
         parts.append(part)
     step = merge(parts)
-    assert step["codes"]["OK"]["count"] == 180 and set(step["codes"]) == {"OK"}
-    assert step["voice_codes"]["OK"]["count"] == 10 and step["voice_codes"]["OK"]["max_ms"] == 3000.0
-    assert step["voice_codes"]["RESOURCE_EXHAUSTED"]["first_message"].startswith("overloaded: speech")
+    assert step.codes["OK"].count == 180 and set(step.codes) == {"OK"}
+    assert step.voice_codes["OK"].count == 10 and step.voice_codes["OK"].max_ms == 3000.0
+    assert step.voice_codes["RESOURCE_EXHAUSTED"].first_message.startswith("overloaded: speech")
 
-    report = {"command": "python -m loadtest.overload --voice-share 0.1", "started": "now", "cpus": 2, "python": "3.11",
-              "generators": 2, "step_s": 2.0, "voice_share": 0.1, "steps": [step]}
+    report = OverloadReport(command="python -m loadtest.overload --voice-share 0.1", started="now", cpus=2,
+                            python="3.11", generators=2, step_s=2.0, voice_share=0.1, steps=[step])
     write_report(report, tmp_path)
     text = (tmp_path / "mixed_overload.md").read_text()
     rows = [line for line in text.splitlines() if line.startswith("| 100 |")]
