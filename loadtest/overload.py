@@ -55,6 +55,7 @@ class OverloadReport:
     generators: int  # per step; 0: one per GENERATOR_RATE calls/s
     step_s: float
     voice_share: float = 0.0
+    host: str = ""  # the gateway given by --host; "": the stack started here, on the generators' cores
     steps: list[StepResult] = field(default_factory=list)
 
 
@@ -109,8 +110,8 @@ def write_report(report: OverloadReport, out_dir: Path) -> None:
     (out_dir / f"{stem}.json").write_text(json.dumps(dataclasses.asdict(report), indent=2) + "\n")
     lines = [f"# Overload: open-loop {_calls(report)}", "",
              f"Command: `{report.command}`", "",
-             f"Started {report.started}; {report.cpus} CPUs; {_generators(report)} on the same cores as the "
-             f"stack, each in a session of its own; {report.step_s} s per step; deadline {DEADLINE_S:g} s"
+             f"Started {report.started}; {report.cpus} CPUs; {_generators(report)}, each in a session of its own, "
+             f"{_placement(report)}; {report.step_s} s per step; deadline {DEADLINE_S:g} s"
              + (f" (voice {VOICE_DEADLINE_S:g} s)." if report.voice_share else "."), ""]
     lines += _table("Text calls" if report.voice_share else "", [(step, step.codes) for step in report.steps])
     if report.voice_share:
@@ -134,6 +135,10 @@ def _generators(report: OverloadReport) -> str:
     if report.generators:
         return f"{report.generators} generator process(es)"
     return f"one generator process per {GENERATOR_RATE:,.0f} calls/s"
+
+
+def _placement(report: OverloadReport) -> str:
+    return f"sending to {report.host}" if report.host else "on the same cores as the stack"
 
 
 def _calls(report: OverloadReport) -> str:
@@ -222,7 +227,7 @@ def main(argv=None) -> None:
     report = OverloadReport(command="python -m loadtest.overload " + " ".join(argv if argv is not None else sys.argv[1:]),
                             started=datetime.now(UTC).isoformat(timespec="seconds"), cpus=os.cpu_count() or 1,
                             python=platform.python_version(), generators=args.generators, step_s=args.step_s,
-                            voice_share=args.voice_share)
+                            voice_share=args.voice_share, host=args.host or "")
     with tempfile.TemporaryDirectory() as tmp:
         work_dir = Path(tmp)
         stack = nullcontext((args.host, None)) if args.host else local_stack(args.model_repository, work_dir,
