@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import platform
 import shutil
@@ -90,7 +91,8 @@ def run_variant(name: str, version_dir: Path, args, messages: list[str]) -> dict
     from gateway.triton_process import TritonProcess
 
     print(f"[{name}] raw in-process: {version_dir}", flush=True)
-    by_batch = {size: raw_throughput(version_dir, messages, size, args.threads) for size in RAW_BATCH_SIZES}
+    by_batch = {size: dataclasses.asdict(raw_throughput(version_dir, messages, size, args.threads))
+                for size in RAW_BATCH_SIZES}
     raw = max(by_batch.values(), key=lambda r: r["sequences_per_s"])
     raw["by_batch_size"] = {size: r["sequences_per_s"] for size, r in by_batch.items()}
     print(f"  {raw['sequences_per_s']:.0f} sequences/s (batch {raw['batch_size']}, {raw['best_method']}; by batch "
@@ -114,7 +116,7 @@ def run_variant(name: str, version_dir: Path, args, messages: list[str]) -> dict
                     callers = args.batch_rpc_callers if setting.rpc_batch > 1 else args.callers
                     drive(address, messages[:64], callers, 2.0, setting.rpc_batch)  # warm up
                     before = batch_stats(triton)
-                    result = drive(address, messages, callers, args.duration_s, setting.rpc_batch)
+                    result = dataclasses.asdict(drive(address, messages, callers, args.duration_s, setting.rpc_batch))
                     after = batch_stats(triton)
                 finally:
                     gateway.stop(0)
