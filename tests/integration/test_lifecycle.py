@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from contract import tensors
-from export.repository import PublishError, publish_directory
 from contract.pb import admin_pb2, admin_pb2_grpc, moderation_pb2
+from export.repository import PublishError, publish_directory
 from loadtest.model_variants import ExtraCategory, Temperature, copy_repository, make_variant_export
 from tests.integration.conftest import MODEL_REPOSITORY, _has_version, start_gateway, start_triton
 

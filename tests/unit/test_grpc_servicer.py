@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway.errors import BackendTimeout, BackendUnavailable, ModerationError, Overloaded
 from contract.pb import moderation_pb2, moderation_pb2_grpc
+from gateway.errors import BackendTimeout, BackendUnavailable, ModerationError, Overloaded
 from gateway.readiness import SERVICE_NAME
 from gateway.server import create_server
 from gateway.settings import Settings
