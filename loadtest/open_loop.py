@@ -3,10 +3,11 @@
     python -m loadtest.open_loop --address 127.0.0.1:50051 --rate 800 --seconds 15 --out step.json
 
 Locust's users wait for their answers, so a slow server slows its own load down; past saturation
-they cannot offer 2-10x the load a server can take, and a Locust process is costly per call. Here one asyncio process sends call i at start + i/rate on one grpc.aio
-channel and never waits for answers before sending more: ClassifyText calls, and with
-`--voice-share` that share as ClassifyVoice clips. Each call records its status code and
-its latency from the moment it was sent. Writes per-code counts and latency percentiles as JSON;
+they cannot offer 2-10x the load a server can take, and a Locust process is costly per call.
+Here one asyncio process sends call i at start + i/rate on one grpc.aio channel and never waits
+for answers before sending more: ClassifyText calls, and with `--voice-share` that share as
+ClassifyVoice clips. Each call records its status code and its latency from the moment it was
+sent. Writes per-code counts and latency percentiles as JSON;
 `loadtest.overload` runs it at a series of rates.
 """
 
