@@ -13,11 +13,14 @@ needs). Prints a table and writes loadtest/results/benchmark.json and benchmark.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import platform
 import statistics
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +31,49 @@ from loadtest.corpus import chat_messages
 RESULTS_DIR = Path(__file__).with_name("results")
 
 
-def raw_throughput(version_dir: Path, messages: list[str], batch_size: int, threads: int) -> dict:
+@dataclass
+class RawThroughput:
+    """The served TorchScript file in this process, no server: the ceiling for the stack."""
+
+    sequences_per_s: float  # of the best method
+    best_method: str
+    by_method: dict[str, float]  # padded_to_longest, sorted_chunks_of_8 (as the python backend runs)
+    batch_size: int
+    threads: int
+    precision: str | None
+    messages: int
+
+
+@dataclass
+class EndToEnd:
+    """Callers sending RPCs back to back through gateway + Triton for a fixed time."""
+
+    callers: int
+    requests: int  # answered
+    rpc_batch: int  # messages per RPC; 1 is ClassifyText
+    errors: dict[str, int]  # by status code name
+    seconds: float
+    messages_per_s: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    mean_ms: float
+    buckets: list[int] = field(default_factory=list)  # the gateway's length buckets; []: ragged
+    queue_delay_us: int | None = None  # Triton's dynamic-batching delay
+    mean_batch_size: float | None = None  # sequences per model execution, from Triton's statistics
+
+
+@dataclass
+class BenchmarkReport:
+    machine: dict
+    model_version: str
+    token_lengths: dict[str, float]
+    raw: RawThroughput
+    end_to_end: dict[str, EndToEnd]  # by mode name, e.g. ragged/500us
+    ratio_best_end_to_end_to_raw: float
+
+
+def raw_throughput(version_dir: Path, messages: list[str], batch_size: int, threads: int) -> RawThroughput:
     import torch
 
     from gateway.text_encoder import TextEncoder
@@ -41,8 +86,8 @@ def raw_throughput(version_dir: Path, messages: list[str], batch_size: int, thre
     rates = {"padded_to_longest": _rate(model, batches, None, len(messages)),
              "sorted_chunks_of_8": _rate(model, batches, 8, len(messages))}
     best = max(rates, key=rates.get)
-    return {"sequences_per_s": rates[best], "best_method": best, "by_method": rates, "batch_size": batch_size,
-            "threads": threads, "precision": info.get("precision"), "messages": len(messages)}
+    return RawThroughput(sequences_per_s=rates[best], best_method=best, by_method=rates, batch_size=batch_size,
+                         threads=threads, precision=info.get("precision"), messages=len(messages))
 
 
 def _rate(model, batches, chunk_rows: int | None, count: int) -> float:
@@ -70,7 +115,7 @@ def _rate(model, batches, chunk_rows: int | None, count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def end_to_end(address: str, messages: list[str], callers: int, duration_s: float, rpc_batch: int = 1) -> dict:
+def end_to_end(address: str, messages: list[str], callers: int, duration_s: float, rpc_batch: int = 1) -> EndToEnd:
     """`callers` threads send RPCs back to back for duration_s: single-message ClassifyText, or
     ClassifyTextBatch of `rpc_batch` messages. Counts answered messages; errors by status."""
     import grpc
@@ -110,9 +155,9 @@ def end_to_end(address: str, messages: list[str], callers: int, duration_s: floa
     elapsed = time.perf_counter() - started
     ms = sorted(1e3 * x for x in latencies)
     pct = (lambda q: ms[min(len(ms) - 1, int(q * len(ms)))]) if ms else (lambda q: float("nan"))
-    return {"callers": callers, "requests": len(ms), "rpc_batch": rpc_batch, "errors": errors, "seconds": elapsed,
-            "messages_per_s": len(ms) * rpc_batch / elapsed, "p50_ms": pct(0.50), "p95_ms": pct(0.95),
-            "p99_ms": pct(0.99), "mean_ms": statistics.fmean(ms) if ms else float("nan")}
+    return EndToEnd(callers=callers, requests=len(ms), rpc_batch=rpc_batch, errors=errors, seconds=elapsed,
+                    messages_per_s=len(ms) * rpc_batch / elapsed, p50_ms=pct(0.50), p95_ms=pct(0.95),
+                    p99_ms=pct(0.99), mean_ms=statistics.fmean(ms) if ms else float("nan"))
 
 
 def set_queue_delay(triton, delay_us: int) -> None:
@@ -134,7 +179,7 @@ def batch_stats(triton) -> tuple[int, int]:
             sum(int(s.get("execution_count", 0)) for s in stats))
 
 
-def run_stack_benchmarks(model_repository: Path, messages, callers, duration_s, modes) -> dict:
+def run_stack_benchmarks(model_repository: Path, messages, callers, duration_s, modes) -> dict[str, EndToEnd]:
     """modes: name -> (length buckets, queue delay in microseconds)."""
     from gateway.server import create_server
     from gateway.settings import Settings
@@ -155,12 +200,12 @@ def run_stack_benchmarks(model_repository: Path, messages, callers, duration_s, 
                 result = end_to_end(f"127.0.0.1:{port}", messages, callers, duration_s)
                 after = batch_stats(triton)
                 executions = max(after[1] - before[1], 1)
-                result.update(buckets=list(buckets), queue_delay_us=delay_us,
-                              mean_batch_size=(after[0] - before[0]) / executions)
+                result = dataclasses.replace(result, buckets=list(buckets), queue_delay_us=delay_us,
+                                             mean_batch_size=(after[0] - before[0]) / executions)
                 results[name] = result
-                print(f"  {name:>14}: {result['messages_per_s']:.0f} msg/s, p50 {result['p50_ms']:.0f} ms, "
-                      f"p99 {result['p99_ms']:.0f} ms, mean batch {result['mean_batch_size']:.1f}, "
-                      f"errors {result['errors']}", flush=True)
+                print(f"  {name:>14}: {result.messages_per_s:.0f} msg/s, p50 {result.p50_ms:.0f} ms, "
+                      f"p99 {result.p99_ms:.0f} ms, mean batch {result.mean_batch_size:.1f}, "
+                      f"errors {result.errors}", flush=True)
             finally:
                 gateway.stop(0)
     return results
@@ -189,24 +234,24 @@ def main(argv=None) -> None:
     version_dir = latest_version_dir(repository / tensors.MODEL_NAME)
     print(f"raw in-process: {version_dir} batch {args.batch_size}, {args.threads} threads", flush=True)
     raw = raw_throughput(version_dir, messages, args.batch_size, args.threads)
-    print(f"  {raw['sequences_per_s']:.0f} sequences/s ({raw['precision']}, best of "
-          + ", ".join(f"{k} {v:.0f}" for k, v in raw["by_method"].items()) + ")", flush=True)
+    print(f"  {raw.sequences_per_s:.0f} sequences/s ({raw.precision}, best of "
+          + ", ".join(f"{k} {v:.0f}" for k, v in raw.by_method.items()) + ")", flush=True)
     print(f"end to end: {args.callers} callers x {args.duration_s:.0f} s of single-message ClassifyText", flush=True)
     delays = [int(d) for d in args.queue_delays_us.split(",")]
     modes = {f"ragged/{d}us": ((), d) for d in delays}
     modes[f"buckets/{delays[-1]}us"] = ((16, 32, 64, 128), delays[-1])
     e2e = run_stack_benchmarks(repository, messages, args.callers, args.duration_s, modes)
-    best = max(e2e.values(), key=lambda r: r["messages_per_s"])
-    report = {
-        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
-        "model_version": version_dir.name,
-        "token_lengths": _length_stats(version_dir, messages),
-        "raw": raw,
-        "end_to_end": e2e,
-        "ratio_best_end_to_end_to_raw": best["messages_per_s"] / raw["sequences_per_s"],
-    }
+    best = max(e2e.values(), key=lambda r: r.messages_per_s)
+    report = BenchmarkReport(
+        machine={"cpus": os.cpu_count(), "python": platform.python_version()},
+        model_version=version_dir.name,
+        token_lengths=_length_stats(version_dir, messages),
+        raw=raw,
+        end_to_end=e2e,
+        ratio_best_end_to_end_to_raw=best.messages_per_s / raw.sequences_per_s,
+    )
     _write(report, Path(args.out))
-    print(f"ratio end-to-end / raw: {report['ratio_best_end_to_end_to_raw']:.2f}  (written to {args.out})")
+    print(f"ratio end-to-end / raw: {report.ratio_best_end_to_end_to_raw:.2f}  (written to {args.out})")
 
 
 def _length_stats(version_dir: Path, messages) -> dict:
@@ -216,17 +261,17 @@ def _length_stats(version_dir: Path, messages) -> dict:
     return {"median": float(np.median(lengths)), "p90": float(np.percentile(lengths, 90)), "max": max(lengths)}
 
 
-def _write(report: dict, path: Path) -> None:
+def _write(report: BenchmarkReport, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2) + "\n")
-    raw = report["raw"]
+    path.write_text(json.dumps(dataclasses.asdict(report), indent=2) + "\n")
+    raw = report.raw
     lines = ["# Text throughput benchmark", "", "Command: `python -m loadtest.benchmark` (see loadtest/benchmark.py).", "",
-             f"Model version {report['model_version']} ({raw['precision']}), token lengths {report['token_lengths']}.", "",
+             f"Model version {report.model_version} ({raw.precision}), token lengths {report.token_lengths}.", "",
              "| path | messages/s | p50 ms | p99 ms | mean batch | errors | ratio to raw |", "|---|---:|---:|---:|---:|---|---:|",
-             f"| raw in-process, batch {raw['batch_size']}, {raw['best_method']} | {raw['sequences_per_s']:.0f} | | | {raw['batch_size']} | | 1.00 |"]
-    for name, r in report["end_to_end"].items():
-        lines.append(f"| gateway + Triton, {r['callers']} callers, {name} | {r['messages_per_s']:.0f} | {r['p50_ms']:.1f} "
-                     f"| {r['p99_ms']:.1f} | {r['mean_batch_size']:.1f} | {r['errors'] or '-'} | {r['messages_per_s'] / raw['sequences_per_s']:.2f} |")
+             f"| raw in-process, batch {raw.batch_size}, {raw.best_method} | {raw.sequences_per_s:.0f} | | | {raw.batch_size} | | 1.00 |"]
+    for name, r in report.end_to_end.items():
+        lines.append(f"| gateway + Triton, {r.callers} callers, {name} | {r.messages_per_s:.0f} | {r.p50_ms:.1f} "
+                     f"| {r.p99_ms:.1f} | {r.mean_batch_size:.1f} | {r.errors or '-'} | {r.messages_per_s / raw.sequences_per_s:.2f} |")
     path.with_suffix(".md").write_text("\n".join(lines) + "\n")
 
 

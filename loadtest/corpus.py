@@ -8,13 +8,9 @@ can end up in logs.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import random
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
+
+from loadtest.speech import espeak_available, speak_wav
 
 WORDS = (
     "gg wp glhf nice shot push mid top bot lane jungle heal tank dps carry ult cooldown rez "
@@ -23,7 +19,6 @@ WORDS = (
     "queue rank elo match round win lose again please thanks sorry lol omg why how what now"
 ).split()
 SEED = 20261123
-CLIP_CACHE = Path(os.environ.get("LOADTEST_CLIP_DIR", Path(tempfile.gettempdir()) / "moderation-loadtest-clips"))
 VOICE_SENTENCES = (  # each about 5 s when spoken by espeak-ng at 150 words/min
     "good game everyone, that was a great match, see you all in the next round tonight",
     "shut up you stupid idiot, your team is trash and you should just uninstall the game",
@@ -41,14 +36,5 @@ def chat_messages(count: int, seed: int = SEED) -> list[str]:
 
 
 def voice_clips() -> list[bytes]:
-    """WAV clips of VOICE_SENTENCES, spoken once by espeak-ng and cached on disk ([] without espeak-ng)."""
-    if shutil.which("espeak-ng") is None:
-        return []
-    CLIP_CACHE.mkdir(parents=True, exist_ok=True)
-    clips = []
-    for sentence in VOICE_SENTENCES:
-        path = CLIP_CACHE / f"clip-{hashlib.sha1(sentence.encode()).hexdigest()[:12]}.wav"
-        if not path.exists():
-            subprocess.run(["espeak-ng", "-s", "150", "-w", str(path), sentence], check=True, capture_output=True)
-        clips.append(path.read_bytes())
-    return clips
+    """WAV clips of VOICE_SENTENCES (loadtest.speech; [] without espeak-ng)."""
+    return [speak_wav(sentence) for sentence in VOICE_SENTENCES] if espeak_available() else []

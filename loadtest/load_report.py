@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from loadtest import plots
 from loadtest.locust_stats import LocustRun, TaskStats
 from loadtest.triton_metrics import TritonStep
 
@@ -133,27 +134,16 @@ def _fmt(value: float | None, digits: int = 1) -> str:
 
 
 def _plot(out_dir: Path, series: list[LoadSeries]) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     paths = []
     for key, draw in (("throughput", _draw_throughput), ("latency", _draw_latency), ("batch", _draw_batch)):
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        figure, ax = plots.panels(1, (7, 4.5))
         draw(ax, series)
         ax.set_xlabel("concurrent Locust users")
         users = sorted({s.users for one in series for s in one.steps})
         ax.set_xlim(min(users) / 1.3, max(users) * 1.3)  # explicit, so an empty plot can be log-scaled too
         ax.set_xscale("log", base=2)
         ax.set_xticks(users, [str(u) for u in users])
-        ax.grid(True, alpha=0.3)
-        if ax.get_legend() is None:
-            ax.legend(fontsize=8)
-        fig.tight_layout()
-        paths.append(out_dir / PLOT_FILES[key])
-        fig.savefig(paths[-1], dpi=110)
-        plt.close(fig)
+        paths.append(plots.save(figure, out_dir / PLOT_FILES[key], ax, legend_fontsize=8))
     return paths
 
 

@@ -3,11 +3,11 @@
     python -m loadtest.open_loop --address 127.0.0.1:50051 --rate 800 --seconds 15 --out step.json
 
 Locust's users wait for their answers, so a slow server slows its own load down; past saturation
-they cannot offer 2-10x the load a server can take (and one Locust process tops out at about 500
-calls/s on these 2 cores). Here one asyncio process sends call i at start + i/rate on one grpc.aio
-channel and never waits for answers before sending more: ClassifyText calls, and with
-`--voice-share` that share as ClassifyVoice clips. Each call records its status code and
-its latency from the moment it was sent. Writes per-code counts and latency percentiles as JSON;
+they cannot offer 2-10x the load a server can take, and a Locust process is costly per call.
+Here one asyncio process sends call i at start + i/rate on one grpc.aio channel and never waits
+for answers before sending more: ClassifyText calls, and with `--voice-share` that share as
+ClassifyVoice clips. Each call records its status code and its latency from the moment it was
+sent. Writes per-code counts and latency percentiles as JSON;
 `loadtest.overload` runs it at a series of rates.
 """
 
@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +27,9 @@ VOICE_DEADLINE_S = 5.0  # a voice clip is moderated after it was spoken; it can 
 
 
 async def send_at_rate(address: str, rate: float, seconds: float, deadline_s: float, messages: list[str],
-                       clips: list[bytes] = (), voice_share: float = 0.0, voice_deadline_s: float = VOICE_DEADLINE_S,
-                       start_at: float = 0.0) -> dict:
-    """Sends rate x seconds calls; a voice_share of them (spread evenly) are ClassifyVoice calls with clips.
-    With start_at (a time.time() value), the first call goes then, not at once."""
+                       clips: list[bytes] = (), voice_share: float = 0.0,
+                       voice_deadline_s: float = VOICE_DEADLINE_S) -> dict:
+    """Sends rate x seconds calls; a voice_share of them (spread evenly) are ClassifyVoice calls with clips."""
     import grpc
 
     from contract.pb import moderation_pb2
@@ -65,7 +65,6 @@ async def send_at_rate(address: str, rate: float, seconds: float, deadline_s: fl
 
         calls = int(rate * seconds)
         pending: set[asyncio.Task] = set()
-        await asyncio.sleep(max(0.0, start_at - time.time()))
         started = time.perf_counter()
         for index in range(calls):
             due = started + index / rate
@@ -100,34 +99,58 @@ def summarise(rate: float, calls: int, sending_s: float, latencies: dict[str, li
             "latencies_ms": _rounded_ms(latencies)}
 
 
-def merge(parts: list[dict]) -> dict:
-    """Generators that ran side by side -> offered rate, answered rate, per-code percentiles
-    (`codes` for text calls; `voice_codes` too when some calls were voice)."""
+@dataclass(frozen=True)
+class CodeStats:
+    """The calls of one step that ended with one status code."""
+
+    count: int
+    per_s: float  # over the step's sending time
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    first_message: str = ""  # the first error's details, "" for OK
+
+
+@dataclass
+class StepResult:
+    """What the generators of one step saw together: offered rate and per-code statistics."""
+
+    target_rate: float  # calls/s asked for
+    offered_rate: float  # calls/s actually sent: a generator that fell behind sends fewer
+    calls: int
+    codes: dict[str, CodeStats]  # text calls, by status code name
+    # the generators' own delay: calls sent this late were timed from their actual send
+    send_lag_p99_ms: float | None
+    voice_codes: dict[str, CodeStats] | None = None  # only when some calls were voice clips
+    generators: int = 0
+
+
+def merge(parts: list[dict]) -> StepResult:
+    """Generators that ran side by side (each one's `summarise` output) -> one StepResult."""
     sending_s = max(part["sending_s"] for part in parts)
     calls = sum(part["calls"] for part in parts)
     lags = [part["send_lag_ms"] for part in parts if "send_lag_ms" in part]
-    merged = {"target_rate": sum(part["target_rate"] for part in parts), "offered_rate": calls / sending_s,
-              "calls": calls, "codes": _per_code(parts, "latencies_ms", "messages", sending_s),
-              # the generators' own delay: calls sent this late were timed from their actual send
-              "send_lag_p99_ms": max((lag["p99"] for lag in lags), default=None)}
-    if any("voice_latencies_ms" in part for part in parts):
-        merged["voice_codes"] = _per_code(parts, "voice_latencies_ms", "voice_messages", sending_s)
-    return merged
+    voice = any("voice_latencies_ms" in part for part in parts)
+    return StepResult(target_rate=sum(part["target_rate"] for part in parts), offered_rate=calls / sending_s,
+                      calls=calls, codes=_per_code(parts, "latencies_ms", "messages", sending_s),
+                      send_lag_p99_ms=max((lag["p99"] for lag in lags), default=None),
+                      voice_codes=_per_code(parts, "voice_latencies_ms", "voice_messages", sending_s) if voice else None)
 
 
-def _per_code(parts: list[dict], latency_key: str, message_key: str, sending_s: float) -> dict:
+def _per_code(parts: list[dict], latency_key: str, message_key: str, sending_s: float) -> dict[str, CodeStats]:
     by_code: dict[str, list[float]] = {}
+    messages: dict[str, str] = {}
     for part in parts:
         for code, values in part.get(latency_key, {}).items():
             by_code.setdefault(code, []).extend(values)
+        for code, message in part.get(message_key, {}).items():
+            messages.setdefault(code, message)
     codes = {}
     for code, values in sorted(by_code.items()):
         ms = np.array(values)
-        codes[code] = {"count": len(values), "per_s": len(values) / sending_s, "p50_ms": float(np.percentile(ms, 50)),
-                       "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max())}
-    for part in parts:
-        for code, message in part.get(message_key, {}).items():
-            codes[code].setdefault("first_message", message)
+        codes[code] = CodeStats(count=len(values), per_s=len(values) / sending_s, p50_ms=float(np.percentile(ms, 50)),
+                                p99_ms=float(np.percentile(ms, 99)), max_ms=float(ms.max()),
+                                first_message=messages.get(code, ""))
     return codes
 
 
@@ -143,14 +166,7 @@ def main(argv=None) -> None:
                         help="fraction of calls that are ClassifyVoice with ~5 s espeak-ng clips (0-1)")
     parser.add_argument("--voice-deadline-s", type=float, default=VOICE_DEADLINE_S)
     parser.add_argument("--out", type=Path, required=True, help="where the JSON summary goes")
-    parser.add_argument("--cpus", default="", help="run only on these CPUs, e.g. 1 or 0,2-3 (default: any)")
-    parser.add_argument("--start-at", type=float, default=0.0,
-                        help="send the first call at this time (seconds since the epoch), e.g. with another generator")
     args = parser.parse_args(argv)
-    if args.cpus:  # first, before gRPC starts its threads
-        from loadtest.affinity import parse_cpus, pin_process
-
-        pin_process(parse_cpus(args.cpus))
     if args.rate <= 0 or args.seconds <= 0 or args.rate * args.seconds < 1:
         parser.error("--rate and --seconds must be > 0 and give at least one call")
     if not 0 <= args.voice_share <= 1:
@@ -159,7 +175,7 @@ def main(argv=None) -> None:
     if args.voice_share and not clips:
         parser.error("--voice-share needs espeak-ng to make the clips")
     result = asyncio.run(send_at_rate(args.address, args.rate, args.seconds, args.deadline_s, chat_messages(2000),
-                                      clips, args.voice_share, args.voice_deadline_s, args.start_at))
+                                      clips, args.voice_share, args.voice_deadline_s))
     args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 

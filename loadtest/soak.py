@@ -10,17 +10,27 @@ stub every --sample-s seconds, and writes loadtest/results/soak.{json,md} and so
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.triton_process import free_port
-from loadtest.procfs import command_name, descendants, rss_mb
+from loadtest import plots
 
 RESULTS_DIR = Path(__file__).with_name("results")
+PROC = Path("/proc")
+
+
+@dataclass(frozen=True)
+class RssSample:
+    t_s: float  # since the load started
+    gateway_mb: float
+    triton_mb: float  # tritonserver and its python-backend stubs
 
 
 def main(argv=None) -> None:
@@ -50,11 +60,10 @@ def main(argv=None) -> None:
         started = time.monotonic()
         while locust.poll() is None:
             # Triton and its python-backend stubs; the gateway's Whisper workers are its own children too
-            triton = [p for p in descendants(serve.pid) if command_name(p).startswith(("tritonserver", "triton_python"))]
-            samples.append({"t_s": time.monotonic() - started, "gateway_mb": rss_mb(serve.pid),
-                            "triton_mb": sum(rss_mb(p) for p in triton)})
-            print(f"{samples[-1]['t_s']:6.0f} s  gateway {samples[-1]['gateway_mb']:.0f} MB  "
-                  f"triton+stub {samples[-1]['triton_mb']:.0f} MB", flush=True)
+            triton = [p for p in _descendants(serve.pid) if _command_name(p).startswith(("tritonserver", "triton_python"))]
+            samples.append(RssSample(time.monotonic() - started, _rss_mb(serve.pid), sum(map(_rss_mb, triton))))
+            print(f"{samples[-1].t_s:6.0f} s  gateway {samples[-1].gateway_mb:.0f} MB  "
+                  f"triton+stub {samples[-1].triton_mb:.0f} MB", flush=True)
             time.sleep(args.sample_s)
         summary_text = locust.stdout.read()
     finally:
@@ -87,32 +96,60 @@ def _growth(values: list[float]) -> float:
     return sum(last) / len(last) / (sum(first) / len(first)) - 1
 
 
-def _write(samples, args, locust_summary: str, out: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
+def _write(samples: list[RssSample], args, locust_summary: str, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    report = {"minutes": args.minutes, "users": args.users, "samples": samples,
-              "gateway_growth": _growth([s["gateway_mb"] for s in samples]),
-              "triton_growth": _growth([s["triton_mb"] for s in samples])}
+    report = {"minutes": args.minutes, "users": args.users, "samples": [dataclasses.asdict(s) for s in samples],
+              "gateway_growth": _growth([s.gateway_mb for s in samples]),
+              "triton_growth": _growth([s.triton_mb for s in samples])}
     (out / "soak.json").write_text(json.dumps(report, indent=2) + "\n")
-    figure = Figure(figsize=(8, 3.5))
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    axes.plot([s["t_s"] for s in samples], [s["gateway_mb"] for s in samples], label="gateway")
-    axes.plot([s["t_s"] for s in samples], [s["triton_mb"] for s in samples], label="Triton + python stub")
-    axes.set_xlabel("time (s)")
-    axes.set_ylabel("RSS (MB)")
-    axes.set_title(f"Memory over a {args.minutes:.0f}-minute soak, {args.users} Locust users")
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(out / "soak_rss.png", dpi=110)
+    figure, axes = plots.panels(1, (8, 3.5))
+    axes.plot([s.t_s for s in samples], [s.gateway_mb for s in samples], label="gateway")
+    axes.plot([s.t_s for s in samples], [s.triton_mb for s in samples], label="Triton + python stub")
+    axes.set(xlabel="time (s)", ylabel="RSS (MB)",
+             title=f"Memory over a {args.minutes:.0f}-minute soak, {args.users} Locust users")
+    plots.save(figure, out / "soak_rss.png", axes)
     tail = "\n".join(line for line in locust_summary.splitlines()[-25:])
     (out / "soak.md").write_text(
         f"# Memory soak\n\nCommand: `python -m loadtest.soak --minutes {args.minutes:g} --users {args.users}`\n\n"
         f"RSS growth, last quarter vs first quarter after warm-up: gateway {report['gateway_growth']:+.1%}, "
         f"Triton + stub {report['triton_growth']:+.1%}.\n\n![rss](soak_rss.png)\n\nLocust summary:\n\n```\n{tail}\n```\n")
     print(f"gateway RSS growth {report['gateway_growth']:+.1%}, Triton {report['triton_growth']:+.1%}")
+
+
+def _descendants(root: int) -> list[int]:
+    """Every process below root, by parent pid (a process's children list would miss children
+    started from its other threads, such as restarted Whisper workers)."""
+    parents = {int(entry.name): _parent(int(entry.name)) for entry in PROC.iterdir() if entry.name.isdigit()}
+    found: list[int] = []
+    frontier = {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier}
+        found += sorted(frontier)
+    return found
+
+
+def _parent(pid: int) -> int:
+    try:  # the fields after "pid (name)": state, ppid, ...
+        return int((PROC / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:  # exited meanwhile
+        return 0
+
+
+def _command_name(pid: int) -> str:
+    try:
+        return (PROC / str(pid) / "comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in (PROC / str(pid) / "status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 if __name__ == "__main__":

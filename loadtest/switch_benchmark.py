@@ -11,14 +11,17 @@ status. Writes loadtest/results/switch_benchmark.{json,md} and a PNG of latency 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from loadtest import plots
 from loadtest.corpus import chat_messages
 
 RESULTS_DIR = Path(__file__).with_name("results")
@@ -51,7 +54,25 @@ def _percentile_ms(latencies_s, q: float) -> float:
     return float(np.percentile(latencies_s, q) * 1e3) if latencies_s else float("nan")
 
 
-def summarize(records, events: dict) -> dict:
+@dataclass(frozen=True)
+class SwitchResult:
+    """What the callers saw across ActivateVersion and Rollback."""
+
+    requests: int
+    failed: int
+    activation_call_s: float
+    activate_to_all_traffic_new_s: float  # until the last call answered by the old version
+    old_version_requests_started_after_switch: int
+    rollback_call_s: float
+    steady_p50_ms: float
+    steady_p99_ms: float
+    during_switch_p50_ms: float
+    during_switch_p99_ms: float
+    events_s: dict[str, float]  # since the first call
+    load_ms: float | None  # Triton's load of the new version, as ActivateVersion reported it
+
+
+def summarize(records, events: dict) -> SwitchResult:
     records = sorted(records)
     t0 = records[0][0]
     activate_at, activated_at = events["activate_start"], events["activate_end"]
@@ -59,28 +80,23 @@ def summarize(records, events: dict) -> dict:
     last_old = max((r[0] + r[1] for r in records if r[2] == "1" and r[0] <= events["rollback_start"]), default=activate_at)
     steady = [r[1] for r in records if r[0] + r[1] < activate_at]
     during = [r[1] for r in records if activate_at <= r[0] <= activated_at]
-    return {
-        "requests": len(records),
-        "failed": sum(1 for r in records if r[3] != "OK"),
-        "activation_call_s": activated_at - activate_at,
-        "activate_to_all_traffic_new_s": max(last_old, activated_at) - activate_at,
-        "old_version_requests_started_after_switch": len(old_after),
-        "rollback_call_s": events["rollback_end"] - events["rollback_start"],
-        "steady_p50_ms": _percentile_ms(steady, 50), "steady_p99_ms": _percentile_ms(steady, 99),
-        "during_switch_p50_ms": _percentile_ms(during, 50), "during_switch_p99_ms": _percentile_ms(during, 99),
-        "events_s": {k: v - t0 for k, v in events.items() if k.endswith(("_start", "_end"))},
-        "load_ms": events.get("load_ms"),
-    }
+    return SwitchResult(
+        requests=len(records),
+        failed=sum(1 for r in records if r[3] != "OK"),
+        activation_call_s=activated_at - activate_at,
+        activate_to_all_traffic_new_s=max(last_old, activated_at) - activate_at,
+        old_version_requests_started_after_switch=len(old_after),
+        rollback_call_s=events["rollback_end"] - events["rollback_start"],
+        steady_p50_ms=_percentile_ms(steady, 50), steady_p99_ms=_percentile_ms(steady, 99),
+        during_switch_p50_ms=_percentile_ms(during, 50), during_switch_p99_ms=_percentile_ms(during, 99),
+        events_s={k: v - t0 for k, v in events.items() if k.endswith(("_start", "_end"))},
+        load_ms=events.get("load_ms"),
+    )
 
 
 def plot(records, events: dict, path: Path) -> None:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     t0 = min(r[0] for r in records)
-    figure = Figure(figsize=(9, 4))
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
+    figure, axes = plots.panels(1, (9, 4))
     for version, colour in (("1", "tab:blue"), ("2", "tab:orange"), ("", "tab:red")):
         xs = [r[0] - t0 for r in records if r[2] == version]
         ys = [r[1] * 1e3 for r in records if r[2] == version]
@@ -94,8 +110,7 @@ def plot(records, events: dict, path: Path) -> None:
     axes.set_yscale("log")
     axes.set_title("Latency across ActivateVersion and Rollback under load")
     axes.legend(loc="upper left", markerscale=4)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    plots.save(figure, path, axes)
 
 
 def main(argv=None) -> None:
@@ -156,7 +171,7 @@ def main(argv=None) -> None:
             gateway.stop(0)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    summary = summarize(records, events)
+    summary = dataclasses.asdict(summarize(records, events))
     (out / "switch_benchmark.json").write_text(json.dumps(summary, indent=2) + "\n")
     plot(records, events, out / "switch_latency.png")
     lines = ["# Version switch under load", "", "Command: `python -m loadtest.switch_benchmark` "

@@ -11,16 +11,18 @@ utterance's last sample was sent. Writes loadtest/results/voice_benchmark.{json,
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import json
-import subprocess
-import tempfile
 import threading
 import time
 import wave
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from loadtest.speech import speak_pcm16
 
 RESULTS_DIR = Path(__file__).with_name("results")
 SENTENCES = (
@@ -29,14 +31,6 @@ SENTENCES = (
     "push mid now and defend the tower please",
 )
 CHUNK_S = 0.1
-
-
-def speak_pcm16(sentence: str, rate: int = 16000) -> bytes:
-    """espeak-ng -> 16 kHz mono PCM16 (through ffmpeg)."""
-    with tempfile.NamedTemporaryFile(suffix=".wav") as wav:
-        subprocess.run(["espeak-ng", "-s", "150", "-w", wav.name, sentence], check=True, capture_output=True)
-        return subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", wav.name, "-f", "s16le",
-                               "-ar", str(rate), "-ac", "1", "-"], check=True, capture_output=True).stdout
 
 
 def wav_bytes(pcm: bytes, rate: int = 16000) -> bytes:
@@ -60,7 +54,30 @@ def clip_of(seconds: float, pcm_sentences: list[bytes], rate: int = 16000) -> by
     return out[: int(seconds * rate) * 2]
 
 
-def classify_voice_latency(stub, clip: bytes, callers: int, rounds: int) -> dict:
+@dataclass(frozen=True)
+class ClipLatency:
+    """ClassifyVoice on one clip length from N callers at once."""
+
+    callers: int
+    calls: int  # answered
+    errors: list[str]  # status code names of the calls that failed
+    p50_ms: float
+    p99_ms: float
+    asr_p50_ms: float  # the gateway's own timing of Whisper (Verdict.asr_ms)
+    classify_p50_ms: float  # and of the text classification (Verdict.classify_ms)
+
+
+@dataclass(frozen=True)
+class StreamLatency:
+    """StreamVoice fed in real time: how soon each utterance's verdict came after it ended."""
+
+    utterances: int
+    events: list[dict]
+    p50_after_end_ms: float | None
+    max_after_end_ms: float | None
+
+
+def classify_voice_latency(stub, clip: bytes, callers: int, rounds: int) -> ClipLatency:
     from contract.pb import moderation_pb2
 
     latencies, errors, asr_ms, classify_ms = [], [], [], []
@@ -82,13 +99,13 @@ def classify_voice_latency(stub, clip: bytes, callers: int, rounds: int) -> dict
     for thread in threads:
         thread.join()
     ms = np.array(latencies) * 1e3
-    return {"callers": callers, "calls": len(latencies), "errors": errors,
-            "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-            "asr_p50_ms": float(np.percentile(asr_ms, 50)), "classify_p50_ms": float(np.percentile(classify_ms, 50))}
+    return ClipLatency(callers=callers, calls=len(latencies), errors=errors, p50_ms=float(np.percentile(ms, 50)),
+                       p99_ms=float(np.percentile(ms, 99)), asr_p50_ms=float(np.percentile(asr_ms, 50)),
+                       classify_p50_ms=float(np.percentile(classify_ms, 50)))
 
 
-def stream_latency(stub, pcm: bytes, rate: int = 16000) -> list[dict]:
-    """Streams in real time; returns per-utterance latency after its end."""
+def stream_latency(stub, pcm: bytes, rate: int = 16000) -> StreamLatency:
+    """Streams in real time; per utterance, the verdict's latency after the utterance's end."""
     from contract.pb import moderation_pb2
 
     step = int(CHUNK_S * rate) * 2
@@ -109,17 +126,13 @@ def stream_latency(stub, pcm: bytes, rate: int = 16000) -> list[dict]:
         sent_end = started["t0"] + event.end_s  # the chunk holding end_s left (paced) at about this time
         events.append({"utterance": event.utterance, "end_s": event.end_s, "latency_ms": (arrived - sent_end) * 1e3,
                        "asr_ms": event.asr_ms, "toxic": event.verdict.toxic})
-    return events
+    latencies = [event["latency_ms"] for event in events]
+    return StreamLatency(utterances=len(events), events=events,
+                         p50_after_end_ms=float(np.percentile(latencies, 50)) if latencies else None,
+                         max_after_end_ms=max(latencies) if latencies else None)
 
 
 def main(argv=None) -> None:
-    import grpc
-
-    from contract.pb import moderation_pb2_grpc
-    from gateway.server import create_server
-    from gateway.settings import Settings
-    from gateway.triton_process import TritonProcess
-
     parser = argparse.ArgumentParser(prog="loadtest.voice_benchmark", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-repository", default="model_repository")
@@ -133,13 +146,28 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     overrides = {name: value for name in ("asr_workers", "asr_threads", "asr_window_s", "asr_batch")
                  if (value := getattr(args, name)) is not None}
+    report = run(Path(args.model_repository), args.callers, args.rounds, overrides)
+    command = " ".join(["python -m loadtest.voice_benchmark", f"--callers {args.callers}"]
+                       + [f"--{name.replace('_', '-')} {value}" for name, value in overrides.items()])
+    write_report(report, command, Path(args.out_dir))
+
+
+def run(model_repository: Path, callers: int, rounds: int, overrides: dict) -> dict:
+    """Triton and a gateway with voice on, then every clip length at 1 and `callers` callers, then a stream."""
+    import grpc
+
+    from contract.pb import moderation_pb2_grpc
+    from gateway.server import create_server
+    from gateway.settings import Settings
+    from gateway.triton_process import TritonProcess
+
     sentences = [speak_pcm16(s) for s in SENTENCES]
-    report = {}
-    with TritonProcess(Path(args.model_repository)) as triton:
+    report: dict = {}
+    with TritonProcess(model_repository) as triton:
         settings = Settings(listen_address="127.0.0.1:0", triton_url=triton.grpc_url, admin_listen_address="",
-                            model_repository=args.model_repository, log_level="WARNING", **overrides)
-        report["asr"] = {name: getattr(settings, name) for name in ("whisper_model", "asr_workers", "asr_threads",
-                                                                      "asr_window_s", "asr_batch", "asr_process", "asr_nice")}
+                            model_repository=str(model_repository), log_level="WARNING", **overrides)
+        report["asr"] = {field.name: getattr(settings, field.name) for field in dataclasses.fields(settings)
+                         if field.name.startswith(("whisper_model", "asr_"))}  # whatever the gateway calls them
         gateway, port = create_server(settings)
         gateway.start()
         try:
@@ -148,35 +176,33 @@ def main(argv=None) -> None:
                 for seconds in (3, 5, 15):
                     clip = wav_bytes(clip_of(seconds, sentences))
                     classify_voice_latency(stub, clip, 1, 1)  # warm up
-                    for callers in sorted({1, args.callers}):
-                        key = f"classify_voice_{seconds}s_{callers}callers"
-                        report[key] = classify_voice_latency(stub, clip, callers, args.rounds)
-                        print(f"{key}: p50 {report[key]['p50_ms']:.0f} ms, p99 {report[key]['p99_ms']:.0f} ms "
-                              f"(asr p50 {report[key]['asr_p50_ms']:.0f}, classify p50 "
-                              f"{report[key]['classify_p50_ms']:.0f})", flush=True)
+                    for count in sorted({1, callers}):
+                        key = f"classify_voice_{seconds}s_{count}callers"
+                        report[key] = result = classify_voice_latency(stub, clip, count, rounds)
+                        print(f"{key}: p50 {result.p50_ms:.0f} ms, p99 {result.p99_ms:.0f} ms (asr p50 "
+                              f"{result.asr_p50_ms:.0f}, classify p50 {result.classify_p50_ms:.0f})", flush=True)
                 gap = b"\0\0" * int(1.2 * 16000)
-                events = stream_latency(stub, gap.join(sentences * 2) + gap)
-                lat = [e["latency_ms"] for e in events]
-                report["stream"] = {"utterances": len(events), "events": events,
-                                    "p50_after_end_ms": float(np.percentile(lat, 50)) if lat else None,
-                                    "max_after_end_ms": max(lat) if lat else None}
-                print(f"stream: {len(events)} utterances, verdict p50 {report['stream']['p50_after_end_ms']:.0f} ms "
-                      f"after the utterance ended (max {report['stream']['max_after_end_ms']:.0f} ms)", flush=True)
+                report["stream"] = stream = stream_latency(stub, gap.join(sentences * 2) + gap)
+                print(f"stream: {stream.utterances} utterances, verdict p50 {stream.p50_after_end_ms:.0f} ms "
+                      f"after the utterance ended (max {stream.max_after_end_ms:.0f} ms)", flush=True)
         finally:
             gateway.stop(0)
-    out = Path(args.out_dir)
+    return report
+
+
+def write_report(report: dict, command: str, out: Path) -> None:
+    """voice_benchmark.{json,md}: the settings used, a ClipLatency per measure and the StreamLatency."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "voice_benchmark.json").write_text(json.dumps(report, indent=2) + "\n")
-    command = " ".join(["python -m loadtest.voice_benchmark", f"--callers {args.callers}"]
-                       + [f"--{name.replace('_', '-')} {value}" for name, value in overrides.items()])
+    as_json = {key: value if key == "asr" else dataclasses.asdict(value) for key, value in report.items()}
+    (out / "voice_benchmark.json").write_text(json.dumps(as_json, indent=2) + "\n")
     settings_used = ", ".join(f"{name}={value}" for name, value in report["asr"].items())
     lines = ["# Voice through the gateway", "", f"Command: `{command}` ({settings_used}).", "",
              "| measure | p50 ms | p99 ms | asr_ms p50 | classify_ms p50 |", "|---|---:|---:|---:|---:|"]
-    lines += [f"| {k} | {v['p50_ms']:.0f} | {v['p99_ms']:.0f} | {v['asr_p50_ms']:.0f} | {v['classify_p50_ms']:.0f} |"
-              for k, v in report.items() if k.startswith("classify")]
-    lines += ["", f"StreamVoice: {report['stream']['utterances']} utterances; verdict p50 "
-              f"{report['stream']['p50_after_end_ms']:.0f} ms after the utterance ended "
-              f"(max {report['stream']['max_after_end_ms']:.0f} ms)."]
+    lines += [f"| {key} | {value.p50_ms:.0f} | {value.p99_ms:.0f} | {value.asr_p50_ms:.0f} | {value.classify_p50_ms:.0f} |"
+              for key, value in report.items() if isinstance(value, ClipLatency)]
+    stream = report["stream"]
+    lines += ["", f"StreamVoice: {stream.utterances} utterances; verdict p50 {stream.p50_after_end_ms:.0f} ms after "
+              f"the utterance ended (max {stream.max_after_end_ms:.0f} ms)."]
     (out / "voice_benchmark.md").write_text("\n".join(lines) + "\n")
 
 

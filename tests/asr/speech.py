@@ -13,6 +13,8 @@ import wave
 from dataclasses import dataclass
 from pathlib import Path
 
+from loadtest.speech import speak_wav
+
 ESPEAK_VOICE = "en"
 ESPEAK_WORDS_PER_MINUTE = 150  # slower than espeak's 175: fewer misheard words
 TOXIC_SENTENCE = "shut up you stupid idiot, your team is trash"
@@ -70,10 +72,7 @@ def missing_tools() -> list[str]:
 
 
 def speak(sentence: str, path: Path) -> Path:
-    subprocess.run(
-        ["espeak-ng", "-v", ESPEAK_VOICE, "-s", str(ESPEAK_WORDS_PER_MINUTE), "-w", str(path), sentence],
-        check=True, capture_output=True, timeout=60,
-    )
+    path.write_bytes(speak_wav(sentence, ESPEAK_VOICE, ESPEAK_WORDS_PER_MINUTE))
     return path
 
 
