@@ -2,7 +2,7 @@
 
 Whisper's decoder makes one token per step, in matrices too small to keep even one core busy, so
 clips that arrive together decode faster as one batch: each step then serves them all
-(docs/decisions/0014-one-speech-queue.md).
+(docs/decisions/0010-one-speech-queue.md).
 
 This follows faster-whisper's own steps for one window (`WhisperModel.generate_segments`):
 Silero VAD, mel features, greedy decoding at temperature 0 with the same suppression and

@@ -8,7 +8,7 @@
   kills the workers when the gateway dies (`die_with_parent`), even in the middle of a clip.
 
 CPU priorities are left alone: where speech must not slow chat, give Whisper a CPU budget of its
-own (docs/decisions/0013-no-process-priorities.md).
+own (docs/decisions/0009-no-process-priorities.md).
 """
 
 from __future__ import annotations

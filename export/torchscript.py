@@ -67,7 +67,7 @@ def int8_linear_names(module: torch.nn.Module, fp32_layers: int = DEFAULT_FP32_L
     """The Linear layers that int8 export quantizes: those inside encoder layers >= fp32_layers.
 
     The early layers' outputs are the sensitive ones, and the head and pooler are tiny, so they
-    stay fp32 (docs/decisions/0019-int8-export-layers.md).
+    stay fp32 (docs/decisions/0014-int8-export-layers.md).
     """
     names = []
     for name, child in module.named_modules():

