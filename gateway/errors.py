@@ -12,6 +12,11 @@ import grpc
 INTERNAL_MESSAGE = "internal error"  # all a caller learns of an INTERNAL error
 
 
+class GatewayStartError(RuntimeError):
+    """The gateway cannot start as configured (a port taken, voice that cannot load); the entry
+    points print the message and exit non-zero."""
+
+
 class ModerationError(Exception):
     """Anything unexpected: INTERNAL, with a generic message (details go only to the log)."""
 

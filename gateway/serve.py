@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from gateway.errors import GatewayStartError
 from gateway.server import configure_logging, create_server, run_until_signalled
 from gateway.settings import load_settings
 from gateway.triton_cli import add_triton_arguments, triton_from_args
@@ -32,7 +33,10 @@ def main(argv=None) -> None:
         triton.stop()
         raise SystemExit(f"Triton failed to start:\n{err}") from None
     try:
-        gateway, port = create_server(settings)
+        try:
+            gateway, port = create_server(settings)
+        except GatewayStartError as err:
+            raise SystemExit(f"gateway failed to start: {err}") from None
         gateway.start()
         logger.info("ready: gateway on %s (Triton gRPC %s, metrics %s). Try: moderation-client 'gg wp'",
                     settings.listen_address, triton.grpc_url, triton.metrics_url)

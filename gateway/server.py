@@ -14,7 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from contract.pb import admin_pb2_grpc, moderation_pb2, moderation_pb2_grpc
 from gateway.admin import TOKEN_ENV, AdminService, BearerTokenInterceptor, load_admin_token
 from gateway.classifier import Classifier
-from gateway.errors import ModerationError
+from gateway.errors import GatewayStartError, ModerationError
 from gateway.lifecycle import VersionManager
 from gateway.policy import load_policy
 from gateway.readiness import SERVICE_NAME, ReadinessMonitor
@@ -108,7 +108,7 @@ def create_server(settings: Settings, classifier: Classifier | None = None, voic
     )
     port = server.add_insecure_port(settings.listen_address)
     if port == 0:
-        raise RuntimeError(f"cannot listen on {settings.listen_address}")
+        raise GatewayStartError(f"cannot listen on {settings.listen_address}")
     manager = VersionManager(settings, classifier, models)
     monitor = ReadinessMonitor(settings, classifier, models, health_servicer, manager.lock)
     admin = AdminService(manager, service)
@@ -127,7 +127,7 @@ def _create_admin_server(settings: Settings, admin: AdminService) -> tuple[grpc.
     admin_pb2_grpc.add_ModelAdminServicer_to_server(admin, server)
     port = server.add_insecure_port(settings.admin_listen_address)
     if port == 0:
-        raise RuntimeError(f"cannot listen on {settings.admin_listen_address}")
+        raise GatewayStartError(f"cannot listen on {settings.admin_listen_address}")
     return server, port
 
 
@@ -153,7 +153,10 @@ def run_until_signalled(gateway: Gateway, grace_s: float) -> None:
 def main(argv=None) -> None:
     settings = load_settings(argv)
     configure_logging(settings.log_level)
-    gateway, port = create_server(settings)
+    try:
+        gateway, port = create_server(settings)
+    except GatewayStartError as err:
+        raise SystemExit(f"gateway failed to start: {err}") from None
     gateway.start()
     logger.info("moderation gateway listening on %s (port %d), admin port %s, Triton at %s",
                 settings.listen_address, port, gateway.admin_port or "off", settings.triton_url)

@@ -11,7 +11,7 @@ import logging
 import time
 from contextlib import contextmanager, nullcontext
 
-from gateway.errors import BackendTimeout, InvalidInput
+from gateway.errors import BackendTimeout, GatewayStartError, InvalidInput
 from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def create_voice_pipeline(settings: Settings) -> VoicePipeline | None:
     """The voice pipeline, or None when voice is off.
 
     Raises:
-      RuntimeError: voice is enabled but Whisper cannot be loaded; the reason is in the message,
+      GatewayStartError: voice is enabled but Whisper cannot be loaded; the reason is in the message,
         since a gateway that silently served without voice would fail every voice call instead.
     """
     if not settings.voice_enabled:
@@ -109,10 +109,10 @@ def create_voice_pipeline(settings: Settings) -> VoicePipeline | None:
     try:
         return VoicePipeline(settings)
     except ImportError as err:
-        raise RuntimeError(_refusal(f"the asr extra is not installed ({err}); pip install "
+        raise GatewayStartError(_refusal(f"the asr extra is not installed ({err}); pip install "
                                     "'moderation-gateway[asr]'")) from err
     except Exception as err:
-        raise RuntimeError(_refusal(f"the speech model failed to load ({type(err).__name__}: {err})")) from err
+        raise GatewayStartError(_refusal(f"the speech model failed to load ({type(err).__name__}: {err})")) from err
 
 
 def _refusal(reason: str) -> str:

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from gateway.server import create_server
+from gateway.errors import GatewayStartError
+from gateway.server import create_server, main
 from gateway.settings import Settings
 from gateway.voice import create_voice_pipeline
 
@@ -23,14 +24,21 @@ def test_a_missing_whisper_model_stops_start_up_with_the_reason(tmp_path):
     settings = Settings(listen_address="127.0.0.1:0", admin_listen_address="", asr_process=False,
                         whisper_model=str(tmp_path / "no-such-model") + os.sep)
 
-    with pytest.raises(RuntimeError, match=r"voice is enabled but cannot start: .*does not exist.*--voice-enabled false"):
+    with pytest.raises(GatewayStartError, match=r"voice is enabled but cannot start: .*does not exist.*--voice-enabled false"):
         create_server(settings, classifier=UnusedClassifier())
+
+
+def test_the_gateway_command_exits_non_zero_with_the_reason(tmp_path):
+    argv = ["--listen-address", "127.0.0.1:0", "--admin-listen-address", "", "--asr-process", "false",
+            "--whisper-model", str(tmp_path / "no-such-model") + os.sep]
+    with pytest.raises(SystemExit, match=r"^gateway failed to start: voice is enabled but cannot start: .*does not exist"):
+        main(argv)
 
 
 def test_a_missing_asr_extra_stops_start_up_with_the_reason(monkeypatch):
     monkeypatch.setitem(sys.modules, "asr", None)  # `import asr` now raises ImportError
 
-    with pytest.raises(RuntimeError, match=r"the asr extra is not installed .*moderation-gateway\[asr\]"):
+    with pytest.raises(GatewayStartError, match=r"the asr extra is not installed .*moderation-gateway\[asr\]"):
         create_voice_pipeline(Settings(admin_listen_address=""))
 
 
