@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10moderation.proto\x12\rmoderation.v1\"7\n\x13\x43lassifyTextRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"=\n\x18\x43lassifyTextBatchRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"E\n\x19\x43lassifyTextBatchResponse\x12(\n\x08verdicts\x18\x01 \x03(\x0b\x32\x16.moderation.v1.Verdict\"0\n\rCategoryScore\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"\x98\x01\n\x07Verdict\x12,\n\x06scores\x18\x01 \x03(\x0b\x32\x1c.moderation.v1.CategoryScore\x12\x14\n\x0ctop_category\x18\x02 \x01(\t\x12\r\n\x05toxic\x18\x03 \x01(\x08\x12\x0f\n\x07\x66lagged\x18\x04 \x03(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\"s\n\x14\x43lassifyVoiceRequest\x12\r\n\x05\x61udio\x18\x01 \x01(\x0c\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x16\n\x0esample_rate_hz\x18\x03 \x01(\x05\x12\x10\n\x08language\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"e\n\x0cVoiceSegment\x12\x0f\n\x07start_s\x18\x01 \x01(\x02\x12\r\n\x05\x65nd_s\x18\x02 \x01(\x02\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\'\n\x07verdict\x18\x04 \x01(\x0b\x32\x16.moderation.v1.Verdict\"\xc5\x01\n\x0cVoiceVerdict\x12\x12\n\ntranscript\x18\x01 \x01(\t\x12\'\n\x07verdict\x18\x02 \x01(\x0b\x32\x16.moderation.v1.Verdict\x12-\n\x08segments\x18\x03 \x03(\x0b\x32\x1b.moderation.v1.VoiceSegment\x12\x0e\n\x06\x61sr_ms\x18\x04 \x01(\x02\x12\x13\n\x0b\x63lassify_ms\x18\x05 \x01(\x02\x12\x10\n\x08language\x18\x06 \x01(\t\x12\x12\n\nduration_s\x18\x07 \x01(\x02\"Y\n\nAudioChunk\x12\r\n\x05pcm16\x18\x01 \x01(\x0c\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\x05\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\xa1\x01\n\nVoiceEvent\x12\x11\n\tutterance\x18\x01 \x01(\x05\x12\x0f\n\x07start_s\x18\x02 \x01(\x02\x12\r\n\x05\x65nd_s\x18\x03 \x01(\x02\x12\x12\n\ntranscript\x18\x04 \x01(\t\x12\'\n\x07verdict\x18\x05 \x01(\x0b\x32\x16.moderation.v1.Verdict\x12\x0e\n\x06\x61sr_ms\x18\x06 \x01(\x02\x12\x13\n\x0b\x63lassify_ms\x18\x07 \x01(\x02\"\x15\n\x13GetModelInfoRequest\"\xec\x01\n\tModelInfo\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x12\n\ncategories\x18\x03 \x03(\t\x12<\n\nthresholds\x18\x04 \x03(\x0b\x32(.moderation.v1.ModelInfo.ThresholdsEntry\x12\x16\n\x0emax_text_chars\x18\x05 \x01(\x05\x12\x17\n\x0fmax_batch_texts\x18\x06 \x01(\x05\x1a\x31\n\x0fThresholdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\x32\xaa\x03\n\nModeration\x12J\n\x0c\x43lassifyText\x12\".moderation.v1.ClassifyTextRequest\x1a\x16.moderation.v1.Verdict\x12\x66\n\x11\x43lassifyTextBatch\x12\'.moderation.v1.ClassifyTextBatchRequest\x1a(.moderation.v1.ClassifyTextBatchResponse\x12Q\n\rClassifyVoice\x12#.moderation.v1.ClassifyVoiceRequest\x1a\x1b.moderation.v1.VoiceVerdict\x12G\n\x0bStreamVoice\x12\x19.moderation.v1.AudioChunk\x1a\x19.moderation.v1.VoiceEvent(\x01\x30\x01\x12L\n\x0cGetModelInfo\x12\".moderation.v1.GetModelInfoRequest\x1a\x18.moderation.v1.ModelInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x10moderation.proto\x12\rmoderation.v1\"H\n\x13\x43lassifyTextRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0f\n\x07\x65xplain\x18\x03 \x01(\x08\"N\n\x18\x43lassifyTextBatchRequest\x12\r\n\x05texts\x18\x01 \x03(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0f\n\x07\x65xplain\x18\x03 \x01(\x08\"E\n\x19\x43lassifyTextBatchResponse\x12(\n\x08verdicts\x18\x01 \x03(\x0b\x32\x16.moderation.v1.Verdict\"0\n\rCategoryScore\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\"\xfa\x01\n\x07Verdict\x12,\n\x06scores\x18\x01 \x03(\x0b\x32\x1c.moderation.v1.CategoryScore\x12\x14\n\x0ctop_category\x18\x02 \x01(\t\x12\r\n\x05toxic\x18\x03 \x01(\x08\x12\x0f\n\x07\x66lagged\x18\x04 \x03(\t\x12\x15\n\rmodel_version\x18\x05 \x01(\t\x12\x12\n\nrequest_id\x18\x06 \x01(\t\x12\x13\n\x0btoxic_score\x18\x07 \x01(\x02\x12\x10\n\x08severity\x18\x08 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\t \x01(\t\x12)\n\x08\x65vidence\x18\n \x03(\x0b\x32\x17.moderation.v1.Evidence\"X\n\x08\x45vidence\x12\r\n\x05start\x18\x01 \x01(\x05\x12\x0b\n\x03\x65nd\x18\x02 \x01(\x05\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x0e\n\x06weight\x18\x04 \x01(\x02\x12\x0e\n\x06source\x18\x05 \x01(\t\"s\n\x14\x43lassifyVoiceRequest\x12\r\n\x05\x61udio\x18\x01 \x01(\x0c\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x16\n\x0esample_rate_hz\x18\x03 \x01(\x05\x12\x10\n\x08language\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"e\n\x0cVoiceSegment\x12\x0f\n\x07start_s\x18\x01 \x01(\x02\x12\r\n\x05\x65nd_s\x18\x02 \x01(\x02\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\'\n\x07verdict\x18\x04 \x01(\x0b\x32\x16.moderation.v1.Verdict\"\xde\x01\n\x0cVoiceVerdict\x12\x12\n\ntranscript\x18\x01 \x01(\t\x12\'\n\x07verdict\x18\x02 \x01(\x0b\x32\x16.moderation.v1.Verdict\x12-\n\x08segments\x18\x03 \x03(\x0b\x32\x1b.moderation.v1.VoiceSegment\x12\x0e\n\x06\x61sr_ms\x18\x04 \x01(\x02\x12\x13\n\x0b\x63lassify_ms\x18\x05 \x01(\x02\x12\x10\n\x08language\x18\x06 \x01(\t\x12\x12\n\nduration_s\x18\x07 \x01(\x02\x12\x17\n\x0fspeech_detected\x18\x08 \x01(\x08\"Y\n\nAudioChunk\x12\r\n\x05pcm16\x18\x01 \x01(\x0c\x12\x16\n\x0esample_rate_hz\x18\x02 \x01(\x05\x12\x10\n\x08language\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"\xba\x01\n\nVoiceEvent\x12\x11\n\tutterance\x18\x01 \x01(\x05\x12\x0f\n\x07start_s\x18\x02 \x01(\x02\x12\r\n\x05\x65nd_s\x18\x03 \x01(\x02\x12\x12\n\ntranscript\x18\x04 \x01(\t\x12\'\n\x07verdict\x18\x05 \x01(\x0b\x32\x16.moderation.v1.Verdict\x12\x0e\n\x06\x61sr_ms\x18\x06 \x01(\x02\x12\x13\n\x0b\x63lassify_ms\x18\x07 \x01(\x02\x12\x17\n\x0fspeech_detected\x18\x08 \x01(\x08\"\x15\n\x13GetModelInfoRequest\"\xec\x01\n\tModelInfo\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x12\n\ncategories\x18\x03 \x03(\t\x12<\n\nthresholds\x18\x04 \x03(\x0b\x32(.moderation.v1.ModelInfo.ThresholdsEntry\x12\x16\n\x0emax_text_chars\x18\x05 \x01(\x05\x12\x17\n\x0fmax_batch_texts\x18\x06 \x01(\x05\x1a\x31\n\x0fThresholdsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x02:\x02\x38\x01\x32\xaa\x03\n\nModeration\x12J\n\x0c\x43lassifyText\x12\".moderation.v1.ClassifyTextRequest\x1a\x16.moderation.v1.Verdict\x12\x66\n\x11\x43lassifyTextBatch\x12\'.moderation.v1.ClassifyTextBatchRequest\x1a(.moderation.v1.ClassifyTextBatchResponse\x12Q\n\rClassifyVoice\x12#.moderation.v1.ClassifyVoiceRequest\x1a\x1b.moderation.v1.VoiceVerdict\x12G\n\x0bStreamVoice\x12\x19.moderation.v1.AudioChunk\x1a\x19.moderation.v1.VoiceEvent(\x01\x30\x01\x12L\n\x0cGetModelInfo\x12\".moderation.v1.GetModelInfoRequest\x1a\x18.moderation.v1.ModelInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,31 +34,33 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MODELINFO_THRESHOLDSENTRY']._loaded_options = None
   _globals['_MODELINFO_THRESHOLDSENTRY']._serialized_options = b'8\001'
   _globals['_CLASSIFYTEXTREQUEST']._serialized_start=35
-  _globals['_CLASSIFYTEXTREQUEST']._serialized_end=90
-  _globals['_CLASSIFYTEXTBATCHREQUEST']._serialized_start=92
-  _globals['_CLASSIFYTEXTBATCHREQUEST']._serialized_end=153
-  _globals['_CLASSIFYTEXTBATCHRESPONSE']._serialized_start=155
-  _globals['_CLASSIFYTEXTBATCHRESPONSE']._serialized_end=224
-  _globals['_CATEGORYSCORE']._serialized_start=226
-  _globals['_CATEGORYSCORE']._serialized_end=274
-  _globals['_VERDICT']._serialized_start=277
-  _globals['_VERDICT']._serialized_end=429
-  _globals['_CLASSIFYVOICEREQUEST']._serialized_start=431
-  _globals['_CLASSIFYVOICEREQUEST']._serialized_end=546
-  _globals['_VOICESEGMENT']._serialized_start=548
-  _globals['_VOICESEGMENT']._serialized_end=649
-  _globals['_VOICEVERDICT']._serialized_start=652
-  _globals['_VOICEVERDICT']._serialized_end=849
-  _globals['_AUDIOCHUNK']._serialized_start=851
-  _globals['_AUDIOCHUNK']._serialized_end=940
-  _globals['_VOICEEVENT']._serialized_start=943
-  _globals['_VOICEEVENT']._serialized_end=1104
-  _globals['_GETMODELINFOREQUEST']._serialized_start=1106
-  _globals['_GETMODELINFOREQUEST']._serialized_end=1127
-  _globals['_MODELINFO']._serialized_start=1130
-  _globals['_MODELINFO']._serialized_end=1366
-  _globals['_MODELINFO_THRESHOLDSENTRY']._serialized_start=1317
-  _globals['_MODELINFO_THRESHOLDSENTRY']._serialized_end=1366
-  _globals['_MODERATION']._serialized_start=1369
-  _globals['_MODERATION']._serialized_end=1795
+  _globals['_CLASSIFYTEXTREQUEST']._serialized_end=107
+  _globals['_CLASSIFYTEXTBATCHREQUEST']._serialized_start=109
+  _globals['_CLASSIFYTEXTBATCHREQUEST']._serialized_end=187
+  _globals['_CLASSIFYTEXTBATCHRESPONSE']._serialized_start=189
+  _globals['_CLASSIFYTEXTBATCHRESPONSE']._serialized_end=258
+  _globals['_CATEGORYSCORE']._serialized_start=260
+  _globals['_CATEGORYSCORE']._serialized_end=308
+  _globals['_VERDICT']._serialized_start=311
+  _globals['_VERDICT']._serialized_end=561
+  _globals['_EVIDENCE']._serialized_start=563
+  _globals['_EVIDENCE']._serialized_end=651
+  _globals['_CLASSIFYVOICEREQUEST']._serialized_start=653
+  _globals['_CLASSIFYVOICEREQUEST']._serialized_end=768
+  _globals['_VOICESEGMENT']._serialized_start=770
+  _globals['_VOICESEGMENT']._serialized_end=871
+  _globals['_VOICEVERDICT']._serialized_start=874
+  _globals['_VOICEVERDICT']._serialized_end=1096
+  _globals['_AUDIOCHUNK']._serialized_start=1098
+  _globals['_AUDIOCHUNK']._serialized_end=1187
+  _globals['_VOICEEVENT']._serialized_start=1190
+  _globals['_VOICEEVENT']._serialized_end=1376
+  _globals['_GETMODELINFOREQUEST']._serialized_start=1378
+  _globals['_GETMODELINFOREQUEST']._serialized_end=1399
+  _globals['_MODELINFO']._serialized_start=1402
+  _globals['_MODELINFO']._serialized_end=1638
+  _globals['_MODELINFO_THRESHOLDSENTRY']._serialized_start=1589
+  _globals['_MODELINFO_THRESHOLDSENTRY']._serialized_end=1638
+  _globals['_MODERATION']._serialized_start=1641
+  _globals['_MODERATION']._serialized_end=2067
 # @@protoc_insertion_point(module_scope)
