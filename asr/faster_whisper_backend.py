@@ -11,7 +11,9 @@ Settings that matter for short game clips:
 - `encoder_window_s` below 30: faster-whisper pads each window's mel frames with zeros to 30 s
   before `WhisperModel.encode`; the model here cuts that padding back to the clip plus 1 s (at
   least the window asked for) first. CTranslate2 encodes windows of any length, and the decoder's
-  timestamps are relative to the window's start, so segment times are unchanged.
+  timestamps are relative to the window's start, so segment times are unchanged. The short window
+  can drop speech, so a clip the VAD found speech in but that came back empty is decoded again
+  with the full window (`Transcriber._retry_if_unheard`; docs/operations.md).
 """
 
 from __future__ import annotations
