@@ -16,18 +16,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from asr.transcriber import NO_SPEECH_PROB_LIMIT
+
 # faster-whisper's defaults for transcribe(); the backend uses them too
 COMPRESSION_RATIO_LIMIT = 2.4  # above: the text repeats itself; retried warmer
 LOG_PROB_LIMIT = -1.0  # below: the decoder was unsure; retried warmer
-NO_SPEECH_LIMIT = 0.6  # above, with an unsure decode: the window is silence
 MAX_INITIAL_TIMESTAMP_S = 1.0
 _ONE_WINDOW_S = 29.5  # longer speech needs more than one window
 
 
 def decode_together(model, audios: list[np.ndarray], language: str, beam_size: int,
-                    vad_filter: bool) -> list[list | None]:
-    """Per clip, faster-whisper `Segment`s with times on that clip, or None where the clip needs
-    faster-whisper's own loop.
+                    vad_filter: bool) -> list[tuple[list | None, bool]]:
+    """Per clip, faster-whisper `Segment`s with times on that clip (None where the clip needs
+    faster-whisper's own loop), and whether the VAD found speech in it (without VAD: whether Whisper wrote anything).
 
     Args:
       model: A `faster_whisper.WhisperModel`.
@@ -40,6 +41,7 @@ def decode_together(model, audios: list[np.ndarray], language: str, beam_size: i
     sampling_rate = model.feature_extractor.sampling_rate
     results: list[list | None] = [None] * len(audios)
     batch = []  # (index, speech chunks or None, features of the speech)
+    spoken = set()  # clips where the VAD found speech
     for index, audio in enumerate(audios):
         chunks = None
         if vad_filter:
@@ -47,6 +49,7 @@ def decode_together(model, audios: list[np.ndarray], language: str, beam_size: i
             if not chunks:
                 results[index] = []  # no speech: nothing to decode
                 continue
+            spoken.add(index)
             audio = np.concatenate(collect_chunks(audio, chunks)[0])
         if len(audio) > _ONE_WINDOW_S * sampling_rate:
             continue
@@ -58,7 +61,7 @@ def decode_together(model, audios: list[np.ndarray], language: str, beam_size: i
             if segments is not None and chunks is not None:
                 segments = list(restore_speech_timestamps(segments, chunks, sampling_rate))
             results[index] = segments
-    return results
+    return [(segments, index in spoken if vad_filter else bool(segments)) for index, segments in enumerate(results)]
 
 
 def _decode(model, batch, language: str, beam_size: int) -> list[list | None]:
@@ -83,7 +86,7 @@ def _segments(model, tokenizer, result, frames: int) -> list | None:
 
     tokens = result.sequences_ids[0]
     avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)  # as faster-whisper recovers it
-    if result.no_speech_prob > NO_SPEECH_LIMIT and not avg_logprob > LOG_PROB_LIMIT:
+    if result.no_speech_prob > NO_SPEECH_PROB_LIMIT and not avg_logprob > LOG_PROB_LIMIT:
         return []  # silence, which faster-whisper skips too
     compression_ratio = get_compression_ratio(tokenizer.decode(tokens).strip())
     if compression_ratio > COMPRESSION_RATIO_LIMIT or avg_logprob < LOG_PROB_LIMIT:

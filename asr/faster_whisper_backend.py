@@ -11,13 +11,17 @@ Settings that matter for short game clips:
 - `encoder_window_s` below 30: faster-whisper pads each window's mel frames with zeros to 30 s
   before `WhisperModel.encode`; the model here cuts that padding back to the clip plus 1 s (at
   least the window asked for) first. CTranslate2 encodes windows of any length, and the decoder's
-  timestamps are relative to the window's start, so segment times are unchanged.
+  timestamps are relative to the window's start, so segment times are unchanged. The short window
+  can drop speech, so a clip the VAD found speech in but that came back empty is decoded again
+  with the full window (`Transcriber._retry_if_unheard`; docs/operations.md).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -53,14 +57,14 @@ class FasterWhisperTranscriber(Transcriber):
             language = "en"  # as faster-whisper does for English-only models
         decoded = decode_together(self._model, audios, language, self.options.beam_size, self.options.vad_filter)
         transcripts = []
-        for audio, segments in zip(audios, decoded, strict=True):
+        for audio, (segments, speech_detected) in zip(audios, decoded, strict=True):
             duration_s = len(audio) / WHISPER_SAMPLE_RATE_HZ
             if segments is None:  # needs faster-whisper's full loop (long, or retried warmer)
                 transcripts.append(self._transcribe(audio, language, duration_s))
                 continue
             result = [_to_segment(segment, duration_s) for segment in segments]
             transcripts.append(Transcript(text=join_segment_texts(result), segments=result, language=language,
-                                          duration_s=duration_s))
+                                          duration_s=duration_s, speech_detected=speech_detected))
         return transcripts
 
     def _transcribe(self, audio: np.ndarray, language: str | None, duration_s: float) -> Transcript:
@@ -78,7 +82,12 @@ class FasterWhisperTranscriber(Transcriber):
             segments=result,
             language=info.language,
             duration_s=duration_s,
+            speech_detected=info.duration_after_vad > 0 if self.options.vad_filter else bool(result),
         )
+
+    def _transcribe_full_window(self, audio: np.ndarray, language: str | None, duration_s: float) -> Transcript:
+        with self._model.full_window():
+            return self._transcribe(audio, language, duration_s)
 
 
 MEL_FRAMES_PER_S = 100  # Whisper's feature hop: 10 ms
@@ -103,18 +112,27 @@ def _load_model(model_path: str, options: TranscriberOptions):
         from faster_whisper import WhisperModel
     except ImportError as err:
         raise ModelUnavailable("faster-whisper is not installed: pip install 'moderation-gateway[asr]'") from err
-    model_class = WhisperModel
-    if options.encoder_window_s < WHISPER_WINDOW_S:
-        min_frames = round(options.encoder_window_s * MEL_FRAMES_PER_S)
+    min_frames = round(options.encoder_window_s * MEL_FRAMES_PER_S)
+    full_window = threading.local()  # per thread: runner threads share one in-process model
 
-        class ShortWindowWhisperModel(WhisperModel):
-            def encode(self, features: np.ndarray):
-                return super().encode(shortened_window(features, min_frames))
+    class WindowedWhisperModel(WhisperModel):
+        def encode(self, features: np.ndarray):
+            if min_frames >= WHISPER_WINDOW_S * MEL_FRAMES_PER_S or getattr(full_window, "on", False):
+                return super().encode(features)
+            return super().encode(shortened_window(features, min_frames))
 
-        model_class = ShortWindowWhisperModel
+        @contextmanager
+        def full_window(self):
+            """Encodes the full 30 s window in this thread until the block ends."""
+            full_window.on = True
+            try:
+                yield
+            finally:
+                full_window.on = False
+
     started = time.perf_counter()
     try:
-        model = model_class(
+        model = WindowedWhisperModel(
             model_path,
             device=options.device,
             compute_type=options.compute_type,

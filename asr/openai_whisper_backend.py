@@ -65,6 +65,7 @@ class OpenAIWhisperTranscriber(Transcriber):
             segments=segments,
             language=result.get("language", language),
             duration_s=duration_s,
+            speech_detected=self.options.vad_filter or bool(segments),  # the VAD above found speech
         )
 
 

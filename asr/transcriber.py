@@ -17,6 +17,7 @@ decoder time and yields an empty transcript rather than Whisper's invented text.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import logging
 import re
 import time
@@ -39,6 +40,7 @@ COMPUTE_TYPES = {
 _GPU_ONLY_COMPUTE_TYPES = ("float16", "bfloat16", "int8_float16", "int8_bfloat16")
 WHISPER_WINDOW_S = 30.0  # what Whisper was trained on and pads every clip to
 MIN_ENCODER_WINDOW_S = 1.0
+NO_SPEECH_PROB_LIMIT = 0.6  # faster-whisper's no_speech_threshold: above it Whisper calls a window silence
 MAX_BEAM_SIZE = 16  # whisper's own default is 5; more costs time for no gain on short clips
 _LANGUAGE_CODE = re.compile(r"[a-z]{2,3}")  # Whisper's codes: "en", "de", "haw", "yue"
 
@@ -60,6 +62,10 @@ class Transcript:
     segments: list[Segment] = field(default_factory=list)
     language: str | None = None  # the language decoded in (given, or detected)
     duration_s: float = 0.0  # of the audio passed in
+    # The VAD found speech (without VAD: Whisper wrote something). True with an empty text means
+    # speech that could not be transcribed, which must not pass for a clean clip.
+    speech_detected: bool = False
+    full_window_retry: bool = False  # decoded a second time with the full 30 s window
 
 
 @dataclass(frozen=True)
@@ -149,7 +155,7 @@ class Transcriber(abc.ABC):
         if len(audio) == 0:
             return Transcript(text="", language=language, duration_s=0.0)
         started = time.perf_counter()
-        transcript = self._transcribe(audio, language, duration_s)
+        transcript = self._retry_if_unheard(audio, language, self._transcribe(audio, language, duration_s))
         elapsed_s = time.perf_counter() - started
         logger.debug("transcribed audio_s=%.2f ms=%.1f segments=%d chars=%d", duration_s,
                      elapsed_s * 1e3, len(transcript.segments), len(transcript.text))
@@ -173,7 +179,7 @@ class Transcriber(abc.ABC):
             started = time.perf_counter()
             decoded = self._transcribe_batch([audios[index] for index in spoken], language)
             for index, transcript in zip(spoken, decoded, strict=True):
-                transcripts[index] = transcript
+                transcripts[index] = self._retry_if_unheard(audios[index], language, transcript)
             logger.debug("transcribed clips=%d ms=%.1f", len(spoken), (time.perf_counter() - started) * 1e3)
         return transcripts
 
@@ -185,6 +191,21 @@ class Transcriber(abc.ABC):
         """Checked, non-empty clips; backends that batch override this."""
         return [self._transcribe(audio, language, len(audio) / WHISPER_SAMPLE_RATE_HZ) for audio in audios]
 
+    def _transcribe_full_window(self, audio: np.ndarray, language: str | None, duration_s: float) -> Transcript:
+        """Decodes with Whisper's full 30 s window; backends that shorten the window override this."""
+        return self._transcribe(audio, language, duration_s)
+
+    def _retry_if_unheard(self, audio: np.ndarray, language: str | None, transcript: Transcript) -> Transcript:
+        """Speech the short window did not hear, decoded again with the full window in the same call,
+        so the retry runs in the clip's own queue place and slot (issue 14, part 11)."""
+        if not needs_full_window(transcript, self.options.encoder_window_s):
+            return transcript
+        started = time.perf_counter()
+        retried = self._transcribe_full_window(audio, language, transcript.duration_s)
+        logger.info("full-window retry audio_s=%.2f ms=%.1f heard=%s", transcript.duration_s,
+                    (time.perf_counter() - started) * 1e3, bool(retried.text.strip()))
+        return choose_retried(transcript, retried)
+
     def close(self) -> None:  # noqa: B027 - optional hook; in-process models hold nothing to free
         """Frees what the model holds beyond memory."""
 
@@ -195,6 +216,23 @@ def check_audio(audio: np.ndarray) -> np.ndarray:
     if audio.dtype != np.float32:
         raise ValueError(f"audio must be float32 in [-1, 1], got {audio.dtype}")
     return audio
+
+
+def needs_full_window(transcript: Transcript, encoder_window_s: float) -> bool:
+    """True when the VAD found speech but the transcript is empty or Whisper judged every segment
+    no-speech, and the window was shorter than 30 s: a short window can drop speech
+    (docs/operations.md, "Voice: speech that was not transcribed")."""
+    if encoder_window_s >= WHISPER_WINDOW_S or not transcript.speech_detected:
+        return False
+    if not transcript.text.strip():
+        return True
+    return all(segment.no_speech_prob > NO_SPEECH_PROB_LIMIT for segment in transcript.segments)
+
+
+def choose_retried(first: Transcript, retried: Transcript) -> Transcript:
+    """The retry's transcript when it heard words, else the first one; either way speech was detected."""
+    chosen = retried if retried.text.strip() or not first.text.strip() else first
+    return dataclasses.replace(chosen, speech_detected=True, full_window_retry=True)
 
 
 def join_segment_texts(segments: list[Segment]) -> str:

@@ -26,6 +26,7 @@ from gateway.errors import (
 from gateway.model_version import ServingModel
 from gateway.policy import Policy
 from gateway.settings import Settings
+from gateway.voice import UNTRANSCRIBED_SPEECH_ACTION, heard_speech
 
 logger = logging.getLogger(__name__)
 
@@ -133,15 +134,15 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
         started = time.perf_counter()
         if transcript.text.strip():
             verdicts = self._classify([transcript.text] + [s.text for s in segments], context, log)
-        else:  # no speech: nothing to moderate, no model call
-            verdicts = [self._silence_verdict(log.request_id)]
+        else:  # no words: nothing to send to the model
+            verdicts = [self._no_words_verdict(transcript, log)]
         classify_ms = (time.perf_counter() - started) * 1e3
         return moderation_pb2.VoiceVerdict(
             transcript=transcript.text, verdict=verdicts[0],
             segments=[moderation_pb2.VoiceSegment(start_s=s.start_s, end_s=s.end_s, text=s.text, verdict=v)
                       for s, v in zip(segments, verdicts[1:])],
             asr_ms=asr_ms, classify_ms=classify_ms, language=transcript.language or "",
-            duration_s=transcript.duration_s,
+            duration_s=transcript.duration_s, speech_detected=heard_speech(transcript),
         )
 
     @rpc("stream", units=("chunks", "bytes"))
@@ -187,17 +188,28 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
         transcript = self.voice.transcribe(utterance.audio, language, context.time_remaining())
         transcribed = time.perf_counter()
         text = transcript.text.strip()
-        verdict = self._classify([text], context, log)[0] if text else self._silence_verdict(log.request_id)
-        log.outcome = verdict.top_category
+        if text:
+            verdict = self._classify([text], context, log)[0]
+            log.outcome = verdict.top_category
+        else:
+            verdict = self._no_words_verdict(transcript, log)
         return moderation_pb2.VoiceEvent(
             utterance=utterance.index, start_s=utterance.start_s, end_s=utterance.end_s, transcript=text,
             verdict=verdict, asr_ms=(transcribed - started) * 1e3, classify_ms=(time.perf_counter() - transcribed) * 1e3,
+            speech_detected=heard_speech(transcript),
         )
 
-    def _silence_verdict(self, request_id: str):
+    def _no_words_verdict(self, transcript, log: RequestLog):
+        """non_toxic scores without a model call; for speech that Whisper could not transcribe (even
+        with the full window), the action is UNTRANSCRIBED_SPEECH_ACTION, so it never reads as clean."""
         model = self.models.current()
-        scores = [1.0] + [0.0] * (len(model.labels) - 1)
-        return self._verdict(scores, model, request_id)
+        verdict = self._verdict([1.0] + [0.0] * (len(model.labels) - 1), model, log.request_id)
+        if heard_speech(transcript):
+            verdict.action = UNTRANSCRIBED_SPEECH_ACTION
+            log.outcome = "untranscribed_speech"
+        else:
+            log.outcome = "no_speech"
+        return verdict
 
     @rpc("info", units=())
     def GetModelInfo(self, request, context, log: RequestLog):

@@ -1,8 +1,10 @@
 """ClassifyVoice and StreamVoice's speech step: clip -> decode (asr) -> Whisper via the speech queue.
 
 The whole transcript and every segment are classified in ONE batched model call, so moderators
-see where in the clip something was said. A clip with no speech gets a non_toxic verdict and an
-empty transcript: there is nothing to moderate, and no model call is made.
+see where in the clip something was said. A clip with no speech gets a non_toxic verdict, an
+empty transcript and `speech_detected` false: there is nothing to moderate, and no model call is
+made. Speech that Whisper could not transcribe, even after asr's full-window retry, gets the same
+scores but `speech_detected` true and the action UNTRANSCRIBED_SPEECH_ACTION (issue 14, part 11).
 """
 
 from __future__ import annotations
@@ -16,11 +18,21 @@ from gateway.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+# Whatever the policy says for the non_toxic scores: a client acting on `action` must not wave
+# through speech that nobody, human or model, has understood.
+UNTRANSCRIBED_SPEECH_ACTION = "review"
+
+
+def heard_speech(transcript) -> bool:
+    """The VAD found speech in the clip, or Whisper wrote words."""
+    return transcript.speech_detected or bool(transcript.text.strip())
+
 
 class VoicePipeline:
     """Decoding limits and the speech queue in front of Whisper (asr.SpeechQueue)."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, executor=None):
+        """executor: where Whisper runs (an asr executor); None builds the one settings describe."""
         from asr import (
             AudioLimits,
             InProcessExecutor,
@@ -37,9 +49,9 @@ class VoicePipeline:
                                      cpu_threads=settings.asr_threads, num_workers=settings.asr_workers,
                                      encoder_window_s=settings.asr_window_s)
         started = time.perf_counter()
-        if settings.asr_process:
+        if executor is None and settings.asr_process:
             executor = WorkerProcessExecutor(options)
-        else:
+        elif executor is None:
             executor = InProcessExecutor(create_transcriber(options))
         self.queue = SpeechQueue(executor, max_waiting=settings.asr_queue, max_batch=settings.asr_batch)
         logger.info("voice: whisper %s on %s loaded in %.1f s (%d worker(s)%s, batches of up to %d, capacity %d)",

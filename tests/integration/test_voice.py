@@ -76,9 +76,20 @@ def test_a_clip_past_the_voice_capacity_is_turned_away_before_it_is_decoded(gate
 
 def test_silence_is_non_toxic_with_empty_transcript(stub, silent_wav):
     reply = classify_voice(stub, silent_wav.read_bytes())
-    assert reply.transcript == "" and not reply.segments
+    assert reply.transcript == "" and not reply.segments and not reply.speech_detected
     assert reply.verdict.top_category == "non_toxic" and not reply.verdict.toxic
     assert reply.verdict.scores[0].category == "non_toxic" and reply.verdict.scores[0].score == 1.0
+    assert reply.verdict.action != "review"
+
+
+def test_speech_the_short_window_drops_is_heard_by_the_full_window_retry(gateway, stub, audio_tools):
+    """FACTS.md: this 2.6 s clip gives an empty transcript with the 7 s window, every time."""
+    from loadtest.speech import speak_wav
+
+    assert gateway.gateway.service.voice.settings.asr_window_s < 30
+    reply = classify_voice(stub, speak_wav("you are a worthless idiot, uninstall the game", words_per_minute=175))
+    assert "idiot" in reply.transcript.lower(), reply.transcript
+    assert reply.speech_detected and reply.verdict.scores[0].score < 1.0  # the model scored the words
 
 
 @pytest.mark.parametrize(
@@ -130,6 +141,7 @@ def test_stream_gives_one_event_per_utterance_in_order(stub, toxic_speech, clean
     assert all(w in first.transcript.lower() for w in toxic_speech.key_words), first.transcript
     assert "good game" in second.transcript.lower(), second.transcript
     assert first.verdict.toxic and not second.verdict.toxic
+    assert first.speech_detected and second.speech_detected
     total_s = len(pcm) / 2 / 16000
     assert 0 <= first.start_s < first.end_s < second.start_s < second.end_s <= total_s + 0.01
     assert first.verdict.request_id == "stream-1"
