@@ -114,6 +114,29 @@ def evaluate(rows, model, infer, options: ScoringOptions) -> dict:
     }
 
 
+def long_message_cost(rows, model, infer, options: ScoringOptions, count: int = 20, chars: int = 2000) -> dict:
+    """Rows and ms for messages of about `chars` characters (the gateway's limit), made by joining rows."""
+    texts, pool = [], [text for text, _ in rows]
+    for k in range(count):
+        parts = random.Random(k).sample(pool, len(pool))
+        text = ""
+        for part in parts:
+            if len(text) + len(part) + 1 > chars:
+                break
+            text += part + " "
+        texts.append(text.strip())
+    cost = {}
+    for explain in (False, True):
+        record = {"rows": [], "ms": []}
+        for text in texts:
+            started = time.perf_counter()
+            scored = score_texts([text], model.encoder, model.labels, infer, options, explain)
+            record["ms"].append((time.perf_counter() - started) * 1e3)
+            record["rows"].append(scored.rows)
+        cost["with_explain" if explain else "without_explain"] = _cost(record)
+    return {"messages": count, "chars_mean": round(statistics.mean(map(len, texts))), **cost}
+
+
 def _cost(cost: dict) -> dict:
     ms = sorted(cost["ms"])
     return {"model_rows_per_message": round(statistics.mean(cost["rows"]), 2),
@@ -141,6 +164,7 @@ def main(argv=None) -> None:
     for _ in range(3):  # TorchScript optimises on its first calls: keep them out of the timings
         score_texts(["warm up the model, warm up"], model.encoder, model.labels, infer, options, explain=True)
     result = evaluate(rows, model, infer, options)
+    result["long_message_cost"] = long_message_cost(rows, model, infer, options)
     result.update(data=str(args.data), version_dir=str(version_dir), threads=args.threads,
                   options=dataclasses.asdict(options), date=time.strftime("%Y-%m-%d"))
     args.out.parent.mkdir(parents=True, exist_ok=True)
