@@ -20,7 +20,7 @@ from contract import tensors
 from gateway.errors import ModerationError
 from gateway.explain import Occlusion, Span, plan_occlusion, rank_spans
 from gateway.text_encoder import TextEncoder
-from gateway.windows import split_windows, worst_windows
+from gateway.windows import Window, split_windows, worst_windows
 
 Infer = Callable[[np.ndarray, np.ndarray], np.ndarray]  # ids, mask [rows, seq] -> scores [rows, categories]
 
@@ -57,33 +57,32 @@ def score_texts(texts: list[str], encoder: TextEncoder, labels: tuple[str, ...],
     non_toxic = labels.index(tensors.NEGATIVE_CATEGORY)
     tokens = encoder.tokenize(texts)
     windows = split_windows(tokens, encoder, options.overlap_tokens)
-    counts = [0] * len(texts)
-    for window in windows:
-        counts[window.text] += 1
+    counts = [sum(1 for w in windows if w.text == i) for i in range(len(texts))]
     result = ScoredTexts(np.zeros((len(texts), len(labels)), np.float32), [[] for _ in texts], windows=counts)
+
+    def plan(window: Window) -> Occlusion:
+        return plan_occlusion(texts[window.text], tokens[window.text], window, encoder, options.explain_max_words)
+
+    # a one-window text is explained in the same call as it is scored
+    plans = [plan(w) for w in windows if explain and counts[w.text] == 1]
     groups = [[w.row for w in windows if w.text == i] for i in range(len(texts))]
-    plans: list[Occlusion] = []
-    if explain:  # a one-window text is explained in the same call as it is scored
-        for window in (w for w in windows if counts[w.text] == 1):
-            plans.append(plan_occlusion(texts[window.text], tokens[window.text], window, encoder,
-                                        options.explain_max_words))
-            groups[window.text] = plans[-1].rows
+    for occlusion in plans:
+        groups[occlusion.text] = occlusion.rows
     group_scores = _infer_groups(groups, encoder, infer, options.max_rows_per_call, len(labels), result)
-    window_scores = np.concatenate([s[: counts[i]] for i, s in enumerate(group_scores)])
+    window_scores = np.concatenate([scores[: counts[i]] for i, scores in enumerate(group_scores)])
     worst = worst_windows(window_scores, windows, len(texts), non_toxic)
     result.scores[:] = window_scores[worst]
     if not explain:
         return result
-    explained = {plan.text: group_scores[plan.text] for plan in plans}
-    long_plans = [plan_occlusion(texts[w.text], tokens[w.text], w, encoder, options.explain_max_words)
-                  for w in (windows[k] for k in worst) if counts[w.text] > 1]
+    explained = [(p, group_scores[p.text]) for p in plans]
+    long_plans = [plan(windows[k]) for k in worst if counts[windows[k].text] > 1]  # known only now
     if long_plans:
         more = _infer_groups([p.rows for p in long_plans], encoder, infer, options.max_rows_per_call,
                              len(labels), result)
-        explained.update((p.text, s) for p, s in zip(long_plans, more))
-    for plan in plans + long_plans:
-        result.evidence[plan.text] = rank_spans(explained[plan.text], plan, labels, non_toxic,
-                                                options.explain_min_weight, options.explain_max_spans)
+        explained += zip(long_plans, more)
+    for occlusion, scores in explained:
+        result.evidence[occlusion.text] = rank_spans(scores, occlusion, labels, non_toxic,
+                                                     options.explain_min_weight, options.explain_max_spans)
     return result
 
 
