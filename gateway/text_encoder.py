@@ -37,9 +37,9 @@ class TextEncoder:
         self.pad_id = self.tokenizer.pad_token_id or 0
         self.normalize = normalize  # the version's text normalisation (contract.normalization)
         self._prefix, self._suffix = _special_tokens(self.tokenizer)
-        # The first call configures truncation inside the Rust tokenizer; done here, once, so
-        # concurrent first requests cannot collide on it ("Already borrowed").
-        self.encode(["warm up"])
+        # The first call configures truncation (none) inside the Rust tokenizer; done here, once,
+        # and never changed after, so concurrent requests cannot collide on it ("Already borrowed").
+        self.tokenize(["warm up"])
 
     def padded_length(self, longest: int) -> int:
         for bucket in self.buckets:
@@ -74,9 +74,7 @@ class TextEncoder:
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Each text as one row, cut at max_length (the smoke test; requests use windows)."""
-        if self.normalize is not None:
-            texts = [self.normalize(text) for text in texts]
-        return self.pad(self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"])
+        return self.pad([self.with_special_tokens(t.ids[: self.window_tokens]) for t in self.tokenize(texts)])
 
 
 def _special_tokens(tokenizer) -> tuple[list[int], list[int]]:

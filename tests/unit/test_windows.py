@@ -67,7 +67,8 @@ def test_short_texts_are_sent_exactly_as_before(encoder):
     texts = ["gg wp", "nice shot, well played", harmless(14)]  # the last fills one window exactly
     calls = []
     scored = score_texts(texts, encoder, LABELS, keyed_infer(-1, calls), ScoringOptions(explain_max_words=8))
-    expected_ids, expected_mask = encoder.encode(texts)
+    # what the gateway sent before windows: the tokenizer's own truncation, padded to the longest
+    expected_ids, expected_mask = encoder.pad(encoder.tokenizer(texts, truncation=True, max_length=MAX_LENGTH)["input_ids"])
     assert len(calls) == 1 and scored.rows == 3 and scored.windows == [1, 1, 1]
     np.testing.assert_array_equal(calls[0][0], expected_ids)
     np.testing.assert_array_equal(calls[0][1], expected_mask)
