@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from contract.normalization import normalize_chat
+from contract.pb import moderation_pb2, moderation_pb2_grpc
 from gateway.explain import position_map, word_spans
 from gateway.text_encoder import TextEncoder
 from gateway.text_scoring import ScoringOptions, score_texts
+from tests.unit.test_grpc_servicer import CLEAN, FakeClassifier, model_repo, start_gateway  # noqa: F401 (fixtures)
 from tests.unit.test_windows import LABELS, harmless, keyed_infer
 
 OPTIONS = ScoringOptions(explain_max_words=16, explain_min_weight=0.05, explain_max_spans=3)
@@ -98,3 +100,31 @@ def test_a_clean_text_has_no_evidence(encoder, idiot):
     scored = score_texts(["good game all"], encoder, LABELS, keyed_infer(idiot, []), OPTIONS, explain=True)
     assert scored.evidence == [[]]
     assert np.allclose(scored.scores[0], [0.9, 0.1])
+
+
+class KeyedFake(FakeClassifier):
+    """The servicer tests' fake, but insult_harassment scores 0.9 exactly when token_id is in a row."""
+
+    def __init__(self, token_id: int):
+        super().__init__()
+        self.token_id = token_id
+
+    def infer(self, input_ids, attention_mask, *, version, timeout_s):
+        self.calls.append({"ids": input_ids, "mask": attention_mask, "version": version, "timeout_s": timeout_s})
+        hit = np.array([(row[m == 1] == self.token_id).any() for row, m in zip(input_ids, attention_mask)])
+        return np.array([[0.05, 0.0, 0.9, 0.05, 0.0] if h else CLEAN for h in hit], dtype=np.float32)
+
+
+def test_the_servicer_returns_evidence_only_when_asked(start_gateway, idiot):  # noqa: F811
+    _, fake, channel = start_gateway(KeyedFake(idiot))
+    stub = moderation_pb2_grpc.ModerationStub(channel)
+    text = "gg, you are an idiot"
+    verdict = stub.ClassifyText(moderation_pb2.ClassifyTextRequest(text=text, explain=True), timeout=5)
+    assert [(e.start, e.end, e.category, e.source) for e in verdict.evidence] == [
+        (text.index("idiot"), len(text), "insult_harassment", "model")]
+    assert verdict.evidence[0].weight == pytest.approx(0.9 - CLEAN[2])
+    assert len(fake.calls) == 1 and len(fake.calls[0]["ids"]) == 1 + 5
+    plain = stub.ClassifyText(moderation_pb2.ClassifyTextRequest(text=text), timeout=5)
+    assert not plain.evidence and len(fake.calls[1]["ids"]) == 1
+    batch = stub.ClassifyTextBatch(moderation_pb2.ClassifyTextBatchRequest(texts=[text, "nice"], explain=True), timeout=5)
+    assert [len(v.evidence) for v in batch.verdicts] == [1, 0]
