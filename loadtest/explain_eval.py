@@ -80,17 +80,39 @@ def predicted_tokens(text: str, spans) -> list[bool]:
     return [any(s.start < m.end() and s.end > m.start() for s in spans) for m in _TOKEN.finditer(text)]
 
 
+SWEEP_MIN_WEIGHTS = (0.02, 0.05, 0.1, 0.2)  # explain_min_weight values also reported
+
+
 def evaluate(rows, model, infer, options: ScoringOptions) -> dict:
-    hits = predicted = gold = top_hits = with_spans = flagged_top = 0
+    """Span metrics at options.explain_min_weight (and the sweep), and the cost with and without explain."""
+    lowest = min((options.explain_min_weight, *SWEEP_MIN_WEIGHTS))
+    explaining = dataclasses.replace(options, explain_min_weight=lowest)  # filtered per threshold below
     cost = {False: {"rows": [], "ms": []}, True: {"rows": [], "ms": []}}
+    found, flagged_top = [], 0
     for text, is_toxic in rows:
         for explain in (False, True):
             started = time.perf_counter()
-            scored = score_texts([text], model.encoder, model.labels, infer, options, explain)
+            scored = score_texts([text], model.encoder, model.labels, infer, explaining, explain)
             cost[explain]["ms"].append((time.perf_counter() - started) * 1e3)
             cost[explain]["rows"].append(scored.rows)
-        spans = scored.evidence[0]
+        found.append((text, is_toxic, scored.evidence[0]))
         flagged_top += int(model.labels[int(np.argmax(scored.scores[0]))] != tensors.NEGATIVE_CATEGORY)
+    gold = sum(sum(t) for _, t in rows)
+    return {
+        "rows": len(rows),
+        **span_metrics(found, options.explain_min_weight),
+        "by_min_weight": {str(w): span_metrics(found, w) for w in SWEEP_MIN_WEIGHTS},
+        "rows_top_category_toxic": flagged_top,
+        "T_token_share": round(gold / sum(len(t) for _, t in rows), 4),  # precision of picking words at random
+        "cost": {("with_explain" if explain else "without_explain"): _cost(c) for explain, c in cost.items()},
+    }
+
+
+def span_metrics(found, min_weight: float) -> dict:
+    """Word precision and recall of the spans weighing at least min_weight."""
+    hits = predicted = gold = top_hits = with_spans = 0
+    for text, is_toxic, spans in found:
+        spans = [s for s in spans if s.weight >= min_weight]
         guess = predicted_tokens(text, spans)
         hits += sum(g and t for g, t in zip(guess, is_toxic))
         predicted += sum(guess)
@@ -100,18 +122,10 @@ def evaluate(rows, model, infer, options: ScoringOptions) -> dict:
             top_hits += int(any(t for g, t in zip(predicted_tokens(text, spans[:1]), is_toxic) if g))
     precision = hits / predicted if predicted else 0.0
     recall = hits / gold if gold else 0.0
-    tokens = sum(len(t) for _, t in rows)
-    return {
-        "rows": len(rows),
-        "token_precision": round(precision, 4),
-        "token_recall": round(recall, 4),
-        "token_f1": round(2 * precision * recall / (precision + recall), 4) if hits else 0.0,
-        "top_span_hits_T": round(top_hits / with_spans, 4) if with_spans else 0.0,
-        "rows_with_evidence": with_spans,
-        "rows_top_category_toxic": flagged_top,
-        "T_token_share": round(gold / tokens, 4),  # the precision of picking tokens at random
-        "cost": {("with_explain" if explain else "without_explain"): _cost(c) for explain, c in cost.items()},
-    }
+    return {"token_precision": round(precision, 4), "token_recall": round(recall, 4),
+            "token_f1": round(2 * precision * recall / (precision + recall), 4) if hits else 0.0,
+            "top_span_hits_T": round(top_hits / with_spans, 4) if with_spans else 0.0,
+            "rows_with_evidence": with_spans}
 
 
 def long_message_cost(rows, model, infer, options: ScoringOptions, count: int = 20, chars: int = 2000) -> dict:
