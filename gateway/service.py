@@ -19,13 +19,13 @@ from gateway.errors import (
     BackendTimeout,
     BackendUnavailable,
     InvalidInput,
-    ModerationError,
     Overloaded,
     Unimplemented,
 )
 from gateway.model_version import ServingModel
 from gateway.policy import Policy
 from gateway.settings import Settings
+from gateway.text_scoring import ScoringOptions, score_texts
 from gateway.voice import UNTRANSCRIBED_SPEECH_ACTION, heard_speech
 
 logger = logging.getLogger(__name__)
@@ -95,13 +95,16 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
         # Streams hold a handler thread for their whole length: at most half the RPC slots, so
         # open voice streams can never starve text calls.
         self._stream_slots = threading.BoundedSemaphore(max(1, min(settings.max_streams, settings.max_in_flight // 2)))
+        self._scoring = ScoringOptions(settings.window_overlap_tokens, settings.max_rows_per_call,
+                                       settings.explain_max_words, settings.explain_min_weight,
+                                       settings.explain_max_spans)
 
     # --- RPCs -----------------------------------------------------------------------------
     @rpc("text")
     def ClassifyText(self, request, context, log: RequestLog):
         log.describe(request.request_id, 1, len(request.text))
         check_text(request.text, self.settings.max_text_chars)
-        return self._classify([request.text], context, log)[0]
+        return self._classify([request.text], context, log, request.explain)[0]
 
     @rpc("batch")
     def ClassifyTextBatch(self, request, context, log: RequestLog):
@@ -113,7 +116,7 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
             raise InvalidInput(f"batch has {len(texts)} texts; the limit is {self.settings.max_batch_texts}")
         for index, text in enumerate(texts):
             check_text(text, self.settings.max_text_chars, f"texts[{index}]")
-        return moderation_pb2.ClassifyTextBatchResponse(verdicts=self._classify(texts, context, log))
+        return moderation_pb2.ClassifyTextBatchResponse(verdicts=self._classify(texts, context, log, request.explain))
 
     @rpc("voice")
     def ClassifyVoice(self, request, context, log: RequestLog):
@@ -232,21 +235,26 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
             logger.error("policy does not fit version %s: %s", model.version, err)
 
     # --- shared path ----------------------------------------------------------------------
-    def _classify(self, texts: list[str], context, log: RequestLog) -> list:
+    def _classify(self, texts: list[str], context, log: RequestLog, explain: bool = False) -> list:
         with self.models.using() as model:  # one version (model, tokenizer, labels) per request
             started = time.perf_counter()
-            input_ids, attention_mask = model.encoder.encode(texts)
-            encoded = time.perf_counter()
-            scores = self.classifier.infer(
-                input_ids, attention_mask, version=model.version, timeout_s=self._model_timeout(context)
-            )
-            inferred = time.perf_counter()
-        log.stages_ms.update(tokenize=(encoded - started) * 1e3, model=(inferred - encoded) * 1e3)
-        if scores.shape != (len(texts), len(model.labels)):
-            raise ModerationError(f"model returned scores {scores.shape} for {len(texts)} texts x {len(model.labels)} labels")
-        verdicts = [self._verdict(row, model, log.request_id) for row in scores]
+            scored = score_texts(texts, model.encoder, model.labels, self._infer_for(model, context),
+                                 self._scoring, explain)
+            total_ms = (time.perf_counter() - started) * 1e3
+        log.stages_ms.update(tokenize=total_ms - scored.model_s * 1e3, model=scored.model_s * 1e3)
+        verdicts = [self._verdict(row, model, log.request_id) for row in scored.scores]
+        for verdict, spans in zip(verdicts, scored.evidence):
+            verdict.evidence.extend(moderation_pb2.Evidence(start=s.start, end=s.end, category=s.category,
+                                                            weight=s.weight, source="model") for s in spans)
         log.outcome = ",".join(v.top_category + ("!" if v.toxic else "") for v in verdicts[:4])
         return verdicts
+
+    def _infer_for(self, model: ServingModel, context):
+        """The model call for one request; each call gets the caller's remaining time."""
+        def infer(input_ids, attention_mask):
+            return self.classifier.infer(input_ids, attention_mask, version=model.version,
+                                         timeout_s=self._model_timeout(context))
+        return infer
 
     def _verdict(self, scores, model: ServingModel, request_id: str):
         row = [float(s) for s in scores]

@@ -36,6 +36,14 @@ class Settings:
     # docs/decisions/0012-request-coalescing.md).
     coalesce_max_rows: int = 16
     coalesce_wait_us: int = 1000
+    # Long texts are scored as windows of the version's max_length sharing this many tokens, and
+    # take their worst window's scores (gateway/windows.py).
+    window_overlap_tokens: int = 32
+    max_rows_per_call: int = 64  # rows per Triton request: the model's max_batch_size
+    # With explain, words left out one at a time (past this, adjacent words in groups; gateway/explain.py).
+    explain_max_words: int = 32
+    explain_min_weight: float = 0.05  # score drop a word's removal must cause to be evidence
+    explain_max_spans: int = 5  # evidence spans per verdict, strongest first
     triton_timeout_s: float = 2.0  # per model call, when the caller's deadline is later or unset
     length_buckets: tuple[int, ...] = ()  # e.g. (16, 32, 64, 128) for GPU libtorch serving
     health_poll_s: float = 1.0  # how often Triton's readiness is checked
@@ -70,11 +78,17 @@ class Settings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "length_buckets", parse_buckets(self.length_buckets))
         for name in ("max_text_chars", "max_batch_texts", "max_in_flight", "asr_threads",
-                     "asr_workers", "asr_batch", "max_audio_bytes", "asr_beam_size", "max_streams", "max_chunk_bytes", "coalesce_max_rows"):
+                     "asr_workers", "asr_batch", "max_audio_bytes", "asr_beam_size", "max_streams", "max_chunk_bytes", "coalesce_max_rows",
+                     "max_rows_per_call", "explain_max_words", "explain_max_spans"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.asr_queue < 0:
             raise ValueError(f"asr_queue must be >= 0, got {self.asr_queue}")
+        if self.window_overlap_tokens < 0:
+            raise ValueError(f"window_overlap_tokens must be >= 0, got {self.window_overlap_tokens}")
+        if self.explain_max_words >= self.max_rows_per_call:  # an explained row and its copies share one call
+            raise ValueError(f"explain_max_words must be < max_rows_per_call ({self.max_rows_per_call}), "
+                             f"got {self.explain_max_words}")
         if self.coalesce_wait_us < 0:
             raise ValueError(f"coalesce_wait_us must be >= 0, got {self.coalesce_wait_us}")
         if not 1.0 <= self.asr_window_s <= 30.0:  # Whisper's own window is 30 s

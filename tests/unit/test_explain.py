@@ -1,0 +1,130 @@
+"""Word occlusion: the word that drives the score comes first, with its exact character span."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from contract.normalization import normalize_chat
+from contract.pb import moderation_pb2, moderation_pb2_grpc
+from gateway.explain import position_map, word_spans
+from gateway.text_encoder import TextEncoder
+from gateway.text_scoring import ScoringOptions, score_texts
+from tests.unit.test_grpc_servicer import CLEAN, FakeClassifier, model_repo, start_gateway  # noqa: F401 (fixtures)
+from tests.unit.test_windows import LABELS, harmless, keyed_infer
+
+OPTIONS = ScoringOptions(explain_max_words=16, explain_min_weight=0.05, explain_max_spans=3)
+
+
+@pytest.fixture(scope="module")
+def encoder(minilm_dir):
+    return TextEncoder(minilm_dir, 32)
+
+
+@pytest.fixture(scope="module")
+def chat_encoder(minilm_dir):
+    return TextEncoder(minilm_dir, 32, normalize=normalize_chat)
+
+
+@pytest.fixture(scope="module")
+def idiot(encoder):
+    token_id = encoder.tokenizer.convert_tokens_to_ids("idiot")
+    assert encoder.tokenize(["idiot"])[0].ids == [token_id]
+    return token_id
+
+
+def spans_of(text):
+    return [text[s:e] for s, e in word_spans(text)]
+
+
+def test_words_lose_edge_punctuation_and_punctuation_only_words_are_skipped():
+    assert spans_of("you idiot!!  gg, (wp) ... a$$") == ["you", "idiot", "gg", "wp", "a$$"]
+    assert word_spans("  ?!  ") == []
+
+
+def test_position_map_follows_a_normalisation_that_changes_length():
+    text = "sooooo bad 1d10t"
+    normalized = normalize_chat(text)
+    mapping = position_map(text, normalized)
+    start = text.index("1d10t")
+    assert normalized[mapping[start] : mapping[start + 5]] == "idiot"
+    assert position_map("abc", "abc") == [0, 1, 2, 3]
+
+
+def test_the_word_that_drives_the_score_comes_first_with_its_exact_span(encoder, idiot):
+    text = "well played, but you are an idiot! gg"
+    calls = []
+    scored = score_texts([text], encoder, LABELS, keyed_infer(idiot, calls), OPTIONS, explain=True)
+    assert len(calls) == 1  # the original row and every occluded copy in one model call
+    assert scored.rows == 1 + len(word_spans(text))
+    spans = scored.evidence[0]
+    assert [(s.start, s.end) for s in spans] == [(text.index("idiot"), text.index("idiot") + 5)]
+    assert spans[0].category == "insult_harassment" and spans[0].weight == pytest.approx(0.8)
+    assert scored.scores[0, 1] == pytest.approx(0.9)  # explaining does not change the scores
+
+
+def test_spans_point_into_the_text_as_sent_when_normalisation_changes_it(chat_encoder, idiot):
+    text = "woooooow you are a 1d10t!!!! gg"
+    scored = score_texts([text], chat_encoder, LABELS, keyed_infer(idiot, []), OPTIONS, explain=True)
+    span = scored.evidence[0][0]
+    assert text[span.start : span.end] == "1d10t"
+
+
+def test_a_long_text_explains_its_worst_window(encoder, idiot):
+    text = harmless(200) + " you idiot " + harmless(10)
+    calls = []
+    options = ScoringOptions(explain_max_words=30)  # a 32-token window holds 30 words
+    scored = score_texts([text], encoder, LABELS, keyed_infer(idiot, calls), options, explain=True)
+    assert len(calls) == 2  # scoring the windows, then occluding the worst one
+    assert len(calls[1][0]) == 1 + 30
+    span = scored.evidence[0][0]
+    assert (span.start, span.end) == (text.index("idiot"), text.index("idiot") + 5)
+
+
+def test_past_max_words_adjacent_words_are_occluded_in_groups(encoder, idiot):
+    text = "one two three four five six seven idiot"
+    options = ScoringOptions(explain_max_words=4, explain_min_weight=0.05)
+    scored = score_texts([text], encoder, LABELS, keyed_infer(idiot, []), options, explain=True)
+    assert scored.rows == 1 + 4
+    span = scored.evidence[0][0]
+    assert text[span.start : span.end] == "seven idiot"
+
+
+def test_without_explain_nothing_extra_is_computed(encoder, idiot):
+    calls = []
+    scored = score_texts(["you are an idiot"], encoder, LABELS, keyed_infer(idiot, calls), OPTIONS)
+    assert scored.rows == 1 and scored.evidence == [[]]
+
+
+def test_a_clean_text_has_no_evidence(encoder, idiot):
+    scored = score_texts(["good game all"], encoder, LABELS, keyed_infer(idiot, []), OPTIONS, explain=True)
+    assert scored.evidence == [[]]
+    assert np.allclose(scored.scores[0], [0.9, 0.1])
+
+
+class KeyedFake(FakeClassifier):
+    """The servicer tests' fake, but insult_harassment scores 0.9 exactly when token_id is in a row."""
+
+    def __init__(self, token_id: int):
+        super().__init__()
+        self.token_id = token_id
+
+    def infer(self, input_ids, attention_mask, *, version, timeout_s):
+        self.calls.append({"ids": input_ids, "mask": attention_mask, "version": version, "timeout_s": timeout_s})
+        hit = np.array([(row[m == 1] == self.token_id).any() for row, m in zip(input_ids, attention_mask)])
+        return np.array([[0.05, 0.0, 0.9, 0.05, 0.0] if h else CLEAN for h in hit], dtype=np.float32)
+
+
+def test_the_servicer_returns_evidence_only_when_asked(start_gateway, idiot):  # noqa: F811
+    _, fake, channel = start_gateway(KeyedFake(idiot))
+    stub = moderation_pb2_grpc.ModerationStub(channel)
+    text = "gg, you are an idiot"
+    verdict = stub.ClassifyText(moderation_pb2.ClassifyTextRequest(text=text, explain=True), timeout=5)
+    assert [(e.start, e.end, e.category, e.source) for e in verdict.evidence] == [
+        (text.index("idiot"), len(text), "insult_harassment", "model")]
+    assert verdict.evidence[0].weight == pytest.approx(0.9 - CLEAN[2])
+    assert len(fake.calls) == 1 and len(fake.calls[0]["ids"]) == 1 + 5
+    plain = stub.ClassifyText(moderation_pb2.ClassifyTextRequest(text=text), timeout=5)
+    assert not plain.evidence and len(fake.calls[1]["ids"]) == 1
+    batch = stub.ClassifyTextBatch(moderation_pb2.ClassifyTextBatchRequest(texts=[text, "nice"], explain=True), timeout=5)
+    assert [len(v.evidence) for v in batch.verdicts] == [1, 0]
