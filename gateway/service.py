@@ -232,13 +232,13 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
         log.stages_ms.update(tokenize=(encoded - started) * 1e3, model=(inferred - encoded) * 1e3)
         if scores.shape != (len(texts), len(model.labels)):
             raise ModerationError(f"model returned scores {scores.shape} for {len(texts)} texts x {len(model.labels)} labels")
-        verdicts = [self._verdict(row, model, log.request_id) for row in scores]
+        verdicts = [self._verdict(row, model, log.request_id, text) for row, text in zip(scores, texts)]
         log.outcome = ",".join(v.top_category + ("!" if v.toxic else "") for v in verdicts[:4])
         return verdicts
 
-    def _verdict(self, scores, model: ServingModel, request_id: str):
+    def _verdict(self, scores, model: ServingModel, request_id: str, text: str = ""):
         row = [float(s) for s in scores]
-        decision = self.policy.decide(row, model.labels)
+        decision = self.policy.decide(row, model.labels, text)  # text: for the operator lists
         return moderation_pb2.Verdict(
             scores=[moderation_pb2.CategoryScore(category=c, score=s) for c, s in zip(model.labels, row)],
             top_category=decision.top_category,
@@ -246,6 +246,11 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
             flagged=list(decision.flagged),
             model_version=model.version,
             request_id=request_id,
+            toxic_score=decision.toxic_score,
+            severity=decision.severity,
+            action=decision.action,
+            evidence=[moderation_pb2.Evidence(start=e.start, end=e.end, category=e.category, weight=e.weight,
+                                              source=e.source) for e in decision.evidence],
         )
 
     def _model_timeout(self, context) -> float:

@@ -1,0 +1,159 @@
+"""Operator lists: blocklist terms/patterns and allowlisted game phrases, matched on a normalised
+copy of the message whose every character maps back to a span of the text as sent.
+
+The copy is built word by word (whitespace-separated): each word goes through the chat
+normalisation of `contract.normalization` (so its obfuscation handling also applies to the lists),
+then NFKC and case folding; apostrophes are dropped ("he's" -> "hes") and other symbols split the
+word. Runs of single letters ("k y s", "k.y.s") are joined into one word, and a list entry may
+match anywhere inside such a run, since its own word boundaries are gone. Working per word keeps
+offsets exact where normalisation keeps the word's length, and word-exact where it does not.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+from contract.normalization import CHAT, normalizer
+
+BLOCKLIST = "blocklist"
+ALLOWLIST = "allowlist"
+
+_normalize_chat = normalizer(CHAT)
+_WORD = re.compile(r"\S+")
+_PIECE = re.compile(r"[^\W_]+")  # letters and digits
+_APOSTROPHES = re.compile(r"['\u2019\u02bc`]")
+
+
+@dataclass(frozen=True)
+class ListEntry:
+    """One blocklist or allowlist entry, compiled for the normalised copy."""
+
+    source: str  # BLOCKLIST or ALLOWLIST
+    text: str  # the term, phrase or pattern as the operator wrote it
+    regex: re.Pattern
+    category: str = ""
+    severity: str = ""
+
+
+@dataclass(frozen=True)
+class ListMatch:
+    start: int  # character offsets into the text as sent, [start, end)
+    end: int
+    entry: ListEntry
+
+
+@dataclass(frozen=True)
+class MatchKey:
+    """The normalised copy: words separated by single spaces; spans[i] is the [start, end) of
+    the original text that character i came from."""
+
+    text: str
+    spans: tuple[tuple[int, int], ...]
+    in_run: tuple[bool, ...]  # the character belongs to a joined run of single letters
+
+    def at_boundary(self, start: int, end: int) -> bool:
+        before = start == 0 or self.text[start - 1] == " " or (self.in_run[start - 1] and self.in_run[start])
+        after = end == len(self.text) or self.text[end] == " " or (self.in_run[end - 1] and self.in_run[end])
+        return before and after
+
+
+def normalize_entry(text: str) -> str:
+    """A term or phrase as it appears in the normalised copy (what a match must equal)."""
+    return matching_key(text).text
+
+
+def compile_entry(source: str, text: str, *, pattern: bool = False, category: str = "", severity: str = "") -> ListEntry:
+    """Raises ValueError (re.error) for a bad pattern or one that would match nothing at all."""
+    regex = re.compile(text if pattern else re.escape(normalize_entry(text)))
+    if regex.pattern == "" or regex.fullmatch(""):
+        raise ValueError("it matches the empty string (an empty term or a pattern like 'a*')")
+    return ListEntry(source, text, regex, category, severity)
+
+
+def find_matches(text: str, entries) -> list[ListMatch]:
+    """Every whole-word match of every entry, in text order."""
+    if not entries:
+        return []
+    key = matching_key(text)
+    matches = []
+    for entry in entries:
+        position = 0
+        while (found := entry.regex.search(key.text, position)) is not None:
+            start, end = found.span()
+            if end > start and key.at_boundary(start, end):
+                matches.append(ListMatch(key.spans[start][0], key.spans[end - 1][1], entry))
+                position = end
+            else:
+                position = start + 1
+    return sorted(matches, key=lambda m: (m.start, m.end))
+
+
+def only_allowlisted(text: str, allow_matches: list[ListMatch]) -> bool:
+    """True when the message has at least one allowlisted phrase and no other letters or digits."""
+    if not allow_matches:
+        return False
+    covered = bytearray(len(text))
+    for match in allow_matches:
+        covered[match.start:match.end] = b"\x01" * (match.end - match.start)
+    return not any(not covered[i] and char.isalnum() for i, char in enumerate(text))
+
+
+def matching_key(text: str) -> MatchKey:
+    pieces = _join_single_letters(_pieces(text))
+    chars: list[str] = []
+    spans: list[tuple[int, int]] = []
+    in_run: list[bool] = []
+    for piece_text, piece_spans, run in pieces:
+        if chars:
+            chars.append(" ")
+            spans.append((piece_spans[0][0], piece_spans[0][0]))
+            in_run.append(False)
+        chars.extend(piece_text)
+        spans.extend(piece_spans)
+        in_run.extend([run] * len(piece_text))
+    return MatchKey("".join(chars), tuple(spans), tuple(in_run))
+
+
+def _pieces(text: str) -> list[tuple[str, list[tuple[int, int]]]]:
+    """Letter-and-digit runs of each normalised word, each character with its original span."""
+    pieces = []
+    for word in _WORD.finditer(text):
+        normalized = _normalize_word(word.group())
+        start, end = word.span()
+        if len(normalized) == end - start:  # same length: character i came from character i
+            char_spans = [(start + i, start + i + 1) for i in range(len(normalized))]
+        else:
+            char_spans = [(start, end)] * len(normalized)
+        kept_text, kept_spans = _strip_apostrophes(normalized, char_spans)
+        for piece in _PIECE.finditer(kept_text):
+            pieces.append((piece.group(), kept_spans[piece.start():piece.end()]))
+    return pieces
+
+
+def _normalize_word(word: str) -> str:
+    return unicodedata.normalize("NFKC", _normalize_chat(word)).casefold()
+
+
+def _strip_apostrophes(text: str, spans: list) -> tuple[str, list]:
+    keep = [i for i, char in enumerate(text) if not _APOSTROPHES.match(char)]
+    return "".join(text[i] for i in keep), [spans[i] for i in keep]
+
+
+def _join_single_letters(pieces) -> list[tuple[str, list, bool]]:
+    """Runs of two or more one-character pieces become one piece: "k y s" -> "kys"."""
+    joined: list[tuple[str, list, bool]] = []
+    run: list = []
+    for piece in [*pieces, None]:
+        if piece is not None and len(piece[0]) == 1:
+            run.append(piece)
+            continue
+        if len(run) >= 2:
+            joined.append(("".join(p[0] for p in run), [s for p in run for s in p[1]], True))
+        elif run:
+            joined.append((run[0][0], run[0][1], False))
+        run = []
+        if piece is not None:
+            joined.append((piece[0], piece[1], False))
+    return joined
