@@ -1,12 +1,11 @@
 """Operator lists: blocklist terms/patterns and allowlisted game phrases, matched on a normalised
 copy of the message whose every character maps back to a span of the text as sent.
 
-The copy is built word by word (whitespace-separated): each word goes through the chat
-normalisation of `contract.normalization` (so its obfuscation handling also applies to the lists),
-then NFKC and case folding; apostrophes are dropped ("he's" -> "hes") and other symbols split the
-word. Runs of single letters ("k y s", "k.y.s") are joined into one word, and a list entry may
-match anywhere inside such a run, since its own word boundaries are gone. Working per word keeps
-offsets exact where normalisation keeps the word's length, and word-exact where it does not.
+The copy is built word by word (whitespace-separated): NFKC and case folding, then the chat
+normalisation of `contract.normalization` (so its obfuscation handling also applies to the
+lists), aligned back to the original characters with difflib; apostrophes are dropped
+("he's" -> "hes") and other symbols split the word. Runs of single letters ("k y s", "k.y.s") are joined into one word, and a list entry may
+match anywhere inside such a run, since its own word boundaries are gone.
 """
 
 from __future__ import annotations
@@ -14,6 +13,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from difflib import SequenceMatcher
 
 from contract.normalization import CHAT, normalizer
 
@@ -120,20 +120,33 @@ def _pieces(text: str) -> list[tuple[str, list[tuple[int, int]]]]:
     """Letter-and-digit runs of each normalised word, each character with its original span."""
     pieces = []
     for word in _WORD.finditer(text):
-        normalized = _normalize_word(word.group())
-        start, end = word.span()
-        if len(normalized) == end - start:  # same length: character i came from character i
-            char_spans = [(start + i, start + i + 1) for i in range(len(normalized))]
-        else:
-            char_spans = [(start, end)] * len(normalized)
+        normalized, char_spans = _normalize_word(word.group(), word.start())
         kept_text, kept_spans = _strip_apostrophes(normalized, char_spans)
         for piece in _PIECE.finditer(kept_text):
             pieces.append((piece.group(), kept_spans[piece.start():piece.end()]))
     return pieces
 
 
-def _normalize_word(word: str) -> str:
-    return unicodedata.normalize("NFKC", _normalize_chat(word)).casefold()
+def _normalize_word(word: str, offset: int) -> tuple[str, list[tuple[int, int]]]:
+    """NFKC + case folding per character, then the shared chat normalisation, aligned back to
+    the original characters (it may cut repeats or rewrite leetspeak)."""
+    folded, folded_spans = [], []
+    for i, char in enumerate(word):
+        for out in unicodedata.normalize("NFKC", char).casefold():
+            folded.append(out)
+            folded_spans.append((offset + i, offset + i + 1))
+    before = "".join(folded)
+    after = _normalize_chat(before)
+    if after == before:
+        return after, folded_spans
+    spans = []
+    for op, i1, i2, j1, j2 in SequenceMatcher(None, before, after, autojunk=False).get_opcodes():
+        if op == "equal":
+            spans.extend(folded_spans[i1:i2])
+        elif op != "delete":  # replaced or inserted characters: the original stretch they replace
+            first, last = folded_spans[min(i1, len(before) - 1)], folded_spans[max(min(i2, len(before)) - 1, 0)]
+            spans.extend([(first[0], max(last[1], first[1]))] * (j2 - j1))
+    return after, spans
 
 
 def _strip_apostrophes(text: str, spans: list) -> tuple[str, list]:

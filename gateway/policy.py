@@ -9,7 +9,7 @@
   allowlisted phrases (and no blocklist match) is allowed whatever the model says. See
   gateway/lists.py for how matching survives obfuscation.
 
-gateway/policy_file.py reads and validates the TOML file.
+gateway/policy_file.py reads and checks the TOML file (and defines PolicyError).
 """
 
 from __future__ import annotations
@@ -19,17 +19,12 @@ from pathlib import Path
 
 from contract.tensors import NEGATIVE_CATEGORY
 from gateway.lists import BLOCKLIST, ListEntry, ListMatch, find_matches, only_allowlisted
+from gateway.policy_file import DEFAULT_ACTIONS, DEFAULT_BANDS, SEVERITIES, PolicyError, read_policy
+
+__all__ = ["DEFAULT_POLICY_PATH", "Decision", "Evidence", "Policy", "PolicyError", "load_policy"]
 
 DEFAULT_POLICY_PATH = Path(__file__).with_name("default_policy.toml")
-SEVERITIES = ("none", "low", "medium", "high")  # in increasing order
-ACTIONS = ("allow", "review", "block")
-DEFAULT_ACTIONS = {"none": "allow", "low": "review", "medium": "review", "high": "block"}
-DEFAULT_BANDS = {"low": 0.5, "medium": 0.75, "high": 0.9}  # on toxic_score
 LIST_WEIGHT = 1.0  # Evidence.weight of a list match
-
-
-class PolicyError(ValueError):
-    """The policy file is malformed; the message names the file and the entry."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +120,4 @@ def _evidence(match: ListMatch) -> Evidence:
 
 def load_policy(path: str | Path = "") -> Policy:
     """Reads and validates a policy file (empty: the shipped default); raises PolicyError."""
-    from gateway.policy_file import read_policy  # it builds Policy objects: imported here, not at the top
-
-    return read_policy(Path(path) if path else DEFAULT_POLICY_PATH)
+    return Policy(**read_policy(Path(path) if path else DEFAULT_POLICY_PATH))

@@ -1,4 +1,4 @@
-"""Reading a policy TOML file into a Policy, checking every entry before anything is swapped in.
+"""Reading a policy TOML file, checking every entry before anything is swapped in.
 
 Every mistake raises PolicyError naming the file and the entry, so a reload (admin ReloadPolicy or
 SIGHUP) can refuse the file and keep the policy in force. Unknown keys are errors too: a typo such
@@ -13,14 +13,22 @@ from pathlib import Path
 
 from contract.tensors import NEGATIVE_CATEGORY
 from gateway.lists import ALLOWLIST, BLOCKLIST, compile_entry
-from gateway.policy import ACTIONS, DEFAULT_ACTIONS, DEFAULT_BANDS, SEVERITIES, Policy, PolicyError
 
+SEVERITIES = ("none", "low", "medium", "high")  # in increasing order
+ACTIONS = ("allow", "review", "block")
+DEFAULT_ACTIONS = {"none": "allow", "low": "review", "medium": "review", "high": "block"}
+DEFAULT_BANDS = {"low": 0.5, "medium": 0.75, "high": 0.9}  # on toxic_score
 TOP_LEVEL_KEYS = ("default_threshold", "toxic_threshold", "thresholds", "severity", "category_severity",
                   "actions", "blocklist", "allowlist")
 BAND_LEVELS = SEVERITIES[1:]  # "none" is where no band is reached
 
 
-def read_policy(path: Path) -> Policy:
+class PolicyError(ValueError):
+    """The policy file is malformed; the message names the file and the entry."""
+
+
+def read_policy(path: Path) -> dict:
+    """The keyword arguments of gateway.policy.Policy, every value checked."""
     raw = _read_toml(path)
     where = str(path)
     unknown = sorted(set(raw) - set(TOP_LEVEL_KEYS))
@@ -32,7 +40,7 @@ def read_policy(path: Path) -> Policy:
     category_bands = _table(where, raw, "category_severity")
     if NEGATIVE_CATEGORY in category_bands:
         raise PolicyError(f"{where}: {NEGATIVE_CATEGORY!r} cannot have severity bands")
-    return Policy(
+    return dict(
         thresholds={name: _fraction(where, f"threshold {name!r}", value) for name, value in table.items()},
         default_threshold=_fraction(where, "threshold 'default_threshold'", raw.get("default_threshold", 0.5)),
         source=where,
