@@ -5,7 +5,8 @@ threshold" (toxic_score = 1 - score(non_toxic)). Per-category thresholds come fr
 training.thresholds (a target precision); the overall threshold is then chosen for the served
 flag as a whole:
 
-- objective: binary macro-F1 of the served flag computed per source, then averaged with weights,
+- objective: binary macro-F1 of the served flag computed per source (sources with both toxic and
+  clean rows: on an all-toxic set macro-F1 is degenerate), then averaged with weights,
   the game-chat source (`conda`) weighted `game_chat_weight` (2: game chat is the product's
   domain, yet one source of modest size, so the public sets still hold most of the weight and
   keep one small set from deciding alone). Averaging per source, not pooling, keeps a large
@@ -13,9 +14,9 @@ flag as a whole:
 - candidates: a grid over toxic_score; the best single threshold (toxic_score alone, no category
   thresholds) on the same objective is reported next to it, and a gap over one point is a warning.
 
-Severity bands: low at the overall threshold; medium and high where toxic_score reaches
-`target_precision` and `block_precision` on the rows of known toxicity (pooled); a band that does
-not lie above the previous one is left out. Actions and the operator lists are not learned: the
+Severity bands: low at the overall threshold; high where toxic_score (above low) reaches
+`block_precision` on the rows of known toxicity (pooled), left out when it never does; medium
+where it reaches `target_precision`, or halfway between low and high when that is not in between. Actions and the operator lists are not learned: the
 actions are the gateway's defaults and the lists are copied from a template policy file.
 """
 
@@ -76,7 +77,8 @@ def propose_overall(probs, masks, names, sources, proposals: list[ThresholdPropo
                     target_precision: float, block_precision: float, game_chat_weight: float) -> OverallProposal:
     probs, sources = np.asarray(probs, dtype=np.float64), np.asarray(sources)
     truth = binary_labels(np.asarray(masks))
-    weights = {s: (game_chat_weight if s == GAME_CHAT_SOURCE else 1.0) for s in sorted(set(sources.tolist()))}
+    weights = {s: (game_chat_weight if s == GAME_CHAT_SOURCE else 1.0) for s in sorted(set(sources.tolist()))
+               if len(np.unique(truth[(sources == s) & (truth >= 0)])) == 2}  # all-toxic: macro-F1 degenerate
     categories = {list(names).index(p.category): p.threshold for p in proposals}
     grid = np.round(np.arange(GRID_STEP, 1.0, GRID_STEP), 6)
     served = [weighted_macro_f1(truth, served_flags(probs, t, categories), sources, weights) for t in grid]
@@ -115,16 +117,23 @@ def _macro_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
 def _bands(probs, truth, low: float, target_precision: float, block_precision: float) -> dict[str, float]:
     known = truth >= 0
     thresholds, precisions = precision_curve(1.0 - probs[known, 0], truth[known])
-    bands = {"low": low}
-    for level, precision in (("medium", target_precision), ("high", block_precision)):
-        reaching = thresholds[precisions >= precision]
-        start = float(np.ceil(reaching.min() * 1000) / 1000) if len(reaching) else None
-        if start is None or start <= max(bands.values()) or start > 1.0:
-            logger.warning("severity %s: no toxic_score above %.3f reaches precision %.2f; band left out",
-                           level, max(bands.values()), precision)
-            continue
-        bands[level] = start
-    return bands
+
+    def reaching(precision: float) -> float | None:
+        starts = thresholds[(precisions >= precision) & (thresholds > low)]
+        return float(np.ceil(starts.min() * 1000) / 1000) if len(starts) else None
+
+    high = reaching(block_precision)
+    if high is None or high > 1.0:
+        logger.warning("severity high: no toxic_score above %.3f reaches precision %.2f; band left out",
+                       low, block_precision)
+        high = None
+    medium = reaching(target_precision)
+    top = high if high is not None else 1.0
+    at_low = precisions[thresholds >= low][-1] if (thresholds >= low).any() else 0.0
+    if medium is None or at_low >= target_precision or not low < medium < top:
+        medium = round((low + top) / 2, 3)  # reached at low already (or not before high): halfway
+    bands = {"low": low, "medium": medium, "high": high}
+    return {level: start for level, start in bands.items() if start is not None and (level == "low" or start > low)}
 
 
 def _per_source(probs, truth, sources, flags) -> dict[str, dict]:

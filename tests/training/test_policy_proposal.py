@@ -62,8 +62,24 @@ def test_severity_bands_increase_and_unreachable_ones_are_left_out(caplog):
     assert bands["high"] == 0.8  # the smallest score with precision 1
     probs[0] = [0.0, 0.5, 0.5, 0.0, 0.0]
     masks[0] = CLEAN  # the top-scored row is clean: precision 1 is never reached
-    assert "high" not in overall(probs, masks, sources, target_precision=0.8, block_precision=1.0).bands
+    no_high = overall(probs, masks, sources, target_precision=0.8, block_precision=1.0).bands
+    assert list(no_high) == ["low", "medium"]
     assert "severity high: no toxic_score" in caplog.text
+
+
+def test_medium_falls_halfway_when_the_target_is_reached_at_low():
+    probs, masks, sources = rows(*[(0.9, TOXIC, "conda")] * 3, *[(0.1, CLEAN, "conda")] * 3)
+    bands = overall(probs, masks, sources, target_precision=0.5, block_precision=1.0).bands
+    assert bands["high"] == 0.9  # every toxic row: precision 1
+    assert bands["medium"] == round((bands["low"] + 0.9) / 2, 3)  # precision 0.5 is reached at low already
+
+
+def test_a_source_with_one_class_only_does_not_steer_the_threshold():
+    probs, masks, sources = rows((0.6, TOXIC, "conda"), (0.2, CLEAN, "conda"),
+                                 *[(0.15, TOXIC, "hate")] * 5)  # an all-toxic source would pull it down
+    result = overall(probs, masks, sources)
+    assert 0.2 < result.toxic_threshold <= 0.6
+    assert result.per_source["hate"]["served"]["recall"] == 0.0
 
 
 @pytest.mark.parametrize("template", [DEFAULT_TEMPLATE, None])
