@@ -1,10 +1,9 @@
 """Operator lists: blocklist terms/patterns and allowlisted game phrases, matched on a normalised
 copy of the message whose every character maps back to a span of the text as sent.
 
-The copy is built word by word (whitespace-separated): NFKC and case folding, then the chat
-normalisation of `contract.normalization` (so its obfuscation handling also applies to the
-lists), aligned back to the original characters with difflib; apostrophes are dropped
-("he's" -> "hes") and other symbols split the word. Runs of single letters ("k y s", "k.y.s") are joined into one word, and a list entry may
+The copy: NFKC and case folding, then the chat normalisation of `contract.normalization` (so its
+obfuscation handling also applies to the lists), a few words at a time, and where it rewrote
+something, word by word aligned back to the original characters (difflib where lengths differ); apostrophes are dropped ("he's" -> "hes") and other symbols split words. Runs of single letters ("k y s", "k.y.s") are joined into one word, and a list entry may
 match anywhere inside such a run, since its own word boundaries are gone.
 """
 
@@ -21,7 +20,9 @@ BLOCKLIST = "blocklist"
 ALLOWLIST = "allowlist"
 
 _normalize_chat = normalizer(CHAT)
-_WORD = re.compile(r"\S+")
+# a few words at a time, so a rewrite is aligned word by word only where one happened
+_CHUNK = re.compile(r"\s*(?:\S{1,64}\s*){1,12}|\S+\s*")
+_WORD = re.compile(r"\S+|\s+")
 _PIECE = re.compile(r"[^\W_]+")  # letters and digits
 _APOSTROPHES = re.compile(r"['\u2019\u02bc`]")
 
@@ -72,11 +73,11 @@ def compile_entry(source: str, text: str, *, pattern: bool = False, category: st
     return ListEntry(source, text, regex, category, severity)
 
 
-def find_matches(text: str, entries) -> list[ListMatch]:
-    """Every whole-word match of every entry, in text order."""
+def find_matches(text: str | MatchKey, entries) -> list[ListMatch]:
+    """Every whole-word match of every entry, in text order; `text` may be its matching_key()."""
     if not entries:
         return []
-    key = matching_key(text)
+    key = text if isinstance(text, MatchKey) else matching_key(text)
     matches = []
     for entry in entries:
         position = 0
@@ -117,39 +118,53 @@ def matching_key(text: str) -> MatchKey:
 
 
 def _pieces(text: str) -> list[tuple[str, list[tuple[int, int]]]]:
-    """Letter-and-digit runs of each normalised word, each character with its original span."""
+    """Letter-and-digit runs of the normalised text, each character with its original span."""
     pieces = []
-    for word in _WORD.finditer(text):
-        normalized, char_spans = _normalize_word(word.group(), word.start())
-        kept_text, kept_spans = _strip_apostrophes(normalized, char_spans)
-        for piece in _PIECE.finditer(kept_text):
-            pieces.append((piece.group(), kept_spans[piece.start():piece.end()]))
+    for chunk in _CHUNK.finditer(text):
+        normalized, spans = _strip_apostrophes(*_normalize(chunk.group(), chunk.start()))
+        pieces += [(m.group(), spans[m.start():m.end()]) for m in _PIECE.finditer(normalized)]
     return pieces
 
 
-def _normalize_word(word: str, offset: int) -> tuple[str, list[tuple[int, int]]]:
+def _normalize(text: str, offset: int) -> tuple[str, list[tuple[int, int]]]:
     """NFKC + case folding per character, then the shared chat normalisation, aligned back to
     the original characters (it may cut repeats or rewrite leetspeak)."""
-    folded, folded_spans = [], []
-    for i, char in enumerate(word):
-        for out in unicodedata.normalize("NFKC", char).casefold():
-            folded.append(out)
-            folded_spans.append((offset + i, offset + i + 1))
-    before = "".join(folded)
-    after = _normalize_chat(before)
-    if after == before:
-        return after, folded_spans
+    if text.isascii():  # the common case: folding keeps one character per character
+        before, folded_spans = text.lower(), [(offset + i, offset + i + 1) for i in range(len(text))]
+    else:
+        folded, folded_spans = [], []
+        for i, char in enumerate(text):
+            for out in unicodedata.normalize("NFKC", char).casefold():
+                folded.append(out)
+                folded_spans.append((offset + i, offset + i + 1))
+        before = "".join(folded)
+    if _normalize_chat(before) == before:
+        return before, folded_spans
+    text_out, spans = [], []
+    for word in _WORD.finditer(before):  # word by word keeps each alignment short
+        after = _normalize_chat(word.group()) if not word.group().isspace() else word.group()
+        text_out.append(after)
+        spans += _align(word.group(), after, folded_spans[word.start():word.end()])
+    return "".join(text_out), spans
+
+
+def _align(before: str, after: str, before_spans: list) -> list[tuple[int, int]]:
+    """The original span of each character of `after`, a rewrite of `before`."""
+    if len(after) == len(before):  # one for one (leetspeak, case)
+        return before_spans
     spans = []
     for op, i1, i2, j1, j2 in SequenceMatcher(None, before, after, autojunk=False).get_opcodes():
         if op == "equal":
-            spans.extend(folded_spans[i1:i2])
+            spans.extend(before_spans[i1:i2])
         elif op != "delete":  # replaced or inserted characters: the original stretch they replace
-            first, last = folded_spans[min(i1, len(before) - 1)], folded_spans[max(min(i2, len(before)) - 1, 0)]
+            first, last = before_spans[min(i1, len(before) - 1)], before_spans[max(min(i2, len(before)) - 1, 0)]
             spans.extend([(first[0], max(last[1], first[1]))] * (j2 - j1))
-    return after, spans
+    return spans
 
 
 def _strip_apostrophes(text: str, spans: list) -> tuple[str, list]:
+    if not _APOSTROPHES.search(text):
+        return text, spans
     keep = [i for i, char in enumerate(text) if not _APOSTROPHES.match(char)]
     return "".join(text[i] for i in keep), [spans[i] for i in keep]
 

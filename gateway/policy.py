@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from contract.tensors import NEGATIVE_CATEGORY
-from gateway.lists import BLOCKLIST, ListEntry, ListMatch, find_matches, only_allowlisted
+from gateway.lists import BLOCKLIST, ListEntry, ListMatch, find_matches, matching_key, only_allowlisted
 from gateway.policy_file import DEFAULT_ACTIONS, DEFAULT_BANDS, SEVERITIES, PolicyError, read_policy
 
 __all__ = ["DEFAULT_POLICY_PATH", "Decision", "Evidence", "Policy", "PolicyError", "load_policy"]
@@ -91,7 +91,8 @@ class Policy:
     def _list_matches(self, text: str) -> tuple[list[ListMatch], list[ListMatch]]:
         if not text or not (self.blocklist or self.allowlist):
             return [], []
-        return find_matches(text, self.blocklist), find_matches(text, self.allowlist)
+        key = matching_key(text)  # normalised once for both lists
+        return find_matches(key, self.blocklist), find_matches(key, self.allowlist)
 
     def named_categories(self) -> set[str]:
         return set(self.thresholds) | set(self.category_bands) | {e.category for e in self.blocklist}

@@ -112,3 +112,10 @@ def test_blocklist_wins_over_the_allowlist():
 def test_no_text_means_no_list_matching():
     assert POLICY.decide(CLEAN, CATEGORIES).evidence == ()
     assert not POLICY.decide(CLEAN, CATEGORIES, "").toxic
+
+
+def test_offsets_stay_exact_deep_into_a_long_message_with_rewrites():
+    text = "gg wp team " * 20 + "ur a TR4SH n00b!!!!! sooooo k.y.s"
+    found = find_matches(text, [NOOB, KYS])
+    assert [text[m.start:m.end] for m in found] == ["TR4SH n00b", "k.y.s"]
+    assert found[1].end == len(text)
