@@ -74,7 +74,8 @@ def compile_entry(source: str, text: str, *, pattern: bool = False, category: st
 
 
 def find_matches(text: str | MatchKey, entries) -> list[ListMatch]:
-    """Every whole-word match of every entry, in text order; `text` may be its matching_key()."""
+    """Every whole-word match of every entry, in text order, less those inside a longer match of
+    the same category; `text` may be its matching_key()."""
     if not entries:
         return []
     key = text if isinstance(text, MatchKey) else matching_key(text)
@@ -88,7 +89,17 @@ def find_matches(text: str | MatchKey, entries) -> list[ListMatch]:
                 position = end
             else:
                 position = start + 1
-    return sorted(matches, key=lambda m: (m.start, m.end))
+    return sorted(_drop_contained(matches), key=lambda m: (m.start, m.end))
+
+
+def _drop_contained(matches: list[ListMatch]) -> list[ListMatch]:
+    """A match inside a longer one of the same category adds nothing: "gg wp" alone, not also
+    "gg" and "wp"."""
+    def inside(inner: ListMatch, outer: ListMatch) -> bool:
+        return (outer.start <= inner.start and inner.end <= outer.end and inner.entry.category == outer.entry.category
+                and outer.end - outer.start > inner.end - inner.start)
+
+    return [m for m in matches if not any(inside(m, other) for other in matches)]
 
 
 def only_allowlisted(text: str, allow_matches: list[ListMatch]) -> bool:

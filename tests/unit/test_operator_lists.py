@@ -119,3 +119,10 @@ def test_offsets_stay_exact_deep_into_a_long_message_with_rewrites():
     found = find_matches(text, [NOOB, KYS])
     assert [text[m.start:m.end] for m in found] == ["TR4SH n00b", "k.y.s"]
     assert found[1].end == len(text)
+
+
+def test_a_match_inside_a_longer_one_of_the_same_category_is_not_repeated():
+    entries = [compile_entry(ALLOWLIST, p) for p in ("gg", "wp", "gg wp", "one shot")] + [ONE_SHOT]
+    assert spans("GG WP, he's one shot", entries) == ["GG WP", "he's one shot"]
+    blocked = [KYS, compile_entry(BLOCKLIST, "kys", category="insult_harassment", severity="low")]
+    assert len(find_matches("kys", blocked)) == 2  # two categories: both are evidence
