@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from contract.manifest import write_manifest
 from contract.pb import moderation_pb2, moderation_pb2_grpc
 from gateway.classifier import Classifier
+from gateway.client import format_verdict
 from gateway.errors import BackendTimeout, BackendUnavailable, ModerationError, Overloaded
 from gateway.policy import DEFAULT_POLICY_PATH
 from gateway.readiness import SERVICE_NAME
@@ -480,6 +481,9 @@ def test_list_matches_come_back_as_evidence_with_offsets_into_the_text(stub, fak
     assert [(e.start, e.end, e.category, e.weight, e.source) for e in blocked.evidence] == [
         (7, 12, "threat", 1.0, "blocklist")]
     assert texts[0][7:12] == "K.Y.S"
+    printed = format_verdict(blocked)  # what moderation-client prints
+    assert printed.startswith("TOXIC action=block severity=high ")
+    assert "evidence=blocklist:threat@7-12 " in printed
     assert (allowed.toxic, list(allowed.flagged), allowed.severity, allowed.action) == (False, [], "none", "allow")
     assert [(e.start, e.end, e.source) for e in allowed.evidence] == [(0, 8, "allowlist")]
 
