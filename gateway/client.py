@@ -18,8 +18,10 @@ from contract.pb import moderation_pb2, moderation_pb2_grpc
 def format_verdict(verdict) -> str:
     scores = " ".join(f"{s.category}={s.score:.3f}" for s in verdict.scores)
     flagged = ",".join(verdict.flagged) or "-"
-    return (f"{'TOXIC' if verdict.toxic else 'ok'} top={verdict.top_category} flagged={flagged} "
-            f"[{scores}] model_version={verdict.model_version}")
+    evidence = " ".join(f"{e.source}:{e.category}@{e.start}-{e.end}" for e in verdict.evidence)
+    return (f"{'TOXIC' if verdict.toxic else 'ok'} action={verdict.action} severity={verdict.severity} "
+            f"toxic_score={verdict.toxic_score:.3f} top={verdict.top_category} flagged={flagged} "
+            f"[{scores}]{' evidence=' + evidence if evidence else ''} model_version={verdict.model_version}")
 
 
 def main(argv=None) -> None:

@@ -242,7 +242,7 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
                                  self._scoring, explain)
             total_ms = (time.perf_counter() - started) * 1e3
         log.stages_ms.update(tokenize=total_ms - scored.model_s * 1e3, model=scored.model_s * 1e3)
-        verdicts = [self._verdict(row, model, log.request_id) for row in scored.scores]
+        verdicts = [self._verdict(row, model, log.request_id, text) for row, text in zip(scored.scores, texts)]
         for verdict, spans in zip(verdicts, scored.evidence):
             verdict.evidence.extend(moderation_pb2.Evidence(start=s.start, end=s.end, category=s.category,
                                                             weight=s.weight, source="model") for s in spans)
@@ -256,9 +256,9 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
                                          timeout_s=self._model_timeout(context))
         return infer
 
-    def _verdict(self, scores, model: ServingModel, request_id: str):
+    def _verdict(self, scores, model: ServingModel, request_id: str, text: str = ""):
         row = [float(s) for s in scores]
-        decision = self.policy.decide(row, model.labels)
+        decision = self.policy.decide(row, model.labels, text)  # text: for the operator lists
         return moderation_pb2.Verdict(
             scores=[moderation_pb2.CategoryScore(category=c, score=s) for c, s in zip(model.labels, row)],
             top_category=decision.top_category,
@@ -266,6 +266,11 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
             flagged=list(decision.flagged),
             model_version=model.version,
             request_id=request_id,
+            toxic_score=decision.toxic_score,
+            severity=decision.severity,
+            action=decision.action,
+            evidence=[moderation_pb2.Evidence(start=e.start, end=e.end, category=e.category, weight=e.weight,
+                                              source=e.source) for e in decision.evidence],
         )
 
     def _model_timeout(self, context) -> float:

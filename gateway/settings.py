@@ -24,7 +24,7 @@ class Settings:
     model_repository: str = "model_repository"  # the directory Triton serves (tokenizer, labels)
     model_name: str = "toxicity"
     model_version: str = ""  # pin a version; empty: the highest version Triton has ready
-    policy_path: str = ""  # TOML thresholds; empty: the shipped default policy
+    policy_path: str = ""  # TOML policy (thresholds, severity, actions, lists); empty: the shipped default
     max_text_chars: int = 2000  # longer messages get INVALID_ARGUMENT
     max_batch_texts: int = 64  # ClassifyTextBatch limit
     # Concurrent RPCs, streams included; past this, callers get RESOURCE_EXHAUSTED at once, so

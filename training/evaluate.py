@@ -53,6 +53,9 @@ class EvalOptions:
     propose_thresholds: bool = False
     target_precision: float = 0.9
     default_threshold: float = 0.5  # written as the policy's default_threshold
+    block_precision: float = 0.97  # toxic_score precision where the proposed "high" (block) band starts
+    game_chat_weight: float = 2.0  # weight of the game-chat source when averaging macro-F1 over sources
+    policy_template: str = ""  # policy file whose actions and lists are copied; empty: the gateway's default
     threads: int = 0  # torch CPU threads; 0: torch's default
 
     def __post_init__(self) -> None:
@@ -62,7 +65,9 @@ class EvalOptions:
             raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
         if self.max_rows < 0 or self.max_length < 0 or self.threads < 0:
             raise ValueError("--max-rows, --max-length and --threads must be >= 0")
-        for name in ("target_precision", "default_threshold"):
+        if self.game_chat_weight <= 0:
+            raise ValueError(f"game_chat_weight must be > 0, got {self.game_chat_weight}")
+        for name in ("target_precision", "default_threshold", "block_precision"):
             if not 0.0 < getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
 
@@ -78,8 +83,13 @@ OPTION_HELP = {
     "max_length": "tokens per text; 0: the version's export.json for TorchScript, else 128 (the served default)",
     "out_dir": "default runs/eval-<model name>",
     "compare": "another report.json, or a model path to score on the same rows; writes compare.md",
-    "propose_thresholds": "write policy.toml + thresholds.json for --target-precision",
+    "propose_thresholds": "write a whole policy.toml + thresholds.json: category thresholds for --target-precision, "
+                          "the overall toxic_threshold for the best source-averaged macro-F1, severity bands, "
+                          "actions and lists",
     "default_threshold": "the proposed policy's default_threshold",
+    "block_precision": "toxic_score precision where the proposed high (block) severity band starts",
+    "game_chat_weight": "weight of the game-chat source (conda) in the source-averaged macro-F1",
+    "policy_template": "policy file whose [actions] and lists are copied; empty: gateway/default_policy.toml",
 }
 
 
@@ -142,12 +152,13 @@ def evaluate(options: EvalOptions) -> dict:
                         labels=np.asarray(categories.names))
     report["figures"] = plots.write_all(probs, masks, categories.names, sources, out_dir)
     if options.propose_thresholds:
-        report["thresholds"] = _propose(probs, masks, categories.names, options, out_dir, scorer.name)
+        report["thresholds"] = _propose(probs, masks, categories.names, sources, options, out_dir, scorer.name)
     (out_dir / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     (out_dir / "summary.md").write_text(tables.summary_markdown(report), encoding="utf-8")
     print(tables.stdout_table(report))
     if options.propose_thresholds:
         print(tables.thresholds_table(report["thresholds"]))
+        print(tables.served_flag_table(report["thresholds"]["overall"]))
     if options.compare:
         other = _other_report(options, rows, categories, out_dir)
         text = tables.compare_markdown(report, other)
@@ -229,14 +240,23 @@ def expected_calibration_error(probs, allowed_mask, bins: int = CALIBRATION_BINS
     return float(sum(gaps) / len(score))
 
 
-def _propose(probs, masks, names, options: EvalOptions, out_dir: Path, model_name: str) -> dict:
-    from training.thresholds import proposals_to_json, propose_thresholds, write_policy
+def _propose(probs, masks, names, sources, options: EvalOptions, out_dir: Path, model_name: str) -> dict:
+    from dataclasses import asdict
+
+    from training.policy_proposal import DEFAULT_TEMPLATE, format_whole_policy, propose_overall
+    from training.thresholds import proposals_to_json, propose_thresholds
 
     proposals = propose_thresholds(probs, masks, names, options.target_precision)
-    comment = (f"Thresholds for {model_name}, target precision {options.target_precision} on "
+    overall = propose_overall(probs, masks, names, sources, proposals, target_precision=options.target_precision,
+                              block_precision=options.block_precision, game_chat_weight=options.game_chat_weight)
+    comment = (f"Policy for {model_name}, target precision {options.target_precision} on "
                f"{options.split} rows of {options.data_dir} (tuned on these rows: expect a little less on new chat).")
-    write_policy(out_dir / "policy.toml", proposals, default_threshold=options.default_threshold, comment=comment)
+    text = format_whole_policy(overall, proposals, default_threshold=options.default_threshold,
+                               template=Path(options.policy_template) if options.policy_template else DEFAULT_TEMPLATE,
+                               comment=comment)
+    (out_dir / "policy.toml").write_text(text, encoding="utf-8")
     result = proposals_to_json(proposals, options.target_precision)
+    result["overall"] = asdict(overall)
     result["policy"] = "policy.toml"
     (out_dir / "thresholds.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     return result

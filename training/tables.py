@@ -85,6 +85,8 @@ def summary_markdown(report: dict) -> str:
               for source, counts in data.get("summary", {}).items()]
     if "thresholds" in report:
         lines += ["", thresholds_table(report["thresholds"])]
+        if "overall" in report["thresholds"]:
+            lines += ["", served_flag_table(report["thresholds"]["overall"])]
     return "\n".join(lines) + "\n"
 
 
@@ -100,6 +102,25 @@ def thresholds_table(result: dict) -> str:
         reached = "yes" if p["reached"] else f"NO (best precision {_num(p['best_precision'])}; capped)"
         lines.append(f"| {name} | {p['threshold']:.6g} | {_num(p['precision'])} | {_num(p['recall'])} | {p['flagged']} "
                      f"| {p['positives']} | {p['negatives']} | {p['skipped']} | {reached} |")
+    return "\n".join(lines) + "\n"
+
+
+def served_flag_table(overall: dict) -> str:
+    """The gateway's `toxic` flag under the proposed policy next to the model's top category."""
+    lines = [
+        f"Served toxic flag (toxic_threshold {overall['toxic_threshold']:g}, severity bands {overall['bands']}): "
+        f"source-averaged macro-F1 {overall['objective']:.3f} (weights {overall['source_weights']}); best single "
+        f"toxic_score threshold {overall['best_single_threshold']:g}: {overall['best_single_objective']:.3f}",
+        "",
+        "| source | rows | served precision | served recall | served macro-F1 "
+        "| argmax precision | argmax recall | argmax macro-F1 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for source, row in overall["per_source"].items():
+        served, argmax = row["served"], row["argmax"]
+        lines.append(f"| {source} | {row['rows']} | {_num(served['precision'])} | {_num(served['recall'])} "
+                     f"| {_num(served['macro_f1'])} | {_num(argmax['precision'])} | {_num(argmax['recall'])} "
+                     f"| {_num(argmax['macro_f1'])} |")
     return "\n".join(lines) + "\n"
 
 

@@ -85,7 +85,7 @@ def propose_thresholds(probs, allowed_mask, names, target_precision: float) -> l
 
 def _propose_one(name: str, scores: np.ndarray, truth: np.ndarray, target: float) -> ThresholdProposal:
     positives, negatives = int(truth.sum()), int((truth == 0).sum())
-    thresholds, precisions = _precision_curve(scores, truth)
+    thresholds, precisions = precision_curve(scores, truth)
     reaching = thresholds[precisions >= target] if positives else thresholds[:0]
     reached = len(reaching) > 0
     threshold = _policy_value(float(reaching.min()), scores) if reached else THRESHOLD_CAP
@@ -94,7 +94,7 @@ def _propose_one(name: str, scores: np.ndarray, truth: np.ndarray, target: float
     return ThresholdProposal(name, threshold, reached, precision, recall, flagged, positives, negatives, 0, best)
 
 
-def _precision_curve(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def precision_curve(scores: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Precision at every distinct score used as the threshold (flag when score >= it)."""
     order = np.argsort(-scores, kind="stable")
     ranked, hits = scores[order], np.cumsum(truth[order])

@@ -221,7 +221,7 @@ def test_policy_reload_validates_first(stack, tmp_path):
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "no_such_category" in caught.value.details()
     strict = tmp_path / "strict.toml"
-    strict.write_text("default_threshold = 1.0\n")  # nothing reaches 1.0: nothing is flagged
+    strict.write_text("default_threshold = 1.0\ntoxic_threshold = 1.0\n")  # nothing reaches 1.0: nothing is flagged
     reply = admin.ReloadPolicy(admin_pb2.ReloadPolicyRequest(path=str(strict)), metadata=AUTH, timeout=10)
     assert reply.default_threshold == 1.0
     verdict = stub.ClassifyText(moderation_pb2.ClassifyTextRequest(text=TEXTS[1]), timeout=10)

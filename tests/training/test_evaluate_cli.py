@@ -69,8 +69,12 @@ def test_checkpoint_run_writes_figures_summary_scores_and_policy(checkpoint_run)
     assert scores["probs"].shape == (VAL_ROWS, len(CATEGORIES))
     np.testing.assert_allclose(scores["probs"].sum(axis=1), 1.0, atol=1e-5)
     policy = load_policy(checkpoint_run / "policy.toml")
-    proposed = json.loads((checkpoint_run / "thresholds.json").read_text())["categories"]
-    assert policy.thresholds == {name: p["threshold"] for name, p in proposed.items()}
+    result = json.loads((checkpoint_run / "thresholds.json").read_text())
+    assert policy.thresholds == {name: p["threshold"] for name, p in result["categories"].items()}
+    assert policy.toxic_threshold == result["overall"]["toxic_threshold"]  # the whole policy is written
+    assert policy.bands == result["overall"]["bands"]
+    assert set(result["overall"]["per_source"]) == SOURCES | {"all"}
+    assert policy.blocklist and policy.allowlist  # copied from the shipped policy
 
 
 def test_dataset_texts_are_never_printed(tiny_checkpoint, tiny_data_dir, tmp_path, capsys):

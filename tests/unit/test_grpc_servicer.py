@@ -18,7 +18,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from contract.manifest import write_manifest
 from contract.pb import moderation_pb2, moderation_pb2_grpc
 from gateway.classifier import Classifier
+from gateway.client import format_verdict
 from gateway.errors import BackendTimeout, BackendUnavailable, ModerationError, Overloaded
+from gateway.policy import DEFAULT_POLICY_PATH
 from gateway.readiness import SERVICE_NAME
 from gateway.server import create_server
 from gateway.settings import Settings
@@ -454,5 +456,67 @@ def test_admin_calls_get_their_status_codes(model_repo, tmp_path):
                 error = rpc_error(call, request, metadata=metadata)
                 assert error.code() == code
                 assert details in error.details()
+    finally:
+        gateway.stop(0)
+
+
+# --- policy: overall score, severity, action and list evidence in the verdict ------------------
+def test_verdict_carries_toxic_score_severity_and_action(stub, fake):
+    fake.scores_override = np.array([[0.003, 0.171, 0.495, 0.005, 0.326]], dtype=np.float32)
+    verdict = stub.ClassifyText(moderation_pb2.ClassifyTextRequest(text="a a a"), timeout=5)
+    assert verdict.toxic  # no category over its threshold, but 1 - non_toxic is
+    assert list(verdict.flagged) == []
+    assert verdict.toxic_score == pytest.approx(0.997, abs=1e-6)
+    assert (verdict.severity, verdict.action) == ("high", "block")
+    fake.scores_override = None
+    clean = stub.ClassifyText(moderation_pb2.ClassifyTextRequest(text="a"), timeout=5)
+    assert (clean.toxic_score, clean.severity, clean.action) == (pytest.approx(0.1, abs=1e-6), "none", "allow")
+
+
+def test_list_matches_come_back_as_evidence_with_offsets_into_the_text(stub, fake):
+    texts = ["ok you K.Y.S", "HEADSHOT!!"]
+    fake.scores_override = np.array([CLEAN, [0.05, 0.05, 0.2, 0.0, 0.7]], dtype=np.float32)
+    blocked, allowed = stub.ClassifyTextBatch(moderation_pb2.ClassifyTextBatchRequest(texts=texts), timeout=5).verdicts
+    assert (blocked.toxic, list(blocked.flagged), blocked.action) == (True, ["threat"], "block")
+    assert [(e.start, e.end, e.category, e.weight, e.source) for e in blocked.evidence] == [
+        (7, 12, "threat", 1.0, "blocklist")]
+    assert texts[0][7:12] == "K.Y.S"
+    printed = format_verdict(blocked)  # what moderation-client prints
+    assert printed.startswith("TOXIC action=block severity=high ")
+    assert "evidence=blocklist:threat@7-12 " in printed
+    assert (allowed.toxic, list(allowed.flagged), allowed.severity, allowed.action) == (False, [], "none", "allow")
+    assert [(e.start, e.end, e.source) for e in allowed.evidence] == [(0, 8, "allowlist")]
+
+
+def test_policy_reload_refuses_a_bad_file_and_keeps_the_old_policy(model_repo, tmp_path, caplog):
+    from contract.pb import admin_pb2, admin_pb2_grpc
+
+    (tmp_path / "token").write_text("s3cret\n")
+    policy_file, bad = tmp_path / "policy.toml", tmp_path / "bad.toml"
+    policy_file.write_text("toxic_threshold = 0.05\n[severity]\nlow = 0.05\n[actions]\nlow = 'block'\n")
+    bad.write_text("[severity]\nlow = 0.9\nhigh = 0.5\n")
+    settings = Settings(listen_address="127.0.0.1:0", model_repository=str(model_repo), health_poll_s=3600,
+                        admin_listen_address="127.0.0.1:0", admin_token_file=str(tmp_path / "token"),
+                        policy_path=str(policy_file))
+    gateway, port = create_server(settings, classifier=FakeClassifier(), voice=None)
+    gateway.start()
+    auth = [("authorization", "Bearer s3cret")]
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{gateway.admin_port}") as admin_channel, \
+                grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            admin, stub = admin_pb2_grpc.ModelAdminStub(admin_channel), moderation_pb2_grpc.ModerationStub(channel)
+            request = moderation_pb2.ClassifyTextRequest(text="a")  # toxic_score 0.1
+            assert stub.ClassifyText(request, timeout=5).action == "block"  # the strict file
+            error = rpc_error(admin.ReloadPolicy, admin_pb2.ReloadPolicyRequest(path=str(bad)), metadata=auth)
+            assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "bands must increase" in error.details()
+            assert "the old one stays in force" in error.details()
+            assert stub.ClassifyText(request, timeout=5).action == "block"
+            policy_file.write_text(bad.read_text())
+            gateway.reload_policy()  # what SIGHUP calls: logs the refusal, keeps serving
+            assert "bands must increase" in caplog.text
+            assert stub.ClassifyText(request, timeout=5).action == "block"
+            admin.ReloadPolicy(admin_pb2.ReloadPolicyRequest(path=str(DEFAULT_POLICY_PATH)), metadata=auth, timeout=5)
+            assert stub.ClassifyText(request, timeout=5).action == "allow"
     finally:
         gateway.stop(0)

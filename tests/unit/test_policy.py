@@ -114,3 +114,103 @@ def test_decide_follows_the_models_category_order():
     decision = Policy({"threat": 0.4}).decide([0.1, 0.3, 0.6], categories)
     assert decision.top_category == "spam"
     assert decision.flagged == ("spam",)
+
+
+# --- overall threshold, severity and actions ------------------------------------------------
+INSULT_AND_THREAT = [0.003, 0.171, 0.495, 0.005, 0.326]  # split between two categories, each under 0.5
+
+
+def test_overall_threshold_catches_a_message_split_between_categories():
+    decision = load_policy().decide(INSULT_AND_THREAT, CATEGORIES)
+    assert decision.flagged == ()  # no single category reaches its threshold
+    assert decision.toxic_score == pytest.approx(0.997)
+    assert decision.toxic
+    assert (decision.severity, decision.action) == ("high", "block")
+
+
+def test_overall_threshold_is_inclusive_and_can_be_raised(tmp_path):
+    scores = [0.5, 0.2, 0.2, 0.05, 0.05]
+    assert Policy(toxic_threshold=0.5).decide(scores, CATEGORIES).toxic
+    strict = load_policy(write(tmp_path, "toxic_threshold = 0.8\n"))
+    assert not strict.decide(scores, CATEGORIES).toxic
+
+
+@pytest.mark.parametrize(
+    ("toxic_score", "severity", "action"),
+    [(0.1, "none", "allow"), (0.5, "low", "review"), (0.749, "low", "review"), (0.75, "medium", "review"),
+     (0.9, "high", "block"), (1.0, "high", "block")],
+)
+def test_severity_bands_on_toxic_score_and_their_actions(toxic_score, severity, action):
+    decision = load_policy().decide([1 - toxic_score, toxic_score, 0.0, 0.0, 0.0], CATEGORIES)
+    assert (decision.severity, decision.action) == (severity, action)
+
+
+def test_per_category_bands_and_custom_actions(tmp_path):
+    policy = load_policy(write(tmp_path, (
+        "toxic_threshold = 0.9\n[thresholds]\nthreat = 0.9\n"
+        "[severity]\nhigh = 0.95\n[category_severity.threat]\nmedium = 0.2\nhigh = 0.3\n"
+        "[actions]\nlow = 'allow'\nmedium = 'block'\n")))
+    assert policy.actions == {"none": "allow", "low": "allow", "medium": "block", "high": "block"}
+    mild_threat = policy.decide([0.75, 0.0, 0.0, 0.0, 0.25], CATEGORIES)
+    assert not mild_threat.toxic  # bands grade a message; they do not flag it
+    assert (mild_threat.severity, mild_threat.action) == ("medium", "block")
+    assert policy.decide([0.65, 0.0, 0.0, 0.0, 0.35], CATEGORIES).severity == "high"
+    assert policy.decide([0.65, 0.0, 0.35, 0.0, 0.0], CATEGORIES).severity == "none"
+
+
+def test_a_flagged_category_is_at_least_low_severity():
+    decision = Policy({"threat": 0.1}, toxic_threshold=1.0).decide([0.8, 0.0, 0.0, 0.0, 0.2], CATEGORIES)
+    assert decision.flagged == ("threat",)
+    assert (decision.severity, decision.action) == ("low", "review")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("toxic_treshold = 0.5\n", "unknown keys ['toxic_treshold']"),
+        ("toxic_threshold = 0\n", "threshold 'toxic_threshold' must be a number in (0, 1]"),
+        ("[severity]\nlow = 0.8\nmedium = 0.6\n", "[severity] bands must increase from low to high"),
+        ("[severity]\nlow = 0.5\nmedium = 0.5\n", "[severity] bands must increase"),
+        ("[severity]\nextreme = 0.99\n", "[severity] has unknown severities ['extreme']"),
+        ("[severity]\nhigh = 1.2\n", "[severity] high must be a number in (0, 1]"),
+        ("[category_severity]\nthreat = 0.5\n", "[category_severity.threat] must be a table"),
+        ("[category_severity.threat]\nhigh = 0.3\nlow = 0.4\n", "[category_severity.threat] bands must increase"),
+        ("[category_severity.non_toxic]\nhigh = 0.3\n", "'non_toxic' cannot have severity bands"),
+        ("[actions]\nhigh = 'ban'\n", "[actions] high = 'ban' is not one of allow, review, block"),
+        ("[actions]\nsevere = 'block'\n", "[actions] has unknown severities ['severe']"),
+        ("[[blocklist]]\nterm = 'kys'\ncategory = 'threat'\n", "severity must be one of low, medium, high"),
+        ("[[blocklist]]\nterm = 'kys'\ncategory = 'threat'\nseverity = 'none'\n", "severity must be one of"),
+        ("[[blocklist]]\ncategory = 'threat'\nseverity = 'high'\n", "needs exactly one of term and pattern"),
+        ("[[blocklist]]\nterm = 'a'\npattern = 'a'\ncategory = 'threat'\nseverity = 'high'\n", "exactly one of"),
+        ("[[blocklist]]\nterm = 'kys'\nseverity = 'high'\n", "needs a string term or pattern and a category"),
+        ("[[blocklist]]\nterm = 'kys'\ncategory = 'non_toxic'\nseverity = 'high'\n", "cannot block into"),
+        ("[[blocklist]]\npattern = 'k(ys'\ncategory = 'threat'\nseverity = 'high'\n", "'k(ys' cannot be used"),
+        ("[[blocklist]]\npattern = 'x*'\ncategory = 'threat'\nseverity = 'high'\n", "matches the empty string"),
+        ("[[blocklist]]\nterm = '!!'\ncategory = 'threat'\nseverity = 'high'\n", "matches the empty string"),
+        ("[[blocklist]]\nterm = 'kys'\ncategory = 'threat'\nseverity = 'high'\nweight = 2\n",
+         "has unknown keys ['weight']"),
+        ("blocklist = 'kys'\n", "blocklist must be an array of tables"),
+        ("[allowlist]\nphrases = 'headshot'\n", "phrases must be a list of strings"),
+        ("[allowlist]\nterms = ['headshot']\n", "[allowlist] has unknown keys ['terms']"),
+    ],
+)
+def test_bad_severity_action_and_list_entries_are_refused(tmp_path, text, expected):
+    path = write(tmp_path, text)
+    with pytest.raises(PolicyError) as exc:
+        load_policy(path)
+    assert str(path) in str(exc.value)
+    assert expected in str(exc.value)
+
+
+def test_blocklist_and_band_categories_are_checked_against_the_model(tmp_path):
+    policy = load_policy(write(tmp_path, (
+        "[category_severity.threats]\nhigh = 0.5\n"
+        "[[blocklist]]\nterm = 'kys'\ncategory = 'self_harm'\nseverity = 'high'\n")))
+    with pytest.raises(PolicyError, match=r"\['self_harm', 'threats'\]"):
+        policy.check_categories(CATEGORIES)
+
+
+def test_default_policy_ships_lists():
+    policy = load_policy()
+    assert any(e.text == "kys" for e in policy.blocklist)
+    assert any(e.text == "headshot" for e in policy.allowlist)
