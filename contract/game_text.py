@@ -39,6 +39,10 @@ _INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180
                         "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\U000e0000-\U000e0fff]+")
 _ENTITY = re.compile(r"&(?:#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});?")
 _NON_SPACE = re.compile(r"\S+")
+# words worth a Python call: with a non-ASCII character, an inner symbol, a leetspeak character
+_NON_ASCII_WORD = re.compile(r"\S*[^\x00-\x7f]\S*")
+_SYMBOL_WORD = re.compile(r"\S*[A-Za-z][._~^#%+=][A-Za-z]\S*")
+_LEET_WORD = re.compile(r"\S*[013457@$!|]\S*")
 # combining marks left on a Latin letter after NFKC: accents the tokenizer drops anyway, and zalgo
 _MARKS_ON_LATIN = re.compile("(?<=[A-Za-z])[\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
 # 3+ single letters with one separator, the same each time: "k y s", "f.u.c.k", "n-o-o-b"
@@ -90,14 +94,14 @@ def _run(text: str, offsets: list[int] | None) -> tuple[str, list[int] | None]:
     if not text.isascii():
         text, offsets = _sub(_INVISIBLE, _delete, text, offsets)
         text, offsets = _nfkc(text, offsets)
-        text, offsets = _sub(_NON_SPACE, _to_latin, text, offsets)
+        text, offsets = _sub(_NON_ASCII_WORD, _to_latin, text, offsets)
         text, offsets = _sub(_MARKS_ON_LATIN, _delete, text, offsets)
     text, offsets = _sub(chat._URL, lambda m: ("http", None), text, offsets)
     text, offsets = _sub(chat._MENTION, lambda m: ("@user", None), text, offsets)
     text, offsets = _sub(_SPACED, _join_spaced, text, offsets)
-    text, offsets = _sub(_NON_SPACE, _drop_inner_symbols, text, offsets)
-    keep_codes = not _is_shouted_leet(text)
-    text, offsets = _sub(_NON_SPACE, lambda m: _unleet(m, keep_codes), text, offsets)
+    text, offsets = _sub(_SYMBOL_WORD, _drop_inner_symbols, text, offsets)
+    keep_codes = _LEET_WORD.search(text) is None or not _is_shouted_leet(text)
+    text, offsets = _sub(_LEET_WORD, lambda m: _unleet(m, keep_codes), text, offsets)
     return _sub(chat._REPEATS, lambda m: (m.group(0)[:2], [0, 1]), text, offsets)
 
 

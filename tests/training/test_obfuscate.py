@@ -69,3 +69,13 @@ def test_cli_prints_counts_not_texts(tmp_path, capsys):
     main(["--data-dir", str(data), "--out-dir", str(tmp_path / "out"), "--word-rate", "1"])
     out = capsys.readouterr().out
     assert '"rows": 1' in out and "unusualword" not in out
+
+
+def test_normalization_speed_prints_timings_not_texts(tmp_path, capsys):
+    from training.normalization_speed import main as speed_main
+
+    (tmp_path / "conda_val.csv").write_text("id,text,label\n1,unusualword y0u [SEPA] k y s,other\n", encoding="utf-8")
+    speed_main(["--data-dir", str(tmp_path), "--repeats", "1"])
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["us_per_message"]) == {"none", "chat", "game", "game+offsets"}
+    assert result["messages"] == 1 and result["changed_by_game"] == 1
