@@ -49,6 +49,7 @@ _MARKS_ON_LATIN = re.compile("(?<=[A-Za-z])[\u0300-\u036f\u0483-\u0489\u1ab0-\u1
 _SPACED = re.compile(r"(?<![A-Za-z0-9'])[A-Za-z]([ ._\-])[A-Za-z](?:\1[A-Za-z])+(?![A-Za-z0-9])")
 _STANDALONE_LETTERS = frozenset("aiurAIUR")  # one-letter chat words: "u r a noob" is not "uranoob"
 _LEADING_CHAT_WORDS = frozenset("urUR")  # "u r a k y s": "u r" stays apart
+_RARELY_DOUBLED = frozenset("aiuyhkwjqvxAIUYHKWJQVX")  # aa, ii, uu, yy... are rare inside English words
 _SYMBOL_IN_WORD = re.compile(r"(?<=[A-Za-z])[._~^#%+=](?=[A-Za-z])")
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t",
                        "@": "a", "$": "s", "!": "i", "|": "l"})
@@ -70,7 +71,8 @@ _LOWER = re.compile(r"[a-z]")
 _LATIN = re.compile(r"[A-Za-z]")
 # Unicode lists these against Latin small capitals or not at all; they pass for Latin in chat.
 _CONFUSABLE_SUPPLEMENT = {"к": "k", "т": "t", "н": "h", "в": "b", "м": "m", "п": "n",
-                          "κ": "k", "τ": "t", "ε": "e", "η": "n", "ω": "w", "χ": "x", "β": "b", "μ": "u"}
+                          "є": "e", "κ": "k", "τ": "t", "ε": "e", "η": "n", "ω": "w", "χ": "x", "β": "b", "μ": "u",
+                          "ς": "c"}  # NFKC turns the lunate sigma, a look-alike of c, into a final sigma
 
 
 def normalize_game(text: str) -> str:
@@ -102,7 +104,7 @@ def _run(text: str, offsets: list[int] | None) -> tuple[str, list[int] | None]:
     text, offsets = _sub(_SYMBOL_WORD, _drop_inner_symbols, text, offsets)
     keep_codes = _LEET_WORD.search(text) is None or not _is_shouted_leet(text)
     text, offsets = _sub(_LEET_WORD, lambda m: _unleet(m, keep_codes), text, offsets)
-    return _sub(chat._REPEATS, lambda m: (m.group(0)[:2], [0, 1]), text, offsets)
+    return _sub(chat._REPEATS, _cut_repeat, text, offsets)
 
 
 def _sub(pattern: re.Pattern, rewrite: Rewrite, text: str, offsets: list[int] | None):
@@ -201,6 +203,14 @@ def _confusables() -> dict[int, str]:
     return table
 
 
+def _cut_repeat(match: re.Match):
+    """A character typed 3+ times: once for letters English words rarely double (`fuuuck`,
+    `shiiit`), twice for the rest (`gooood`, `killll`, `!!!!`), as `chat` does."""
+    if match.group(1) in _RARELY_DOUBLED:
+        return match.group(1), [0]
+    return match.group(0)[:2], [0, 1]
+
+
 def _join_spaced(match: re.Match):
     run = match.group(0)
     letters = run[::2]
@@ -251,6 +261,12 @@ def _unleet(match: re.Match, keep_codes: bool):
     return word[:start] + core.translate(table) + word[end:], None
 
 
+def _is_number_with_unit(digits: str, letters: str) -> bool:
+    """3rd, 10k, 5pm, 20mins, 3secs, 1shot, but not 4re (are) or 5tupid (stupid)."""
+    return (len(digits) > 1 or digits == "1" or letters.lower() in _NUMBER_SUFFIXES
+            or (len(letters) > 3 and letters[-1] in "sS"))
+
+
 def _is_game_token(core: str) -> bool:
     """True for what is not leetspeak: numbers, scores, mentions, names with digits."""
     if (core[0] == "@" or core == "@user" or not _LEET_CANDIDATE.fullmatch(core)
@@ -261,7 +277,6 @@ def _is_game_token(core: str) -> bool:
     if letters == 0 or letters + symbols < 2:
         return True  # 5v5, 2k, $5, 100
     number_unit = _DIGITS_LETTERS.fullmatch(core)
-    if number_unit and (len(number_unit.group(1)) > 1 or len(number_unit.group(2)) > 3
-                        or number_unit.group(2).lower() in _NUMBER_SUFFIXES):
-        return True  # 3rd, 10k, 5pm, 20mins, 3secs (but 4re is "are")
+    if number_unit and _is_number_with_unit(number_unit.group(1), number_unit.group(2)):
+        return True
     return bool(_NAME_DIGITS.fullmatch(core) or _VERSUS.fullmatch(core) or _CAMEL_NAME.fullmatch(core))

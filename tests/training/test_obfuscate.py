@@ -36,8 +36,8 @@ def test_each_disguise_changes_the_word_and_normalisation_undoes_it(name):
     for seed in range(20):
         disguised = DISGUISES[name]("trash", random.Random(seed))
         assert disguised != "trash"
-        if name == "repeat":  # a stretched letter is cut to two: trrrrash -> trrash
-            assert normalize_game(disguised) in {"ttrash", "trrash", "traash", "trassh", "trashh"}
+        if name == "repeat":  # a stretched letter is cut to one or two: trrrrash -> trrash, traaash -> trash
+            assert normalize_game(disguised) in {"trash", "ttrash", "trrash", "trassh"}
         else:
             assert normalize_game(disguised).lower() == "trash", (name, seed)
 
