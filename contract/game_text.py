@@ -47,8 +47,8 @@ _LEET_WORD = re.compile(r"\S*[013457@$!|]\S*")
 _MARKS_ON_LATIN = re.compile("(?<=[A-Za-z])[\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+")
 # 3+ single letters with one separator, the same each time: "k y s", "f.u.c.k", "n-o-o-b"
 _SPACED = re.compile(r"(?<![A-Za-z0-9'])[A-Za-z]([ ._\-])[A-Za-z](?:\1[A-Za-z])+(?![A-Za-z0-9])")
-_STANDALONE_LETTERS = frozenset("aiurAIUR")  # one-letter chat words: "u r a noob" is not "uranoob"
-_LEADING_CHAT_WORDS = frozenset("urUR")  # "u r a k y s": "u r" stays apart
+# one-letter chat words: "u r a" stays; a run with other letters is joined whole ("u r a k y s" -> "urakys")
+_STANDALONE_LETTERS = frozenset("aiurAIUR")
 _RARELY_DOUBLED = frozenset("aiuyhkwjqvxAIUYHKWJQVX")  # aa, ii, uu, yy... are rare inside English words
 _SYMBOL_IN_WORD = re.compile(r"(?<=[A-Za-z])[._~^#%+=](?=[A-Za-z])")
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t",
@@ -214,13 +214,9 @@ def _cut_repeat(match: re.Match):
 def _join_spaced(match: re.Match):
     run = match.group(0)
     letters = run[::2]
-    if all(letter in _STANDALONE_LETTERS for letter in letters):
+    if match.group(1) == " " and all(letter in _STANDALONE_LETTERS for letter in letters):
         return None
-    keep = 0
-    while keep < len(letters) - 3 and letters[keep] in _LEADING_CHAT_WORDS and match.group(1) == " ":
-        keep += 1
-    joined = run[: 2 * keep] + letters[keep:]
-    return joined, list(range(2 * keep)) + list(range(2 * keep, len(run), 2))
+    return letters, list(range(0, len(run), 2))
 
 
 def _drop_inner_symbols(match: re.Match):

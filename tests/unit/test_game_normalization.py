@@ -31,7 +31,8 @@ except ImportError:  # the dev extra brings hypothesis; without it the property 
         ("n o o b team", "noob team"),
         ("t.r.a.s.h", "trash"),
         ("l-o-s-e-r!", "loser!"),
-        ("u r a n o o b", "u r anoob"),  # "u r" kept apart
+        ("r e t a r d", "retard"),
+        ("a-i-r", "air"),
         ("tr.ash t~alk", "trash talk"),  # a symbol inside a word
         ("a$$", "ass"),
         ("y0u 4re 4 w0rthl3ss n00b", "you are 4 worthless noob"),  # leetspeak
