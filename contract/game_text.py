@@ -29,7 +29,7 @@ import unicodedata
 from collections.abc import Callable
 from functools import lru_cache
 
-from contract import normalization as chat
+from contract import chat_text as chat
 
 Rewrite = Callable[[re.Match], "tuple[str, list[int] | None] | None"]
 
@@ -98,13 +98,13 @@ def _run(text: str, offsets: list[int] | None) -> tuple[str, list[int] | None]:
         text, offsets = _nfkc(text, offsets)
         text, offsets = _sub(_NON_ASCII_WORD, _to_latin, text, offsets)
         text, offsets = _sub(_MARKS_ON_LATIN, _delete, text, offsets)
-    text, offsets = _sub(chat._URL, lambda m: ("http", None), text, offsets)
-    text, offsets = _sub(chat._MENTION, lambda m: ("@user", None), text, offsets)
+    text, offsets = _sub(chat.URL, lambda m: ("http", None), text, offsets)
+    text, offsets = _sub(chat.MENTION, lambda m: ("@user", None), text, offsets)
     text, offsets = _sub(_SPACED, _join_spaced, text, offsets)
     text, offsets = _sub(_SYMBOL_WORD, _drop_inner_symbols, text, offsets)
     keep_codes = _LEET_WORD.search(text) is None or not _is_shouted_leet(text)
     text, offsets = _sub(_LEET_WORD, lambda m: _unleet(m, keep_codes), text, offsets)
-    return _sub(chat._REPEATS, _cut_repeat, text, offsets)
+    return _sub(chat.REPEATS, _cut_repeat, text, offsets)
 
 
 def _sub(pattern: re.Pattern, rewrite: Rewrite, text: str, offsets: list[int] | None):

@@ -21,43 +21,15 @@ normalised text with the index of the source character of each of its characters
 
 from __future__ import annotations
 
-import html
-import re
 from collections.abc import Callable
+
+from contract.chat_text import normalize_chat
+from contract.game_text import normalize_game, normalize_game_with_offsets
 
 NONE = "none"
 CHAT = "chat"
 GAME = "game"
 SCHEMES = (NONE, CHAT, GAME)
-
-_URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
-_MENTION = re.compile(r"(?<![\w@])@\w{1,30}")
-_REPEATS = re.compile(r"(\D)\1{2,}", re.DOTALL)  # not digits: 1000 stays 1000
-_WORD = re.compile(r"[^\s]+")
-_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"})
-_LEET_CHARS = frozenset("013457@$")
-_CANDIDATE = re.compile(r"[a-z0-9@$]+", re.IGNORECASE)
-# numbers with a unit or suffix (5pm, 3rd, 10k, 2v2) and names ending in digits (mp3, covid19)
-_NOT_LEET = re.compile(r"\d+[a-z]{1,3}|[a-z]+\d+", re.IGNORECASE)
-
-
-def normalize_chat(text: str) -> str:
-    text = html.unescape(text)
-    text = _URL.sub("http", text)
-    text = _MENTION.sub("@user", text)
-    text = _REPEATS.sub(r"\1\1", text)
-    return _WORD.sub(_unleet_word, text)
-
-
-def _unleet_word(match: re.Match) -> str:
-    word = match.group(0)
-    core = word.strip(".,!?;:'\"()[]{}*")
-    if (word == "@user" or not core or not _CANDIDATE.fullmatch(core)
-            or not _LEET_CHARS.intersection(core) or sum(c.isalpha() for c in core) < 2
-            or core[0] == "@" or _NOT_LEET.fullmatch(core)):  # a mention, a number, a name: not leetspeak
-        return word
-    return word.replace(core, core.translate(_LEET))
-
 
 def _identity(text: str) -> str:
     return text
@@ -75,8 +47,6 @@ def normalizer(scheme: str | None) -> Callable[[str], str]:
     if scheme == CHAT:
         return normalize_chat
     if scheme == GAME:
-        from contract.game_text import normalize_game
-
         return normalize_game
     raise ValueError(f"unknown text normalization {scheme!r} (known: {', '.join(SCHEMES)})")
 
@@ -89,8 +59,6 @@ def offset_normalizer(scheme: str | None) -> Callable[[str], tuple[str, list[int
     if scheme == NONE:
         return _identity_with_offsets
     if scheme == GAME:
-        from contract.game_text import normalize_game_with_offsets
-
         return normalize_game_with_offsets
     normalizer(scheme)  # unknown names: the same error as there
     raise ValueError(f"text normalization {scheme!r} has no character offsets (use {GAME!r} or {NONE!r})")
