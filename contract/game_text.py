@@ -4,10 +4,12 @@ Issue 14, part 6. It does what `chat` does (HTML entities, URLs, mentions, repea
 and also: removes zero-width and other invisible format characters, applies Unicode NFKC
 (fullwidth and mathematical letters, ligatures), maps look-alike letters of other scripts to
 Latin through Unicode's confusables table, joins spaced letters (`k y s`, `f.u.c.k`), drops a
-symbol inside a word (`id.iot`) and spells out leetspeak (`y0u 4re`, `a$$`). Game codes, scores
-and IDs stay as they are (`F4G3X` in a message with lower-case letters, `5v5`, `1v1`, `2k`,
-`3rd`, `10k`, `x2`, `B4`, `Soldier76`, `4Head`). `f*ck`-style masking is left alone: the model
-sees those forms in its data.
+symbol inside a word (`id.iot`), spells out leetspeak (`y0u 4re`, `a$$`) and cuts stretched
+letters (to one for letters English rarely doubles: `fuuuck`, to two otherwise: `gooood`).
+Game codes, scores and IDs stay as they are (`F4G3X`, `5v5`, `1v1`, `2k`, `3rd`, `10k`, `x2`,
+`B4`, `top5`, `1shot`, `Soldier76`, `4Head`); only a message all in capitals with two or more
+code-like words is read as shouted leetspeak (`Y0U 4RE 1D10T`). `f*ck`-style masking is left
+alone: the model sees those forms in its data. Measurements: docs/performance.md.
 
 The confusables table comes from `confusable-homoglyphs`, which ships Unicode's confusables.txt
 (UTS #39) as data; only look-alikes of a single ASCII letter are used, plus a tiny supplement of

@@ -53,7 +53,7 @@ def test_game_rewrites(text, expected):
     "text",
     ["F4G3X", "join F4G3X now", "GG F4G3X", "5v5", "1v1 me", "4vs5", "2k", "gg", "ez mid", "x2", "3rd place",
      "10k gold", "20mins", "3secs", "1shot", "1tap", "meet at 5pm", "push B4 then C7", "(120, 45)", "Soldier76", "Zer0", "4Head",
-     "2B and 9S", "R2D2", "mp3", "100hp", "$5", "1000 gold", "u r a", "e.g. this", "a@b.com", "f*ck", "naïve café",
+     "2B and 9S", "R2D2", "top5 pos1 bo3 player1", "mp3", "100hp", "$5", "1000 gold", "u r a", "e.g. this", "a@b.com", "f*ck", "naïve café",
      "привет мир", "καλημέρα", "don't", "mid-lane", "3.5 kda", "gg wp", "line\nbreak"],
 )
 def test_game_leaves_codes_scores_and_ordinary_text_alone(text):
