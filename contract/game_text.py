@@ -180,7 +180,7 @@ def _to_latin(match: re.Match):
     word = match.group(0)
     if word.isascii():
         return None
-    table = _confusables()
+    table = load_confusables()
     if not any(ord(char) in table for char in word):
         return None
     if not _LATIN.search(word) and not all(ord(char) in table for char in word if char.isalpha()):
@@ -189,7 +189,7 @@ def _to_latin(match: re.Match):
 
 
 @lru_cache(maxsize=1)
-def _confusables() -> dict[int, str]:
+def load_confusables() -> dict[int, str]:
     """Non-ASCII characters that Unicode lists as look-alikes of one ASCII letter, -> that letter."""
     from confusable_homoglyphs.confusables import confusables_data
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from contract.chat_text import normalize_chat
-from contract.game_text import normalize_game, normalize_game_with_offsets
+from contract.game_text import load_confusables, normalize_game, normalize_game_with_offsets
 
 NONE = "none"
 CHAT = "chat"
@@ -47,6 +47,7 @@ def normalizer(scheme: str | None) -> Callable[[str], str]:
     if scheme == CHAT:
         return normalize_chat
     if scheme == GAME:
+        load_confusables()  # now, not on the first message that needs it
         return normalize_game
     raise ValueError(f"unknown text normalization {scheme!r} (known: {', '.join(SCHEMES)})")
 
@@ -59,6 +60,7 @@ def offset_normalizer(scheme: str | None) -> Callable[[str], tuple[str, list[int
     if scheme == NONE:
         return _identity_with_offsets
     if scheme == GAME:
+        load_confusables()
         return normalize_game_with_offsets
     normalizer(scheme)  # unknown names: the same error as there
     raise ValueError(f"text normalization {scheme!r} has no character offsets (use {GAME!r} or {NONE!r})")
