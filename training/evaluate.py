@@ -48,6 +48,7 @@ class EvalOptions:
     max_rows: int = 0  # 0: all; else a seeded random subset (same rows for the same seed)
     seed: int = 13
     max_length: int = 0  # tokens; 0: export.json for TorchScript, else 128 (what is served)
+    normalization: str = ""  # text normalisation scheme instead of the model's own; empty: the model's
     out_dir: str = ""  # empty: runs/eval-<model name>
     compare: str = ""  # another report.json, or a model path scored on the same rows
     propose_thresholds: bool = False
@@ -63,6 +64,8 @@ class EvalOptions:
             raise ValueError("give exactly one of --model and --served")
         if self.split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {self.split!r}")
+        if self.normalization and (self.served or self.model.startswith("tfidf:")):
+            raise ValueError("--normalization applies to --model checkpoints and TorchScript versions only")
         if self.max_rows < 0 or self.max_length < 0 or self.threads < 0:
             raise ValueError("--max-rows, --max-length and --threads must be >= 0")
         if self.game_chat_weight <= 0:
@@ -81,6 +84,8 @@ OPTION_HELP = {
     "split": "which <prefix>_<split>.csv files to read",
     "max_rows": "0: every row; else a seeded random subset (the same rows for the same seed)",
     "max_length": "tokens per text; 0: the version's export.json for TorchScript, else 128 (the served default)",
+    "normalization": "none, chat or game (contract.normalization) instead of the scheme the model records; "
+                     "empty: the model's own (a --compare model keeps its own)",
     "out_dir": "default runs/eval-<model name>",
     "compare": "another report.json, or a model path to score on the same rows; writes compare.md",
     "propose_thresholds": "write a whole policy.toml + thresholds.json: category thresholds for --target-precision, "
@@ -135,7 +140,7 @@ def evaluate(options: EvalOptions) -> dict:
     elif options.model.startswith(baseline.PREFIX):
         scorer = baseline.BagOfWordsScorer(options.model.removeprefix(baseline.PREFIX), Path(options.data_dir), categories)
     else:
-        scorer = open_model(options.model, options.max_length, options.tokenizer)
+        scorer = open_model(options.model, options.max_length, options.tokenizer, options.normalization)
     out_dir = Path(options.out_dir or f"runs/eval-{scorer.name}")
     out_dir.mkdir(parents=True, exist_ok=True)
     try:

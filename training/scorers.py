@@ -49,21 +49,30 @@ def safe_name(parts) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", "-".join(str(p) for p in parts if p)).strip("-.") or "model"
 
 
-def open_model(model: str, max_length: int = 0, tokenizer: str = "") -> Scorer:
+def open_model(model: str, max_length: int = 0, tokenizer: str = "", normalization: str = "") -> Scorer:
     """A checkpoint directory, a TorchScript file or a version directory (the kind is detected).
 
     Args:
         model: the path.
         max_length: tokens per text; 0 uses export.json (TorchScript) or DEFAULT_MAX_LENGTH.
         tokenizer: a directory to take the tokenizer from; empty: the model's own directory.
+        normalization: a text normalisation scheme to use instead of the model's own
+            (contract.normalization); empty: the one it records.
     """
     path = Path(model)
+    if normalization:
+        from contract.normalization import normalizer
+
+        try:
+            normalizer(normalization)
+        except ValueError as err:
+            raise ScorerError(str(err)) from None
     if path.is_file() and path.suffix == ".pt":
-        return TorchScriptScorer(path.parent, path, max_length, Path(tokenizer or path.parent))
+        return TorchScriptScorer(path.parent, path, max_length, Path(tokenizer or path.parent), normalization)
     if path.is_dir() and (path / tensors.MODEL_FILENAME).exists():
-        return TorchScriptScorer(path, path / tensors.MODEL_FILENAME, max_length, Path(tokenizer or path))
+        return TorchScriptScorer(path, path / tensors.MODEL_FILENAME, max_length, Path(tokenizer or path), normalization)
     if path.is_dir() and (path / "config.json").exists():
-        return CheckpointScorer(path, max_length or DEFAULT_MAX_LENGTH, Path(tokenizer or path))
+        return CheckpointScorer(path, max_length or DEFAULT_MAX_LENGTH, Path(tokenizer or path), normalization)
     raise ScorerError(
         f"{model}: not a Hugging Face checkpoint directory (config.json), a TorchScript file "
         f"(*.pt) or a model-repository version directory ({tensors.MODEL_FILENAME})"
@@ -90,6 +99,7 @@ class CheckpointScorer:
     path: Path
     max_length: int
     tokenizer_dir: Path
+    normalization: str = ""  # overrides the checkpoint's text_normalization when set
     kind: str = "checkpoint"
 
     def __post_init__(self):
@@ -98,9 +108,13 @@ class CheckpointScorer:
         self.tokenizer = load_tokenizer(self.tokenizer_dir)
         self.model = AutoModelForSequenceClassification.from_pretrained(str(self.path)).eval()
         config = self.model.config
+        if self.normalization:  # predict_probs applies the config's scheme
+            config.text_normalization = self.normalization
+        self.normalization = getattr(config, "text_normalization", None) or "none"
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
         self.name = safe_name(self.path.resolve().parts[-2:])
-        self.info = {"kind": self.kind, "path": str(self.path), "max_length": self.max_length}
+        self.info = {"kind": self.kind, "path": str(self.path), "max_length": self.max_length,
+                     "normalization": self.normalization}
 
     def score(self, texts: list[str]) -> np.ndarray:
         from training.train import predict_probs
@@ -114,6 +128,7 @@ class TorchScriptScorer:
     model_file: Path
     max_length: int
     tokenizer_dir: Path
+    normalization: str = ""  # overrides the version's export.json normalization when set
     kind: str = "torchscript"
 
     def __post_init__(self):
@@ -128,7 +143,7 @@ class TorchScriptScorer:
         self.max_length = self.max_length or int(export_info.get("max_length", DEFAULT_MAX_LENGTH))
         from contract.normalization import normalizer
 
-        self.normalization = export_info.get("normalization") or "none"
+        self.normalization = self.normalization or export_info.get("normalization") or "none"
         self.normalize = normalizer(self.normalization)
         self.tokenizer = load_tokenizer(self.tokenizer_dir)
         # As the Triton python backend does: weights may be stored in fp16, CPU computes in fp32.

@@ -33,7 +33,7 @@ class TrainOptions:
     max_length: int = 64  # tokens; game chat is short and Jigsaw comments are truncated
     imbalance: str = "oversample"  # oversample | class_weight | none (see IMBALANCE_CHOICES)
     min_rows_per_category: int = 500  # with oversample: rarer exact categories are repeated to this
-    normalization: str = "none"  # text normalisation scheme (contract.normalization): none | chat
+    normalization: str = "none"  # text normalisation scheme (contract.normalization): none | chat | game
     max_train_rows: int = 0  # 0: all; a small number for smoke runs
     max_val_rows: int = 0
     max_steps: int = -1  # -1: run the epochs

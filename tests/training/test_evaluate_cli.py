@@ -171,3 +171,15 @@ def test_exactly_one_model_source_is_required(capsys):
     with pytest.raises(SystemExit):
         main(["--data-dir", "."])
     assert "exactly one of --model and --served" in capsys.readouterr().err
+
+
+def test_normalization_option_overrides_the_versions_scheme(version_dir, tiny_data_dir, tmp_path):
+    main(["--model", str(version_dir), "--data-dir", str(tiny_data_dir), "--out-dir", str(tmp_path),
+          "--max-rows", "4", "--normalization", "game"])
+    assert json.loads((tmp_path / "report.json").read_text())["model"]["normalization"] == "game"
+
+
+def test_normalization_option_is_refused_for_a_served_model(capsys):
+    with pytest.raises(SystemExit):
+        main(["--served", "127.0.0.1:1", "--normalization", "game"])
+    assert "--normalization applies to" in capsys.readouterr().err

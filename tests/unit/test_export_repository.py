@@ -149,6 +149,18 @@ def test_gateway_serves_a_version_with_the_normalisation_it_was_trained_with(tmp
     assert chat_ids.tolist() == idiot_ids.tolist() != plain_ids.tolist()
 
 
+def test_gateway_serves_a_game_version_with_obfuscation_undone(tmp_path, tokenizer_dir):
+    from gateway.model_version import load_serving_model
+
+    plain = load_serving_model(publish(tmp_path / "toxicity", tokenizer_dir).parent, "toxicity", "1")
+    game_dir = publish(tmp_path / "toxicity", tokenizer_dir,
+                       export_info={"precision": "fp32", "max_length": 64, "normalization": "game"})
+    game = load_serving_model(game_dir.parent, "toxicity", game_dir.name)
+    game_ids, _ = game.encoder.encode(["y0u \u0456d\u200biot, k y s in F4G3X"])
+    plain_ids, _ = plain.encoder.encode(["you idiot, kys in F4G3X"])
+    assert game_ids.tolist() == plain_ids.tolist()
+
+
 def test_gateway_refuses_a_version_with_an_unknown_normalisation(tmp_path, tokenizer_dir):
     from gateway.model_version import VersionFilesError, load_serving_model
 
