@@ -14,12 +14,12 @@ import unicodedata
 from dataclasses import dataclass
 from difflib import SequenceMatcher
 
-from contract.normalization import CHAT, normalizer
+from contract.normalization import GAME, normalizer
 
 BLOCKLIST = "blocklist"
 ALLOWLIST = "allowlist"
 
-_normalize_chat = normalizer(CHAT)
+_normalize_text = normalizer(GAME)  # obfuscation undone as the model sees it
 # a few words at a time, so a rewrite is aligned word by word only where one happened
 _CHUNK = re.compile(r"\s*(?:\S{1,64}\s*){1,12}|\S+\s*")
 _WORD = re.compile(r"\S+|\s+")
@@ -149,11 +149,11 @@ def _normalize(text: str, offset: int) -> tuple[str, list[tuple[int, int]]]:
                 folded.append(out)
                 folded_spans.append((offset + i, offset + i + 1))
         before = "".join(folded)
-    if _normalize_chat(before) == before:
+    if _normalize_text(before) == before:
         return before, folded_spans
     text_out, spans = [], []
     for word in _WORD.finditer(before):  # word by word keeps each alignment short
-        after = _normalize_chat(word.group()) if not word.group().isspace() else word.group()
+        after = _normalize_text(word.group()) if not word.group().isspace() else word.group()
         text_out.append(after)
         spans += _align(word.group(), after, folded_spans[word.start():word.end()])
     return "".join(text_out), spans
