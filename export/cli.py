@@ -42,6 +42,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         f"quantization (default {DEFAULT_FP32_LAYERS})")
     parser.add_argument("--device", default="cpu", help="trace on this device (cuda for --precision fp16)")
     parser.add_argument("--max-length", type=int, default=128, help="tokens the gateway keeps per text")
+    parser.add_argument("--normalization", default="",
+                        help="text normalisation the version is served with (none, chat, game); empty: the one "
+                        "the checkpoint was trained with. Validation uses it too, so its numbers are the served ones")
     parser.add_argument("--labels", help="a labels file the checkpoint's categories must match")
     parser.add_argument("--validate-data", help="a data directory: check agreement with eager on its val files")
     parser.add_argument("--min-agreement", type=float, default=0.98)
@@ -81,7 +84,7 @@ def export(args: argparse.Namespace) -> Path | None:
     logger.info("[1/5] loading %s", args.checkpoint)
     model, tokenizer = torchscript.load_classifier(args.checkpoint)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-    normalization = getattr(model.config, "text_normalization", None) or "none"  # set by moderation-train
+    normalization = args.normalization or getattr(model.config, "text_normalization", None) or "none"
     from contract.normalization import normalizer
 
     try:

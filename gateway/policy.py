@@ -80,6 +80,8 @@ class Policy:
             if match.entry.category not in flagged:
                 flagged.append(match.entry.category)
         toxic = bool(flagged) or toxic_score >= self.toxic_threshold
+        if toxic and not flagged:  # toxic overall only: name the most likely toxic category
+            flagged.append(max(categories[1:], key=lambda name: scores[categories.index(name)]))
         if allowed and not blocked and only_allowlisted(text, allowed):
             toxic, flagged, levels = False, [], ["none"]
         elif toxic:

@@ -38,7 +38,27 @@ ROWS = {
     4: [0.55, 0.00, 0.00, 0.00, 0.45],  # top non_toxic, yet threat is over its threshold
 }
 CLEAN = ROWS[1]
-EXPECTED = {  # under the shipped default policy
+# The servicer's tests pin their own policy, so the shipped defaults can be re-tuned on their own.
+REFERENCE_POLICY = """
+toxic_threshold = 0.5
+default_threshold = 0.5
+[thresholds]
+profanity = 0.5
+insult_harassment = 0.5
+hate_identity_attack = 0.5
+threat = 0.4
+[severity]
+low = 0.5
+medium = 0.75
+high = 0.9
+[[blocklist]]
+term = "kys"
+category = "threat"
+severity = "high"
+[allowlist]
+phrases = ["headshot", "gg"]
+"""
+EXPECTED = {  # under REFERENCE_POLICY
     1: ("non_toxic", False, []),
     2: ("profanity", True, ["profanity"]),
     3: ("insult_harassment", True, ["insult_harassment", "threat"]),
@@ -117,12 +137,15 @@ def model_repo(tmp_path_factory, minilm_dir):
 
 
 @pytest.fixture(scope="module")
-def start_gateway(model_repo):
+def start_gateway(model_repo, tmp_path_factory):
     """Starts gateways (each with its own fake); all are stopped at the end of the module."""
     started = []
+    reference_policy = tmp_path_factory.mktemp("policy") / "policy.toml"
+    reference_policy.write_text(REFERENCE_POLICY, encoding="utf-8")
 
     def start(fake=None, **changes):
         fake = fake or FakeClassifier()
+        changes.setdefault("policy_path", str(reference_policy))
         settings = Settings(listen_address="127.0.0.1:0", model_repository=str(model_repo),
                             max_text_chars=MAX_TEXT_CHARS, max_batch_texts=MAX_BATCH_TEXTS,
                             triton_timeout_s=TRITON_TIMEOUT_S, health_poll_s=3600, admin_listen_address="",
@@ -465,7 +488,7 @@ def test_verdict_carries_toxic_score_severity_and_action(stub, fake):
     fake.scores_override = np.array([[0.003, 0.171, 0.495, 0.005, 0.326]], dtype=np.float32)
     verdict = stub.ClassifyText(moderation_pb2.ClassifyTextRequest(text="a a a"), timeout=5)
     assert verdict.toxic  # no category over its threshold, but 1 - non_toxic is
-    assert list(verdict.flagged) == []
+    assert list(verdict.flagged) == ["insult_harassment"]  # then the most likely toxic category
     assert verdict.toxic_score == pytest.approx(0.997, abs=1e-6)
     assert (verdict.severity, verdict.action) == ("high", "block")
     fake.scores_override = None

@@ -62,14 +62,22 @@ def test_one_version_served_at_a_time(config):
     assert policy.latest.num_versions == 1 or len(policy.specific.versions) == 1
 
 
-def test_gpu_config_refuses_to_start_on_a_cpu_only_int8_version():
+def test_gpu_config_refuses_to_start_on_a_cpu_only_int8_version(tmp_path):
     from gateway.triton_process import TritonProcess, TritonStartError
 
-    latest = max((p for p in MODEL_DIR.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-    assert json.loads((latest / tensors.EXPORT_INFO_FILENAME).read_text())["precision"] == "int8"
+    version_dir = tmp_path / tensors.MODEL_NAME / "4"
+    version_dir.mkdir(parents=True)
+    (version_dir / tensors.EXPORT_INFO_FILENAME).write_text(json.dumps({"precision": "int8"}))
     with pytest.raises(TritonStartError, match="dynamic-int8.*--precision fp16 --device cuda"):
-        TritonProcess(MODEL_DIR.parent, config_name="gpu", grpc_port=1, http_port=2, metrics_port=3).check_versions()
-    TritonProcess(MODEL_DIR.parent, grpc_port=1, http_port=2, metrics_port=3).check_versions()  # CPU: fine
+        TritonProcess(tmp_path, config_name="gpu", grpc_port=1, http_port=2, metrics_port=3).check_versions()
+    TritonProcess(tmp_path, grpc_port=1, http_port=2, metrics_port=3).check_versions()  # CPU: fine
+    (version_dir / tensors.EXPORT_INFO_FILENAME).write_text(json.dumps({"precision": "fp32"}))
+    TritonProcess(tmp_path, config_name="gpu", grpc_port=1, http_port=2, metrics_port=3).check_versions()
+
+
+def test_the_shipped_version_has_no_cpu_only_int8_kernels():
+    latest = VERSION_DIRS[-1]
+    assert json.loads((latest / tensors.EXPORT_INFO_FILENAME).read_text())["precision"] != "int8"
 
 
 def test_cpu_config_runs_the_python_backend_with_ragged_batching():
@@ -119,7 +127,7 @@ def test_version_holds_data_only_and_matches_its_manifest(version_dir):
 
 
 def test_one_shipped_version():
-    assert [p.name for p in VERSION_DIRS] == ["2"]
+    assert [p.name for p in VERSION_DIRS] == ["3"]
 
 
 def test_cpu_config_names_the_backend_that_ships_once():

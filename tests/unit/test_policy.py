@@ -19,8 +19,9 @@ def test_default_policy_loads_with_its_thresholds():
     policy = load_policy()
     assert policy.source == str(DEFAULT_POLICY_PATH)
     assert policy.default_threshold == 0.5
+    assert policy.toxic_threshold == 0.57  # proposed for the shipped version (the file's header says how)
     assert policy.thresholds == {
-        "profanity": 0.5, "insult_harassment": 0.5, "hate_identity_attack": 0.5, "threat": 0.4,
+        "profanity": 1.0, "insult_harassment": 0.88, "hate_identity_attack": 0.985, "threat": 1.0,
     }
     policy.check_categories(CATEGORIES)  # the shipped policy fits the shipped categories
 
@@ -122,7 +123,8 @@ INSULT_AND_THREAT = [0.003, 0.171, 0.495, 0.005, 0.326]  # split between two cat
 
 def test_overall_threshold_catches_a_message_split_between_categories():
     decision = load_policy().decide(INSULT_AND_THREAT, CATEGORIES)
-    assert decision.flagged == ()  # no single category reaches its threshold
+    # no single category reaches its threshold: the most likely toxic one is named
+    assert decision.flagged == ("insult_harassment",)
     assert decision.toxic_score == pytest.approx(0.997)
     assert decision.toxic
     assert (decision.severity, decision.action) == ("high", "block")
@@ -135,13 +137,21 @@ def test_overall_threshold_is_inclusive_and_can_be_raised(tmp_path):
     assert not strict.decide(scores, CATEGORIES).toxic
 
 
+def test_shipped_bands_and_actions():
+    policy = load_policy()
+    assert policy.bands == {"low": 0.57, "medium": 0.72, "high": 0.87}
+    assert [policy.decide([1 - t, t, 0.0, 0.0, 0.0], CATEGORIES).action for t in (0.5, 0.6, 0.8, 0.9)] == [
+        "allow", "review", "review", "block"]
+
+
 @pytest.mark.parametrize(
     ("toxic_score", "severity", "action"),
     [(0.1, "none", "allow"), (0.5, "low", "review"), (0.749, "low", "review"), (0.75, "medium", "review"),
      (0.9, "high", "block"), (1.0, "high", "block")],
 )
-def test_severity_bands_on_toxic_score_and_their_actions(toxic_score, severity, action):
-    decision = load_policy().decide([1 - toxic_score, toxic_score, 0.0, 0.0, 0.0], CATEGORIES)
+def test_severity_bands_on_toxic_score_and_their_actions(tmp_path, toxic_score, severity, action):
+    policy = load_policy(write(tmp_path, "toxic_threshold = 0.5\n[severity]\nlow = 0.5\nmedium = 0.75\nhigh = 0.9\n"))
+    decision = policy.decide([1 - toxic_score, toxic_score, 0.0, 0.0, 0.0], CATEGORIES)
     assert (decision.severity, decision.action) == (severity, action)
 
 
