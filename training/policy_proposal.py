@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from training.metrics import binary_labels
-from training.thresholds import ThresholdProposal, precision_curve
+from training.thresholds import ThresholdProposal, precision_curve, threshold_lines
 
 logger = logging.getLogger(__name__)
 
@@ -170,10 +170,7 @@ def format_whole_policy(overall: OverallProposal, proposals: list[ThresholdPropo
         "",
         "[thresholds]",
     ]
-    for p in proposals:
-        precision = "n/a" if p.precision is None else f"{p.precision:.3f}"
-        note = "" if p.reached else "  TARGET NOT REACHED: capped"
-        lines.append(f"{p.category} = {p.threshold!r}  # precision {precision}, recall {p.recall:.3f}{note}")
+    lines += threshold_lines(proposals)
     lines += ["", "[severity]"] + [f"{level} = {start!r}" for level, start in overall.bands.items()]
     lines += ["", "[actions]"] + [f"{k} = {_string(v)}" for k, v in lists.get("actions", DEFAULT_ACTIONS).items()]
     for entry in lists.get("blocklist", []):

@@ -130,11 +130,17 @@ def format_policy(proposals: list[ThresholdProposal], *, default_threshold: floa
         "",
         "[thresholds]",
     ]
+    return "\n".join(lines + threshold_lines(proposals)) + "\n"
+
+
+def threshold_lines(proposals: list[ThresholdProposal]) -> list[str]:
+    """The [thresholds] entries, each with its precision and recall as a comment."""
+    lines = []
     for p in proposals:
         precision = "n/a" if p.precision is None else f"{p.precision:.3f}"
         note = "" if p.reached else "  TARGET NOT REACHED: capped"
         lines.append(f"{p.category} = {p.threshold!r}  # precision {precision}, recall {p.recall:.3f}{note}")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def write_policy(path: Path, proposals, *, default_threshold: float = 0.5, comment: str = "") -> Path:
