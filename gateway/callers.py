@@ -146,7 +146,7 @@ class TokenBucket:
             return (1.0 - self._tokens) / self.rate_per_s
 
 
-@dataclass
+@dataclass(eq=False)  # one object per caller: hashed by identity
 class Caller:
     """One caller's entry and its live counters."""
 
