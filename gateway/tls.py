@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import ssl
 import threading
 from pathlib import Path
 
@@ -55,9 +56,14 @@ class CertificateFiles:
             return ()
 
     def _configuration(self):
-        return grpc.ssl_server_certificate_configuration(
-            [(_read(self.key_path), _read(self.cert_path))],
-            root_certificates=_read(self.ca_path) if self.ca_path else None)
+        cert, key = _read(self.cert_path), _read(self.key_path)
+        ca = _read(self.ca_path) if self.ca_path else None
+        try:  # a key that does not match its certificate (files mid-rotation) would fail every handshake
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(self.cert_path, self.key_path)
+        except (ssl.SSLError, OSError) as err:
+            raise GatewayStartError(f"{self.cert_path} and {self.key_path} are not a certificate and its key: "
+                                    f"{err}") from None
+        return grpc.ssl_server_certificate_configuration([(key, cert)], root_certificates=ca)
 
     def request_reload(self) -> None:
         """SIGHUP: re-read the files on the next handshake even if no modification time moved."""
