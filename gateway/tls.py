@@ -167,16 +167,20 @@ def open_channel(address: str, args: argparse.Namespace, options: list | None = 
         return grpc.insecure_channel(address, options=options)
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("--tls-cert and --tls-key go together")
-    try:
-        credentials = grpc.ssl_channel_credentials(
-            Path(args.tls_ca).read_bytes(),
-            Path(args.tls_key).read_bytes() if args.tls_key else None,
-            Path(args.tls_cert).read_bytes() if args.tls_cert else None)
-    except OSError as err:
-        raise SystemExit(f"cannot read {err.filename}: {err.strerror}") from None
     if args.tls_server_name:
         options.append(("grpc.ssl_target_name_override", args.tls_server_name))
-    return grpc.secure_channel(address, credentials, options=options)
+    try:
+        return secure_channel_from_files(address, args.tls_ca, args.tls_cert, args.tls_key, options)
+    except OSError as err:
+        raise SystemExit(f"cannot read {err.filename}: {err.strerror}") from None
+
+
+def secure_channel_from_files(address: str, ca: str, cert: str = "", key: str = "",
+                              options: list | None = None) -> grpc.Channel:
+    """A TLS channel verified with the CA file; with cert and key, it presents a client certificate."""
+    credentials = grpc.ssl_channel_credentials(Path(ca).read_bytes(), Path(key).read_bytes() if key else None,
+                                               Path(cert).read_bytes() if cert else None)
+    return grpc.secure_channel(address, credentials, options=options or [])
 
 
 def api_key_metadata(args: argparse.Namespace, env=os.environ) -> list[tuple[str, str]]:
