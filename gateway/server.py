@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 class Gateway:
     """The running pieces of one gateway: public and admin gRPC servers, servicers, monitor."""
 
+    access: Access | None = None  # TLS files and callers (set by create_server), re-read on SIGHUP
+
     def __init__(self, server: grpc.Server, service: ModerationService, monitor: ReadinessMonitor, classifier: Classifier,
                  admin_server: grpc.Server | None = None, admin: AdminService | None = None, admin_port: int = 0):
         self.server = server
@@ -151,7 +153,7 @@ def run_until_signalled(gateway: Gateway, grace_s: float) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGHUP, lambda signum, frame: (gateway.reload_policy(), gateway.access.reload()))
+    signal.signal(signal.SIGHUP, lambda signum, frame: (gateway.reload_policy(), gateway.access and gateway.access.reload()))
     stopping.wait()
     gateway.stop(grace_s)
 
