@@ -309,3 +309,21 @@ def test_moderation_keys_prints_the_key_once_and_stores_only_its_hash(tmp_path, 
     keys_main(["--keys-file", str(path), "list"])
     listed = capsys.readouterr().out
     assert "game-eu" in listed and short_id(key) in listed and key not in listed
+
+
+def test_a_stream_holds_its_share_until_it_ends_and_each_event_is_trimmed(tmp_path):
+    key = generate_key()
+    registry = CallerRegistry(str(write_keys(tmp_path / "k.toml", entry("a", key, concurrency=1))))
+    interceptor = CallerInterceptor(registry)
+    events = lambda chunks, context: (moderation_pb2.VoiceEvent(utterance=i, verdict=_verdict()) for i in range(2))  # noqa: E731
+    handler = interceptor.intercept_service(lambda d: grpc.stream_stream_rpc_method_handler(events),
+                                            Details("/moderation.v1.Moderation/StreamVoice", [("x-api-key", key)]))
+    stream = handler.stream_stream(iter(()), FakeContext())
+    first = next(stream)
+    assert first.utterance == 0 and not first.verdict.scores and first.verdict.action == "review"
+    caller = registry.identify(key, [])
+    assert caller.in_flight == 1
+    with pytest.raises(Aborted, match="calls in flight"):
+        next(handler.stream_stream(iter(()), FakeContext()))
+    assert [e.utterance for e in stream] == [1]
+    assert caller.in_flight == 0
