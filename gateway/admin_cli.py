@@ -4,6 +4,7 @@
     moderation-admin --token-file admin.token activate 3
     moderation-admin rollback
     moderation-admin reload-policy [--path policy.toml]
+    moderation-admin --tls-ca ca.pem --tls-cert admin.pem --tls-key admin.key list   # gateway with TLS
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import grpc
 
 from contract.pb import admin_pb2, admin_pb2_grpc
 from gateway.admin import load_admin_token
+from gateway.tls import add_client_arguments, open_channel
 
 
 def main(argv=None) -> None:
@@ -23,6 +25,7 @@ def main(argv=None) -> None:
     parser.add_argument("--address", default="127.0.0.1:50052", help="the gateway's admin host:port")
     parser.add_argument("--token-file", default="", help="admin token file (else env MODERATION_ADMIN_TOKEN)")
     parser.add_argument("--timeout-s", type=float, default=120.0)
+    add_client_arguments(parser, api_key=False)  # the admin port takes a client certificate, not an API key
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list")
     commands.add_parser("activate").add_argument("version")
@@ -30,7 +33,7 @@ def main(argv=None) -> None:
     commands.add_parser("reload-policy").add_argument("--path", default="")
     args = parser.parse_args(argv)
     metadata = [("authorization", f"Bearer {load_admin_token(args.token_file)}")]
-    with grpc.insecure_channel(args.address) as channel:
+    with open_channel(args.address, args) as channel:
         stub = admin_pb2_grpc.ModelAdminStub(channel)
         call = {"timeout": args.timeout_s, "metadata": metadata}
         try:

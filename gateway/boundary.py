@@ -11,6 +11,7 @@ explicitly.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import logging
@@ -24,6 +25,9 @@ import grpc
 from gateway.errors import INTERNAL_MESSAGE, ModerationError, caller_message, translate_asr_error
 
 logger = logging.getLogger(__name__)
+
+# The call's hashed caller id, set by gateway.caller_interceptor when callers are identified.
+CALLER_ID: contextvars.ContextVar[str] = contextvars.ContextVar("caller_id", default="-")
 
 
 @dataclass
@@ -48,6 +52,8 @@ class RequestLog:
 
     def line(self, code: grpc.StatusCode, total_ms: float, message: str) -> str:
         parts = [f"rpc kind={self.kind} id={self.request_id}"]
+        if CALLER_ID.get() != "-":
+            parts.append(f"caller={CALLER_ID.get()}")
         parts += [f"{unit}={count}" for unit, count in zip(self.units, (self.size, self.chars))]
         parts += [f"{stage}_ms={ms:.1f}" for stage, ms in self.stages_ms.items()]
         parts += [f"total_ms={total_ms:.1f} verdict={self.outcome} status={code.name}"]

@@ -24,6 +24,8 @@ def main(argv=None) -> None:
     triton_args, gateway_argv = triton_parser.parse_known_args(argv)
     settings = load_settings(gateway_argv, prog="moderation-serve")
     configure_logging(settings.log_level)
+    if settings.triton_tls_ca:  # the Triton started here listens on loopback, without TLS
+        raise SystemExit("--triton-tls-* are for a remote Triton (moderation-gateway); moderation-serve starts its own")
     triton = triton_from_args(triton_args)
     settings = settings.replace(triton_url=triton.grpc_url, model_repository=triton_args.model_repository)
     triton.start()

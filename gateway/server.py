@@ -12,6 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from contract.pb import admin_pb2_grpc, moderation_pb2, moderation_pb2_grpc
+from gateway.access import Access
 from gateway.admin import TOKEN_ENV, AdminService, BearerTokenInterceptor, load_admin_token
 from gateway.classifier import Classifier
 from gateway.errors import GatewayStartError, ModerationError
@@ -20,6 +21,7 @@ from gateway.policy import load_policy
 from gateway.readiness import SERVICE_NAME, ReadinessMonitor
 from gateway.service import ModelHolder, ModerationService
 from gateway.settings import Settings, load_settings
+from gateway.tls import ServerTls, triton_client_options
 from gateway.voice import create_voice_pipeline
 
 logger = logging.getLogger(__name__)
@@ -27,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 class Gateway:
     """The running pieces of one gateway: public and admin gRPC servers, servicers, monitor."""
+
+    access: Access | None = None  # TLS files and callers (set by create_server), re-read on SIGHUP
 
     def __init__(self, server: grpc.Server, service: ModerationService, monitor: ReadinessMonitor, classifier: Classifier,
                  admin_server: grpc.Server | None = None, admin: AdminService | None = None, admin_port: int = 0):
@@ -77,10 +81,11 @@ def create_server(settings: Settings, classifier: Classifier | None = None, voic
 
     classifier and voice default to the real Triton client and Whisper pipeline (tests may pass
     their own; voice=None turns voice off)."""
+    access = Access(settings)  # TLS and callers; refuses an open gateway beyond loopback
     if classifier is None:
         from gateway.triton_classifier import TritonClassifier
 
-        classifier = TritonClassifier(settings.triton_url, settings.model_name)
+        classifier = TritonClassifier(settings.triton_url, settings.model_name, **triton_client_options(settings))
         if settings.coalesce_wait_us > 0:
             from gateway.coalescer import CoalescingClassifier
 
@@ -92,6 +97,7 @@ def create_server(settings: Settings, classifier: Classifier | None = None, voic
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_in_flight, thread_name_prefix="rpc"),
         maximum_concurrent_rpcs=settings.max_in_flight,
+        interceptors=access.interceptors,
         # a voice clip may be up to max_audio_bytes; gRPC's default limit is 4 MB
         options=[("grpc.max_receive_message_length", settings.max_audio_bytes + 64 * 1024)],
     )
@@ -106,17 +112,19 @@ def create_server(settings: Settings, classifier: Classifier | None = None, voic
          reflection.SERVICE_NAME),
         server,
     )
-    port = server.add_insecure_port(settings.listen_address)
+    port = access.tls.add_port(server, settings.listen_address)
     if port == 0:
         raise GatewayStartError(f"cannot listen on {settings.listen_address}")
     manager = VersionManager(settings, classifier, models)
     monitor = ReadinessMonitor(settings, classifier, models, health_servicer, manager.lock)
     admin = AdminService(manager, service)
-    admin_server, admin_port = _create_admin_server(settings, admin)
-    return Gateway(server, service, monitor, classifier, admin_server, admin, admin_port), port
+    admin_server, admin_port = _create_admin_server(settings, admin, access.tls)
+    gateway = Gateway(server, service, monitor, classifier, admin_server, admin, admin_port)
+    gateway.access = access
+    return gateway, port
 
 
-def _create_admin_server(settings: Settings, admin: AdminService) -> tuple[grpc.Server | None, int]:
+def _create_admin_server(settings: Settings, admin: AdminService, tls: ServerTls) -> tuple[grpc.Server | None, int]:
     if not settings.admin_listen_address:
         return None, 0
     token = load_admin_token(settings.admin_token_file)
@@ -125,7 +133,7 @@ def _create_admin_server(settings: Settings, admin: AdminService) -> tuple[grpc.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="admin"),
                          interceptors=[BearerTokenInterceptor(token)])
     admin_pb2_grpc.add_ModelAdminServicer_to_server(admin, server)
-    port = server.add_insecure_port(settings.admin_listen_address)
+    port = tls.add_port(server, settings.admin_listen_address, admin=True)
     if port == 0:
         raise GatewayStartError(f"cannot listen on {settings.admin_listen_address}")
     return server, port
@@ -145,7 +153,7 @@ def run_until_signalled(gateway: Gateway, grace_s: float) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGHUP, lambda signum, frame: gateway.reload_policy())
+    signal.signal(signal.SIGHUP, lambda signum, frame: (gateway.reload_policy(), gateway.access and gateway.access.reload()))
     stopping.wait()
     gateway.stop(grace_s)
 

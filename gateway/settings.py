@@ -7,6 +7,8 @@ import dataclasses
 import os
 from dataclasses import dataclass, fields
 
+from gateway.tls import check_tls_settings, check_triton_tls_settings
+
 ENV_PREFIX = "MODERATION_"
 
 
@@ -74,6 +76,16 @@ class Settings:
     max_chunk_bytes: int = 64 * 1024  # per AudioChunk (2 s of 16 kHz PCM16)
     grace_s: float = 5.0  # on shutdown, how long in-flight calls may finish
     log_level: str = "INFO"
+    # --- TLS and caller identity (gateway/tls.py, gateway/callers.py; docs/security.md) ---
+    tls_cert: str = ""  # server certificate (PEM) for the public and admin ports; empty: plaintext
+    tls_key: str = ""  # its private key; both files are re-read when they change (rotation)
+    tls_ca: str = ""  # CA that signs client certificates (mTLS); the admin port requires one with TLS on
+    tls_client_auth: str = "none"  # public port: none | require (optional is refused: see gateway/tls.py)
+    api_keys_file: str = ""  # TOML callers (hashed keys, limits, scope); empty: no caller identity
+    allow_anonymous: bool = False  # without keys or mTLS, listen beyond loopback only when this says so
+    triton_tls_ca: str = ""  # CA of a remote Triton's gRPC certificate; set: TLS to Triton
+    triton_tls_cert: str = ""  # client certificate for Triton, if it requires one
+    triton_tls_key: str = ""  # its key
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "length_buckets", parse_buckets(self.length_buckets))
@@ -100,6 +112,9 @@ class Settings:
             raise ValueError(f"length_buckets must be increasing token counts >= 2, got {self.length_buckets}")
         if ":" not in self.listen_address or ":" not in self.triton_url:
             raise ValueError("listen_address and triton_url must be host:port")
+        check_tls_settings(self.tls_cert, self.tls_key, self.tls_ca, self.tls_client_auth,
+                           bool(self.admin_listen_address))
+        check_triton_tls_settings(self.triton_tls_ca, self.triton_tls_cert, self.triton_tls_key)
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)

@@ -20,10 +20,11 @@ READINESS_TIMEOUT_S = 1.0  # health probes must not hang when Triton is wedged
 class TritonClassifier:
     """The gateway.classifier.Classifier that calls Triton."""
 
-    def __init__(self, url: str, model_name: str = tensors.MODEL_NAME):
+    def __init__(self, url: str, model_name: str = tensors.MODEL_NAME, **client_options):
         self.url = url
         self.model_name = model_name
-        self._client = grpcclient.InferenceServerClient(url)
+        # client_options: TLS to a remote Triton (gateway.tls.triton_client_options)
+        self._client = grpcclient.InferenceServerClient(url, **client_options)
 
     def infer(self, input_ids: np.ndarray, attention_mask: np.ndarray, *, version: str, timeout_s: float) -> np.ndarray:
         """Scores [batch, categories] for one encoded request. Raises ModerationError subclasses."""

@@ -19,6 +19,9 @@ Environment (python -m loadtest.run_load sets these for each run):
                            loop, 0-50 ms think time)
     LOADTEST_TIMEOUT_S     deadline of every call (default 10)
     LOADTEST_CLIP_DIR      where the espeak-ng clips are cached
+    LOADTEST_TLS_CA, LOADTEST_TLS_CERT, LOADTEST_TLS_KEY
+                           TLS to the gateway (CA file; client certificate and key for mTLS)
+    MODERATION_API_KEY     sent as `authorization: Bearer <key>` on every call
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import grpc.experimental.gevent as grpc_gevent
 from locust import User, between, events, task
 
 from contract.pb import moderation_pb2, moderation_pb2_grpc
+from gateway.tls import API_KEY_ENV, secure_channel_from_files
 from loadtest.corpus import chat_messages, voice_clips
 
 # Locust runs every user as a greenlet on one thread; without this a blocking gRPC call blocks
@@ -44,6 +48,8 @@ TEXT_WEIGHT = int(os.environ.get("LOADTEST_TEXT_WEIGHT", "20"))
 BATCH_WEIGHT = int(os.environ.get("LOADTEST_BATCH_WEIGHT", "1"))
 CALL_TIMEOUT_S = float(os.environ.get("LOADTEST_TIMEOUT_S", "10"))
 USER_RATE = float(os.environ.get("LOADTEST_USER_RATE", "0"))
+TLS_FILES = tuple(os.environ.get(f"LOADTEST_TLS_{part}", "") for part in ("CA", "CERT", "KEY"))
+METADATA = [("authorization", f"Bearer {os.environ[API_KEY_ENV]}")] if os.environ.get(API_KEY_ENV) else []
 
 
 def poisson_pacing(rate: float):
@@ -68,7 +74,8 @@ class GatewayUser(User):
     wait_time = between(0.0, 0.05)
 
     def on_start(self) -> None:
-        self.channel = grpc.insecure_channel(self.host)
+        self.channel = (secure_channel_from_files(self.host, *TLS_FILES) if TLS_FILES[0]
+                        else grpc.insecure_channel(self.host))
         self.stub = moderation_pb2_grpc.ModerationStub(self.channel)
         self.rng = random.Random()
 
@@ -79,7 +86,7 @@ class GatewayUser(User):
         started = time.perf_counter()
         exception = None
         try:
-            method(request, timeout=CALL_TIMEOUT_S)
+            method(request, timeout=CALL_TIMEOUT_S, metadata=METADATA)
         except grpc.RpcError as err:
             exception = RpcStatusError(err.code().name)
         # a failed call is reported under "<task> <STATUS>": Locust then gives each status its own
