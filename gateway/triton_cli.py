@@ -21,6 +21,8 @@ def add_triton_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--triton-config", default="", help="alternative config name, e.g. gpu (configs/gpu.pbtxt)")
     parser.add_argument("--triton-log", default="", help="Triton's log file (default under ~/.cache)")
     parser.add_argument("--triton-start-timeout-s", type=float, default=180.0)
+    # how long a stopping Triton lets in-flight requests finish (a Kubernetes pod's grace period covers it)
+    parser.add_argument("--triton-exit-timeout-s", type=int, default=30)
 
 
 def triton_from_args(args: argparse.Namespace) -> TritonProcess:
@@ -33,6 +35,7 @@ def triton_from_args(args: argparse.Namespace) -> TritonProcess:
         metrics_port=args.triton_metrics_port,
         config_name=args.triton_config,
         log_path=Path(args.triton_log) if args.triton_log else None,
+        extra_args=(f"--exit-timeout-secs={args.triton_exit_timeout_s}",),
     )
 
 

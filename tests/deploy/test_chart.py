@@ -253,3 +253,12 @@ def test_schema_rejects_bad_values(bad):
 def test_tls_without_a_secret_fails_with_a_clear_message():
     with pytest.raises(helm_python.HelmError, match="existingSecret is required"):
         helm_python.Chart.load(CHART_DIR).render({"secrets": {"tls": {"enabled": True}}}, name="mod", namespace=NAMESPACE)
+
+
+def test_a_digest_replaces_the_tag():
+    digest = "sha256:" + "ab" * 32
+    values = {"gateway": {"image": {"digest": digest}}, "triton": {"image": {"gpu": {"repository": "r/t", "tag": "1", "digest": digest}}}}
+    assert one(values, "Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]["image"].endswith("@" + digest)
+    assert one(values, "Deployment", "triton")["spec"]["template"]["spec"]["containers"][0]["image"] == "r/t@" + digest
+    with pytest.raises(helm_python.HelmValuesError):
+        helm_python.Chart.load(CHART_DIR).render({"gateway": {"image": {"digest": "abc"}}}, name="mod", namespace=NAMESPACE)
