@@ -262,3 +262,20 @@ def test_a_digest_replaces_the_tag():
     assert one(values, "Deployment", "triton")["spec"]["template"]["spec"]["containers"][0]["image"] == "r/t@" + digest
     with pytest.raises(helm_python.HelmValuesError):
         helm_python.Chart.load(CHART_DIR).render({"gateway": {"image": {"digest": "abc"}}}, name="mod", namespace=NAMESPACE)
+
+
+def test_docs_list_every_chart_value():
+    import yaml
+
+    def leaves(tree, prefix=""):
+        for key, value in tree.items():
+            path = f"{prefix}.{key}" if prefix else key
+            if isinstance(value, dict) and value and key not in ("requests", "limits", "namespaceSelector", "podSelector"):
+                yield from leaves(value, path)
+            else:
+                yield path
+
+    docs = (ROOT / "docs" / "deployment.md").read_text()
+    values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
+    missing = [path for path in leaves(values) if f"`{path}`" not in docs]
+    assert not missing, f"docs/deployment.md's values table lacks {missing}"
