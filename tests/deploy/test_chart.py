@@ -78,7 +78,8 @@ def test_every_container_has_probes_resources_and_a_locked_down_security_context
 
 
 def test_triton_requests_equal_limits_for_the_gpu_by_default():
-    triton = one({}, "Deployment", "triton")["spec"]["template"]["spec"]["containers"][0]
+    triton = one({"triton": {"extraArgs": ["--log-verbose=1"]}}, "Deployment", "triton")["spec"]["template"]["spec"]["containers"][0]
+    assert triton["args"][0].endswith(" '--log-verbose=1'"), "extra args reach tritonserver, shell-quoted"
     resources = triton["resources"]
     assert resources["limits"]["nvidia.com/gpu"] == resources["requests"]["nvidia.com/gpu"] == 1
     assert "--model-config-name=gpu" in triton["args"][0]
