@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import json
+import os
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,6 +39,18 @@ VALUES_MATRIX: dict[str, dict] = {
         "secrets": {"adminToken": {"existingSecret": "admin"}, "tritonControlKey": {"existingSecret": "control"}},
     },
 }
+
+
+def require(module: str):
+    """Imports a tool the deployment tests need: in CI its absence fails the run, elsewhere the
+    test is skipped with the reason shown (pytest -ra)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        message = f"{module} is missing: install the dev extra (./run.sh test does)"
+        if os.environ.get("CI"):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message, allow_module_level=True)
 
 
 @functools.cache

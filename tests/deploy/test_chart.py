@@ -16,10 +16,11 @@ from tests.deploy.chart import (
     manifests,
     one,
     render,
+    require,
 )
 
-helm_python = pytest.importorskip("helm_python", reason="helm-python-sdk is in the dev extra")
-kubernetes_validate = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is in the dev extra")
+helm_python = require("helm_python")
+kubernetes_validate = require("kubernetes_validate")
 
 MATRIX = pytest.mark.parametrize("values", list(VALUES_MATRIX.values()), ids=list(VALUES_MATRIX))
 WARNING = 2  # helm's lint severities: 1 info, 2 warning, 3 error

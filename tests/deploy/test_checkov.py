@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.deploy.chart import ROOT, VALUES_MATRIX, render
+from tests.deploy.chart import ROOT, VALUES_MATRIX, render, require
 
-pytest.importorskip("helm_python", reason="helm-python-sdk is in the dev extra")
+require("helm_python")
 
 SKIPS_FILE = ROOT / "deploy" / "helm" / "checkov-skips.txt"
 
