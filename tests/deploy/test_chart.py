@@ -281,3 +281,12 @@ def test_docs_list_every_chart_value():
     values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
     missing = [path for path in leaves(values) if f"`{path}`" not in docs]
     assert not missing, f"docs/deployment.md's values table lacks {missing}"
+
+
+def test_triton_ages_connections_so_gateways_find_new_replicas():
+    gpu = one({}, "Deployment", "triton")["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    assert "--grpc-max-connection-age=300000" in gpu and "--grpc-max-connection-age-grace=30000" in gpu
+    cpu = one(VALUES_MATRIX["cpu-only"], "Deployment", "triton")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--triton-max-connection-age-s=300" in cpu
+    off = one({"triton": {"maxConnectionAgeSeconds": 0}}, "Deployment", "triton")["spec"]["template"]["spec"]["containers"][0]
+    assert "max-connection-age" not in off["args"][0]
