@@ -36,11 +36,21 @@ system_packages() {  # sound tools for the voice tests, h2load for the flood; on
   fi
 }
 
+CHECKOV_VERSION=3.3.30
+checkov_venv() {  # checkov in a venv of its own: its pins (networkx<2.7, packaging<24) clash with torch's and ours
+  local venv=.venv-checkov
+  if [ -x "$venv/bin/checkov" ] && [ -f "$venv/.installed-$CHECKOV_VERSION" ]; then return; fi
+  [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
+  "$venv/bin/pip" install --quiet "checkov==$CHECKOV_VERSION" 2>&1 | grep -v "is ignored" || true
+  "$venv/bin/checkov" --version >/dev/null  # fail here: tests/deploy would fail in CI without it
+  touch "$venv/.installed-$CHECKOV_VERSION"
+}
+
 cmd=${1:-}; shift || true
 case "$cmd" in
   setup) setup "${1:-}" ;;
   serve) setup "asr"; exec "$BIN/moderation-serve" "$@" ;;
-  test) system_packages; setup "dev,train,asr,load"; exec "$BIN/python" -m pytest "$@" ;;
+  test) system_packages; setup "dev,train,asr,load"; checkov_venv; exec "$BIN/python" -m pytest "$@" ;;
   lint) setup "dev,train,asr,load"; exec "$BIN/ruff" check . ;;
   proto)
     setup "dev,train,asr,load"

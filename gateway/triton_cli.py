@@ -21,6 +21,20 @@ def add_triton_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--triton-config", default="", help="alternative config name, e.g. gpu (configs/gpu.pbtxt)")
     parser.add_argument("--triton-log", default="", help="Triton's log file (default under ~/.cache)")
     parser.add_argument("--triton-start-timeout-s", type=float, default=180.0)
+    # how long a stopping Triton lets in-flight requests finish (a Kubernetes pod's grace period covers it)
+    parser.add_argument("--triton-exit-timeout-s", type=int, default=30)
+    # clients' connections are closed after this age so round-robin gateways find new replicas (0: never)
+    parser.add_argument("--triton-max-connection-age-s", type=int, default=0)
+
+
+CONNECTION_AGE_GRACE_MS = 30_000  # calls on an aged connection finish first (model calls take seconds at most)
+
+
+def connection_age_args(age_s: int) -> tuple[str, ...]:
+    """tritonserver flags that close a gRPC connection after `age_s`; none for 0."""
+    if age_s <= 0:
+        return ()
+    return (f"--grpc-max-connection-age={age_s * 1000}", f"--grpc-max-connection-age-grace={CONNECTION_AGE_GRACE_MS}")
 
 
 def triton_from_args(args: argparse.Namespace) -> TritonProcess:
@@ -33,6 +47,8 @@ def triton_from_args(args: argparse.Namespace) -> TritonProcess:
         metrics_port=args.triton_metrics_port,
         config_name=args.triton_config,
         log_path=Path(args.triton_log) if args.triton_log else None,
+        extra_args=(f"--exit-timeout-secs={args.triton_exit_timeout_s}",
+                    *connection_age_args(args.triton_max_connection_age_s)),
     )
 
 
