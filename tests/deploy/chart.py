@@ -19,13 +19,21 @@ KUBE_VERSIONS = ("1.29", "1.33")  # oldest supported (Chart.yaml kubeVersion) an
 # prometheus-operator CRDs: kubernetes-validate has no schema for them, and only these may lack one
 CRDS_WITHOUT_SCHEMA = {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PodMonitor")}
 
+CALLERS = '[[caller]]\nname = "game-server"\nkey_hash = "sha256:' + "0" * 64 + '"\n'
+# The chart refuses a gateway without caller identity; every rendering here starts from API keys
+# (a values set may turn them off and allow anonymous callers instead).
+BASE_VALUES = {"secrets": {"apiKeys": {"enabled": True, "content": CALLERS}}}
 VALUES_MATRIX: dict[str, dict] = {
     "defaults": {},
-    "cpu-only": {"triton": {"mode": "cpu"}},
+    "cpu-only-anonymous": {
+        "triton": {"mode": "cpu"},
+        "gateway": {"allowAnonymous": True},
+        "secrets": {"apiKeys": {"enabled": False}},
+    },
     "tls-on": {
         "secrets": {
             "tls": {"enabled": True, "existingSecret": "moderation-tls", "clientAuth": "require"},
-            "apiKeys": {"enabled": True, "content": '[[callers]]\nname = "game-server"\n'},
+            "apiKeys": {"enabled": True, "content": CALLERS},
         },
     },
     "one-replica": {
@@ -36,7 +44,11 @@ VALUES_MATRIX: dict[str, dict] = {
         "monitoring": {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}},
         "modelRepository": {"source": "pvc", "existingClaim": "models"},
         "rollout": {"mode": "restart"},
-        "secrets": {"adminToken": {"existingSecret": "admin"}, "tritonControlKey": {"existingSecret": "control"}},
+        "secrets": {
+            "adminToken": {"existingSecret": "admin"},
+            "tritonControlKey": {"existingSecret": "control"},
+            "apiKeys": {"enabled": True, "existingSecret": "callers"},
+        },
     },
 }
 
@@ -53,11 +65,24 @@ def require(module: str):
         pytest.skip(message, allow_module_level=True)
 
 
+def chart_values(values: dict) -> dict:
+    """What a test's values set means: BASE_VALUES overridden by it."""
+    return _merged(BASE_VALUES, values)
+
+
+def _merged(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 @functools.cache
 def _render(values_json: str) -> tuple[tuple[str, dict], ...]:
     import helm_python
 
-    rendered = helm_python.Chart.load(CHART_DIR).render(json.loads(values_json), name=RELEASE, namespace=NAMESPACE)
+    values = chart_values(json.loads(values_json))
+    rendered = helm_python.Chart.load(CHART_DIR).render(values, name=RELEASE, namespace=NAMESPACE)
     docs = []
     for path, text in sorted(rendered.items()):
         if path.endswith("NOTES.txt"):

@@ -12,6 +12,7 @@ from tests.deploy.chart import (
     NAMESPACE,
     ROOT,
     VALUES_MATRIX,
+    chart_values,
     containers,
     manifests,
     one,
@@ -29,7 +30,7 @@ WARNING = 2  # helm's lint severities: 1 info, 2 warning, 3 error
 @MATRIX
 @pytest.mark.parametrize("kube_version", KUBE_VERSIONS)
 def test_lints_strictly(values, kube_version):
-    result = helm_python.lint(CHART_DIR, values, strict=True, namespace=NAMESPACE, kube_version=f"v{kube_version}.0")
+    result = helm_python.lint(CHART_DIR, chart_values(values), strict=True, namespace=NAMESPACE, kube_version=f"v{kube_version}.0")
     assert result["errors"] == []
     assert [m for m in result["messages"] if m["severity"] >= WARNING] == []
 
@@ -90,14 +91,14 @@ def test_triton_requests_equal_limits_for_the_gpu_by_default():
 
 
 def test_cpu_mode_asks_for_no_gpu_and_runs_the_projects_triton():
-    pod = one(VALUES_MATRIX["cpu-only"], "Deployment", "triton")["spec"]["template"]["spec"]
+    pod = one(VALUES_MATRIX["cpu-only-anonymous"], "Deployment", "triton")["spec"]["template"]["spec"]
     triton = pod["containers"][0]
     for section in ("requests", "limits"):
         assert "nvidia.com/gpu" not in triton["resources"][section]
     assert "tolerations" not in pod
     assert "triton-cpu" in triton["image"]
     assert "--triton-control-key-file=/etc/moderation/triton-control/key" in triton["args"]
-    gateway_args = one(VALUES_MATRIX["cpu-only"], "Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]["args"]
+    gateway_args = one(VALUES_MATRIX["cpu-only-anonymous"], "Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert not any(a.startswith("--length-buckets") for a in gateway_args)
 
 
@@ -236,7 +237,7 @@ def test_existing_secrets_replace_the_generated_ones():
     assert volumes["triton-control"]["secret"]["secretName"] == "control"
     assert volumes["model-repository"]["persistentVolumeClaim"] == {"claimName": "models", "readOnly": True}
     generated = {s["metadata"]["name"]: s for s in manifests({}, "Secret")}
-    assert set(generated) == {"mod-moderation-admin-token", "mod-moderation-triton-control"}
+    assert set(generated) == {"mod-moderation-admin-token", "mod-moderation-triton-control", "mod-moderation-api-keys"}
 
 
 @pytest.mark.parametrize("bad", [
@@ -286,7 +287,22 @@ def test_docs_list_every_chart_value():
 def test_triton_ages_connections_so_gateways_find_new_replicas():
     gpu = one({}, "Deployment", "triton")["spec"]["template"]["spec"]["containers"][0]["args"][0]
     assert "--grpc-max-connection-age=300000" in gpu and "--grpc-max-connection-age-grace=30000" in gpu
-    cpu = one(VALUES_MATRIX["cpu-only"], "Deployment", "triton")["spec"]["template"]["spec"]["containers"][0]["args"]
+    cpu = one(VALUES_MATRIX["cpu-only-anonymous"], "Deployment", "triton")["spec"]["template"]["spec"]["containers"][0]["args"]
     assert "--triton-max-connection-age-s=300" in cpu
     off = one({"triton": {"maxConnectionAgeSeconds": 0}}, "Deployment", "triton")["spec"]["template"]["spec"]["containers"][0]
     assert "max-connection-age" not in off["args"][0]
+
+
+def test_refuses_anonymous_gateway_unless_asked():
+    """The gateway listens on the pod network: without API keys or required client certificates
+    the chart does not render, so nobody ships an open gateway by leaving values at defaults."""
+    with pytest.raises(Exception, match="allowAnonymous"):
+        helm_python.Chart.load(CHART_DIR).render({}, name="mod", namespace=NAMESPACE)
+    anonymous = one(VALUES_MATRIX["cpu-only-anonymous"], "Deployment", "gateway")["spec"]["template"]["spec"]
+    assert "--allow-anonymous=true" in anonymous["containers"][0]["args"]
+    assert not any(a.startswith("--api-keys-file=") for a in anonymous["containers"][0]["args"])
+    keyed = one({}, "Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--allow-anonymous=true" not in keyed
+    assert "--api-keys-file=/etc/moderation/api-keys/api-keys.toml" in keyed
+    mtls = {"secrets": {"apiKeys": {"enabled": False}, "tls": {"enabled": True, "existingSecret": "tls", "clientAuth": "require"}}}
+    assert "--allow-anonymous=true" not in one(mtls, "Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]["args"]
