@@ -20,10 +20,11 @@ READINESS_TIMEOUT_S = 1.0  # health probes must not hang when Triton is wedged
 class TritonClassifier:
     """The gateway.classifier.Classifier that calls Triton."""
 
-    def __init__(self, url: str, model_name: str = tensors.MODEL_NAME):
+    def __init__(self, url: str, model_name: str = tensors.MODEL_NAME, channel_args: list | None = None):
+        """channel_args: gRPC channel options replacing tritonclient's defaults (gateway.triton_pool)."""
         self.url = url
         self.model_name = model_name
-        self._client = grpcclient.InferenceServerClient(url)
+        self._client = grpcclient.InferenceServerClient(url, channel_args=channel_args)
 
     def infer(self, input_ids: np.ndarray, attention_mask: np.ndarray, *, version: str, timeout_s: float) -> np.ndarray:
         """Scores [batch, categories] for one encoded request. Raises ModerationError subclasses."""
