@@ -146,7 +146,8 @@ def start_gateway(model_repo, tmp_path_factory):
     def start(fake=None, **changes):
         fake = fake or FakeClassifier()
         changes.setdefault("policy_path", str(reference_policy))
-        settings = Settings(listen_address="127.0.0.1:0", metrics_listen_address="", model_repository=str(model_repo),
+        changes.setdefault("metrics_listen_address", "")  # no fixed port: tests run side by side
+        settings = Settings(listen_address="127.0.0.1:0", model_repository=str(model_repo),
                             max_text_chars=MAX_TEXT_CHARS, max_batch_texts=MAX_BATCH_TEXTS,
                             triton_timeout_s=TRITON_TIMEOUT_S, health_poll_s=3600, admin_listen_address="",
                             **changes)
