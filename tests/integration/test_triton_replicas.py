@@ -80,7 +80,7 @@ def test_a_dns_target_serves(replicas):
         running.close()
 
 
-def test_killing_one_replica_under_load_fails_no_call(replicas):
+def test_killing_one_replica_under_load_fails_no_call(replicas, caplog):
     running = pool_gateway(replicas)
     health = health_pb2_grpc.HealthStub(running.channel)
     errors, done, stop = [], [0], threading.Event()
@@ -118,6 +118,7 @@ def test_killing_one_replica_under_load_fails_no_call(replicas):
         stop.set()
         running.close()
     assert errors == []
+    assert f"retrying on {replicas[0].grpc_url}" in caplog.text  # calls did fail on the dead one, and were retried
     assert statuses and all(s == health_pb2.HealthCheckResponse.SERVING for s in statuses)
     assert inference_count(replicas[0]) > 0
 

@@ -4,6 +4,7 @@ is reloaded the same way, and a bad one leaves the policy in force."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
@@ -20,6 +21,7 @@ from loadtest.model_variants import copy_repository
 from tests.integration.conftest import MODEL_REPOSITORY, _has_version, start_gateway, start_triton
 
 pytestmark = pytest.mark.integration
+logger = logging.getLogger(__name__)
 
 ROLLOUT_S = 60  # the fleet's promise: every gateway serves the new version within this
 TEXTS = ["good game everyone, well played", "you are a stupid idiot, shut up you worthless loser"]
@@ -115,6 +117,7 @@ def test_every_gateway_follows_the_version_file_without_failing_a_call(fleet):
         counts = [len(seen) for seen in callers.versions]  # every caller completes two calls after the switch
         wait_until(lambda: all(len(seen) >= c + 2 for seen, c in zip(callers.versions, counts)), 60)
     assert took_s >= 0, f"not every gateway served version {version} within {ROLLOUT_S} s"
+    logger.info("every gateway served version %s %.1f s after the version file changed", version, took_s)
     assert callers.errors == []
     for seen in callers.versions:  # each caller: the old version, then the new one, never back
         assert seen and seen[-1] == version
