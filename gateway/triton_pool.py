@@ -21,6 +21,7 @@ import itertools
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -159,15 +160,24 @@ class TritonPool:
         return merged
 
     def load_versions(self, versions: list[str]) -> None:
-        """Loads exactly these versions on every replica that answers; one that cannot be reached
-        is skipped (it loads its repository's versions when it starts), any other failure raises."""
-        unreachable = []
-        for replica in self.replicas:
+        """Loads exactly these versions on every replica that answers, all at once (a load takes
+        seconds per replica); one that cannot be reached is skipped (it loads its repository's
+        versions when it starts), any other failure raises."""
+        def load(replica) -> Exception | None:
             try:
                 replica.load_versions(versions)
-            except BackendUnavailable as err:
-                unreachable.append(replica.url)
-                logger.warning("loading versions %s: %s unreachable (%s); skipped", versions, replica.url, err)
+            except ModerationError as err:
+                return err
+            return None
+
+        with ThreadPoolExecutor(max_workers=len(self.replicas), thread_name_prefix="triton-load") as pool:
+            outcomes = list(zip(self.replicas, pool.map(load, self.replicas)))
+        failed = [err for _, err in outcomes if err is not None and not isinstance(err, BackendUnavailable)]
+        if failed:
+            raise failed[0]
+        unreachable = [replica.url for replica, err in outcomes if isinstance(err, BackendUnavailable)]
+        for url in unreachable:
+            logger.warning("loading versions %s: %s unreachable; skipped", versions, url)
         if len(unreachable) == len(self.replicas):
             raise BackendUnavailable(f"no Triton replica reachable ({', '.join(unreachable)})")
 

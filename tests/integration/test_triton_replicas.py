@@ -1,5 +1,6 @@
-"""Two real Triton processes behind one gateway (`--triton-url a,b`): traffic reaches both, and
-SIGKILL of one under load fails no call (one retry on the other) while health stays SERVING."""
+"""Two real Triton processes behind one gateway (`--triton-url a,b`): traffic reaches both, a new
+version is loaded on both, and SIGKILL of one under load fails no call (one retry on the other)
+while health stays SERVING."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from contract import tensors
 from contract.pb import moderation_pb2
+from export.repository import publish_directory
+from loadtest.model_variants import copy_repository
 from tests.integration.conftest import MODEL_REPOSITORY, _has_version, start_gateway, start_triton
 
 pytestmark = pytest.mark.integration
@@ -28,10 +31,12 @@ def replicas(tmp_path_factory):
     pytest.importorskip("pytriton", reason="nvidia-pytriton (tritonserver) is not installed")
     if not _has_version(MODEL_REPOSITORY):
         pytest.skip(f"no model version in {MODEL_REPOSITORY}")
+    repository = tmp_path_factory.mktemp("replicas") / "repo"
+    copy_repository(MODEL_REPOSITORY, repository)  # the shipped model as version 1; a test publishes 2
     started = []
     try:
         for name in ("a", "b"):  # same model repository, different ports
-            started.append(start_triton(tmp_path_factory.mktemp(f"triton-{name}")))
+            started.append(start_triton(tmp_path_factory.mktemp(f"triton-{name}"), repository))
         yield started
     finally:
         for triton in started:
@@ -78,6 +83,25 @@ def test_a_dns_target_serves(replicas):
             assert classify(running.stub, text).scores
     finally:
         running.close()
+
+
+def test_a_version_switch_loads_the_version_on_every_replica(replicas, tmp_path):
+    model_dir = replicas[0].model_repository / tensors.MODEL_NAME
+    version = publish_directory(model_dir / "1", model_dir).name
+    version_file = tmp_path / "version"
+    version_file.write_text("1")
+    running = pool_gateway(replicas, version_file=str(version_file), watch_interval_s=0.5)
+    try:
+        version_file.write_text(version)  # the activation path the admin API also takes
+        deadline = time.monotonic() + 300
+        while classify(running.stub, TEXTS[0]).model_version != version:
+            assert time.monotonic() < deadline, f"version {version} never served"
+            time.sleep(0.5)
+    finally:
+        running.close()
+    for triton in replicas:
+        with grpcclient.InferenceServerClient(triton.grpc_url) as client:
+            assert client.is_model_ready(tensors.MODEL_NAME, version), triton.grpc_url
 
 
 def test_killing_one_replica_under_load_fails_no_call(replicas, caplog):
