@@ -91,7 +91,7 @@ def rpc(kind: str, units: tuple[str, ...] = ("texts", "chars")):
             def serve(self, request, context):
                 log, metrics = RequestLog(kind, units), getattr(self, "metrics", None)
                 with _boundary(context, log, stream=True, method=name, metrics=metrics):
-                    yield from _counted(method(self, request, context, log), metrics)
+                    yield from _counted(method(self, request, context, log), metrics, log)
         else:
             @functools.wraps(method)
             def serve(self, request, context):
@@ -108,12 +108,16 @@ def rpc(kind: str, units: tuple[str, ...] = ("texts", "chars")):
     return decorate
 
 
-def _counted(responses, metrics):
-    """A response stream whose verdicts are counted as they go out."""
+def _counted(responses, metrics, log: RequestLog):
+    """A response stream whose verdicts, and the stages each response cost, are counted as they go out."""
+    seen = dict(log.stages_ms)
     try:
         for response in responses:
             if metrics is not None:
                 metrics.count_verdicts(response)
+                # stages the method timed afresh for this response (an utterance without words has none)
+                _observe_stages(metrics, {k: v for k, v in log.stages_ms.items() if seen.get(k) != v})
+                seen = dict(log.stages_ms)
             yield response
     finally:
         responses.close()  # the caller went away: end the method's generator now
@@ -150,7 +154,11 @@ def _boundary(context: grpc.ServicerContext, log: RequestLog, stream: bool, meth
 def _observe(metrics, method: str, code: grpc.StatusCode, total_s: float, log: RequestLog, stream: bool) -> None:
     metrics.in_flight.dec()
     metrics.observe_request(method, code.name, total_s)
-    if not stream:  # a stream's stages are its last utterance's; `asr` is observed where it runs (gateway.voice)
-        for stage in ("tokenize", "model"):
-            if stage in log.stages_ms:
-                metrics.observe_stage(stage, log.stages_ms[stage] / 1e3)
+    if not stream:  # a stream's are observed per response (_counted)
+        _observe_stages(metrics, log.stages_ms)
+
+
+def _observe_stages(metrics, stages_ms: dict[str, float]) -> None:
+    for stage in ("tokenize", "model"):  # `asr` is observed where it runs (gateway.voice), queue wait included
+        if stage in stages_ms:
+            metrics.observe_stage(stage, stages_ms[stage] / 1e3)

@@ -141,3 +141,22 @@ def test_split_address(address, expected):
 def test_split_address_refuses_bad_addresses(address):
     with pytest.raises(ValueError):
         split_address(address)
+
+
+def test_a_stream_observes_the_stages_of_each_event_once():
+    from gateway.boundary import RequestLog, _counted
+
+    metrics, log = GatewayMetrics(), RequestLog("stream")
+
+    def events():
+        for k in range(3):
+            if k != 1:  # the middle utterance had no words: no model call, no fresh stages
+                log.stages_ms.update(tokenize=0.5 + k, model=10.0 + k)
+            yield moderation_pb2.VoiceEvent(utterance=k, verdict=moderation_pb2.Verdict(top_category="non_toxic",
+                                                                                        action="allow"))
+
+    assert len(list(_counted(events(), metrics, log))) == 3
+    text = metrics.render().decode()
+    assert 'moderation_stage_duration_seconds_count{stage="model"} 2.0' in text
+    assert 'moderation_stage_duration_seconds_count{stage="tokenize"} 2.0' in text
+    assert 'moderation_verdicts_total{action="allow",category="non_toxic"} 3.0' in text
