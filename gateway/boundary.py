@@ -50,6 +50,16 @@ class RequestLog:
         self.request_id = request_id or self.request_id
         self.size, self.chars = size, chars
 
+    def fields(self, method: str, code: grpc.StatusCode, total_ms: float, message: str) -> dict:
+        """The line's facts as fields, for structured (JSON) logs (gateway.logformat)."""
+        fields = {"method": method, "kind": self.kind, "request_id": self.request_id,
+                  **dict(zip(self.units, (self.size, self.chars))),
+                  **{f"{stage}_ms": round(ms, 1) for stage, ms in self.stages_ms.items()},
+                  "total_ms": round(total_ms, 1), "verdict": self.outcome, "status": code.name}
+        if message and code != grpc.StatusCode.INTERNAL:
+            fields["error"] = message
+        return fields
+
     def line(self, code: grpc.StatusCode, total_ms: float, message: str) -> str:
         parts = [f"rpc kind={self.kind} id={self.request_id}"]
         if CALLER_ID.get() != "-":
@@ -81,18 +91,22 @@ def rpc(kind: str, units: tuple[str, ...] = ("texts", "chars")):
     """
 
     def decorate(method):
+        name = method.__name__  # the RPC method: the `method` label of the metrics
         if inspect.isgeneratorfunction(method):
             @functools.wraps(method)
             def serve(self, request, context):
-                log = RequestLog(kind, units)
-                with _boundary(context, log, stream=True):
-                    yield from method(self, request, context, log)
+                log, metrics = RequestLog(kind, units), getattr(self, "metrics", None)
+                with _boundary(context, log, stream=True, method=name, metrics=metrics):
+                    yield from _counted(method(self, request, context, log), metrics, log)
         else:
             @functools.wraps(method)
             def serve(self, request, context):
-                log = RequestLog(kind, units)
-                with _boundary(context, log, stream=False):
-                    return method(self, request, context, log)
+                log, metrics = RequestLog(kind, units), getattr(self, "metrics", None)
+                with _boundary(context, log, stream=False, method=name, metrics=metrics):
+                    response = method(self, request, context, log)
+                    if metrics is not None:
+                        metrics.count_verdicts(response)
+                    return response
 
         serve.rpc_kind = kind  # lets a test check that every RPC method is served through here
         return serve
@@ -100,11 +114,29 @@ def rpc(kind: str, units: tuple[str, ...] = ("texts", "chars")):
     return decorate
 
 
+def _counted(responses, metrics, log: RequestLog):
+    """A response stream whose verdicts, and the stages each response cost, are counted as they go out."""
+    seen = dict(log.stages_ms)
+    try:
+        for response in responses:
+            if metrics is not None:
+                metrics.count_verdicts(response)
+                # stages the method timed afresh for this response (an utterance without words has none)
+                _observe_stages(metrics, {k: v for k, v in log.stages_ms.items() if seen.get(k) != v})
+                seen = dict(log.stages_ms)
+            yield response
+    finally:
+        responses.close()  # the caller went away: end the method's generator now
+
+
 @contextmanager
-def _boundary(context: grpc.ServicerContext, log: RequestLog, stream: bool):
-    """Logs the call once it ends; an exception ends it with its status code instead."""
+def _boundary(context: grpc.ServicerContext, log: RequestLog, stream: bool, method: str = "", metrics=None):
+    """Logs the call once it ends (and counts it in `metrics`, a gateway.metrics.GatewayMetrics,
+    when the servicer has one); an exception ends it with its status code instead."""
     started = time.perf_counter()
     code, message = grpc.StatusCode.OK, ""
+    if metrics is not None:
+        metrics.in_flight.inc()
     try:
         yield
     except GeneratorExit:  # the stream was closed early: the caller went away
@@ -119,4 +151,20 @@ def _boundary(context: grpc.ServicerContext, log: RequestLog, stream: bool):
             logger.error("%s %s failed: %s", log.kind, log.request_id, err, exc_info=err)
         context.abort(code, message)
     finally:
-        logger.info("%s", log.line(code, (time.perf_counter() - started) * 1e3, message))
+        total_s = time.perf_counter() - started
+        logger.info("%s", log.line(code, total_s * 1e3, message), extra={"rpc": log.fields(method, code, total_s * 1e3, message)})
+        if metrics is not None:
+            _observe(metrics, method, code, total_s, log, stream)
+
+
+def _observe(metrics, method: str, code: grpc.StatusCode, total_s: float, log: RequestLog, stream: bool) -> None:
+    metrics.in_flight.dec()
+    metrics.observe_request(method, code.name, total_s)
+    if not stream:  # a stream's are observed per response (_counted)
+        _observe_stages(metrics, log.stages_ms)
+
+
+def _observe_stages(metrics, stages_ms: dict[str, float]) -> None:
+    for stage in ("tokenize", "model"):  # `asr` is observed where it runs (gateway.voice), queue wait included
+        if stage in stages_ms:
+            metrics.observe_stage(stage, stages_ms[stage] / 1e3)

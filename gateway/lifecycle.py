@@ -106,7 +106,7 @@ class VersionManager:
     def _ensure_loaded(self, current: str, version: str) -> float:
         """Loads `version` next to `current`; a third version (the old previous) is unloaded once
         no request uses it any more."""
-        if self.classifier.is_ready(version):
+        if self._ready_everywhere(version):
             return 0.0
         dropped = self.previous_version
         if dropped and dropped not in (current, version):
@@ -119,10 +119,17 @@ class VersionManager:
             self._keep_serving(current)
             reason = self.classifier.version_states().get(version, ("", str(err)))[1] or str(err)
             raise FailedPrecondition(f"version {version} failed to load; still serving {current or 'nothing'}: {reason}") from None
-        if not self.classifier.is_ready(version):
+        if not self._ready_everywhere(version):
             self._keep_serving(current)
             raise FailedPrecondition(f"version {version} did not become ready; still serving {current or 'nothing'}")
         return (time.perf_counter() - started) * 1e3
+
+    def _ready_everywhere(self, version: str) -> bool:
+        """READY on every model server that answers (several with gateway.triton_pool), not just one."""
+        try:
+            return self.classifier.version_states().get(version, ("",))[0] == "READY"
+        except ModerationError:
+            return False
 
     def _smoke_test(self, candidate, current: str) -> None:
         ids, mask = candidate.encoder.encode([SMOKE_TEXT])

@@ -23,7 +23,7 @@ def main(argv=None) -> None:
     add_triton_arguments(triton_parser)
     triton_args, gateway_argv = triton_parser.parse_known_args(argv)
     settings = load_settings(gateway_argv, prog="moderation-serve")
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if settings.triton_tls_ca:  # the Triton started here listens on loopback, without TLS
         raise SystemExit("--triton-tls-* are for a remote Triton (moderation-gateway); moderation-serve starts its own")
     triton = triton_from_args(triton_args)
@@ -37,11 +37,11 @@ def main(argv=None) -> None:
     try:
         try:
             gateway, port = create_server(settings)
+            gateway.start()
         except GatewayStartError as err:
             raise SystemExit(f"gateway failed to start: {err}") from None
-        gateway.start()
-        logger.info("ready: gateway on %s (Triton gRPC %s, metrics %s). Try: moderation-client 'gg wp'",
-                    settings.listen_address, triton.grpc_url, triton.metrics_url)
+        logger.info("ready: gateway on %s (metrics port %s; Triton gRPC %s, metrics %s). Try: moderation-client 'gg wp'",
+                    settings.listen_address, gateway.metrics_port or "off", triton.grpc_url, triton.metrics_url)
         run_until_signalled(gateway, settings.grace_s)
     finally:
         triton.stop()

@@ -17,12 +17,15 @@ from gateway.admin import TOKEN_ENV, AdminService, BearerTokenInterceptor, load_
 from gateway.classifier import Classifier
 from gateway.errors import GatewayStartError, ModerationError
 from gateway.lifecycle import VersionManager
+from gateway.logformat import configure_logging as _configure_logging
+from gateway.metrics import GatewayMetrics, MetricsServer
 from gateway.policy import load_policy
 from gateway.readiness import SERVICE_NAME, ReadinessMonitor
 from gateway.service import ModelHolder, ModerationService
 from gateway.settings import Settings, load_settings
 from gateway.tls import ServerTls, triton_client_options
 from gateway.voice import create_voice_pipeline
+from gateway.watch import GatewayWatcher
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +36,9 @@ class Gateway:
     access: Access | None = None  # TLS files and callers (set by create_server), re-read on SIGHUP
 
     def __init__(self, server: grpc.Server, service: ModerationService, monitor: ReadinessMonitor, classifier: Classifier,
-                 admin_server: grpc.Server | None = None, admin: AdminService | None = None, admin_port: int = 0):
+                 admin_server: grpc.Server | None = None, admin: AdminService | None = None, admin_port: int = 0,
+                 metrics: GatewayMetrics | None = None, metrics_server: MetricsServer | None = None,
+                 watcher: GatewayWatcher | None = None):
         self.server = server
         self.service = service
         self.monitor = monitor
@@ -41,15 +46,25 @@ class Gateway:
         self.admin_server = admin_server
         self.admin = admin
         self.admin_port = admin_port
+        self.metrics = metrics
+        self.metrics_server = metrics_server
+        self.metrics_port = 0  # bound by start()
+        self.watcher = watcher
 
     def start(self) -> None:
+        if self.metrics_server is not None:  # first: a taken port stops start-up before anything serves
+            self.metrics_port = self.metrics_server.start()
         self.server.start()
         if self.admin_server is not None:
             self.admin_server.start()
         self.monitor.start()
+        if self.watcher is not None:
+            self.watcher.start()
 
     def stop(self, grace_s: float | None = None) -> None:
         """NOT_SERVING first (load balancers stop sending), then let in-flight calls finish."""
+        if self.watcher is not None:
+            self.watcher.stop()
         self.monitor.stop()
         stopped = [self.server.stop(grace_s)]
         if self.admin_server is not None:
@@ -59,6 +74,8 @@ class Gateway:
         if self.service.voice is not None:
             self.service.voice.close()
         self.classifier.close()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
 
     def reload_policy(self) -> None:
         """SIGHUP: re-read the policy file; a bad file is logged and the old policy stays."""
@@ -83,17 +100,22 @@ def create_server(settings: Settings, classifier: Classifier | None = None, voic
     their own; voice=None turns voice off)."""
     access = Access(settings)  # TLS and callers; refuses an open gateway beyond loopback
     if classifier is None:
-        from gateway.triton_classifier import TritonClassifier
+        from gateway.triton_pool import create_triton_classifier
 
-        classifier = TritonClassifier(settings.triton_url, settings.model_name, **triton_client_options(settings))
+        classifier = create_triton_classifier(settings.triton_url, settings.model_name, **triton_client_options(settings))
         if settings.coalesce_wait_us > 0:
             from gateway.coalescer import CoalescingClassifier
 
             classifier = CoalescingClassifier(classifier, settings.coalesce_max_rows, settings.coalesce_wait_us / 1e6)
     policy = load_policy(settings.policy_path)
-    models = ModelHolder(on_change=lambda model: service.check_policy(model))
+    metrics = GatewayMetrics()
+    models = ModelHolder(on_change=lambda model: (service.check_policy(model), metrics.set_model(model.name, model.version)))
     voice = create_voice_pipeline(settings) if voice is _DEFAULT else voice
     service = ModerationService(settings, classifier, models, policy, voice)
+    service.metrics = metrics  # read by the error boundary (gateway.boundary)
+    if getattr(voice, "queue", None) is not None:
+        voice.metrics = metrics
+        metrics.watch_speech_queue(voice.queue)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=settings.max_in_flight, thread_name_prefix="rpc"),
         maximum_concurrent_rpcs=settings.max_in_flight,
@@ -118,9 +140,14 @@ def create_server(settings: Settings, classifier: Classifier | None = None, voic
     manager = VersionManager(settings, classifier, models)
     monitor = ReadinessMonitor(settings, classifier, models, health_servicer, manager.lock)
     admin = AdminService(manager, service)
+    admin.metrics = metrics
     admin_server, admin_port = _create_admin_server(settings, admin, access.tls)
-    gateway = Gateway(server, service, monitor, classifier, admin_server, admin, admin_port)
+    metrics_server = MetricsServer(metrics, settings.metrics_listen_address) if settings.metrics_listen_address else None
+    gateway = Gateway(server, service, monitor, classifier, admin_server, admin, admin_port, metrics, metrics_server)
     gateway.access = access
+    gateway.watcher = GatewayWatcher(settings.version_file, settings.policy_path, manager.activate,
+                                     lambda: getattr(models.peek(), "version", ""), gateway.reload_policy,
+                                     settings.watch_interval_s)
     return gateway, port
 
 
@@ -139,9 +166,8 @@ def _create_admin_server(settings: Settings, admin: AdminService, tls: ServerTls
     return server, port
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every clip at INFO
+def configure_logging(level: str, log_format: str = "text") -> None:
+    _configure_logging(level, log_format)
 
 
 def run_until_signalled(gateway: Gateway, grace_s: float) -> None:
@@ -160,14 +186,15 @@ def run_until_signalled(gateway: Gateway, grace_s: float) -> None:
 
 def main(argv=None) -> None:
     settings = load_settings(argv)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         gateway, port = create_server(settings)
+        gateway.start()
     except GatewayStartError as err:
         raise SystemExit(f"gateway failed to start: {err}") from None
-    gateway.start()
-    logger.info("moderation gateway listening on %s (port %d), admin port %s, Triton at %s",
-                settings.listen_address, port, gateway.admin_port or "off", settings.triton_url)
+    logger.info("moderation gateway listening on %s (port %d), admin port %s, metrics port %s, Triton at %s",
+                settings.listen_address, port, gateway.admin_port or "off", gateway.metrics_port or "off",
+                settings.triton_url)
     run_until_signalled(gateway, settings.grace_s)
 
 

@@ -86,6 +86,15 @@ class Settings:
     triton_tls_ca: str = ""  # CA of a remote Triton's gRPC certificate; set: TLS to Triton
     triton_tls_cert: str = ""  # client certificate for Triton, if it requires one
     triton_tls_key: str = ""  # its key
+    # --- metrics, log format, Triton replicas, fleet version (metrics helper) ---
+    # triton_url above may also be `dns:///<name>:<port>` (every address the name resolves to,
+    # round robin) or a list `h1:p1,h2:p2` (gateway/triton_pool.py).
+    metrics_listen_address: str = "127.0.0.1:9464"  # Prometheus /metrics (gateway/metrics.py); empty: off
+    log_format: str = "text"  # json: one object per line, for log collectors (gateway/logformat.py)
+    # A file holding the version number to serve; every gateway watching it switches when it
+    # changes (a ConfigMap for a fleet; gateway/watch.py). Empty: versions change by the admin API only.
+    version_file: str = ""
+    watch_interval_s: float = 1.0  # how often version_file and policy_path are checked for changes
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "length_buckets", parse_buckets(self.length_buckets))
@@ -110,14 +119,31 @@ class Settings:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if list(self.length_buckets) != sorted(set(self.length_buckets)) or any(b < 2 for b in self.length_buckets):
             raise ValueError(f"length_buckets must be increasing token counts >= 2, got {self.length_buckets}")
-        if ":" not in self.listen_address or ":" not in self.triton_url:
-            raise ValueError("listen_address and triton_url must be host:port")
+        if ":" not in self.listen_address:
+            raise ValueError("listen_address must be host:port")
         check_tls_settings(self.tls_cert, self.tls_key, self.tls_ca, self.tls_client_auth,
                            bool(self.admin_listen_address))
         check_triton_tls_settings(self.triton_tls_ca, self.triton_tls_cert, self.triton_tls_key)
+        self._check_metrics_block()
+
+    def _check_metrics_block(self) -> None:
+        from gateway.triton_pool import parse_triton_url
+
+        parse_triton_url(self.triton_url)  # ValueError says what is wrong with it
+        if self.metrics_listen_address and not _is_host_port(self.metrics_listen_address):
+            raise ValueError(f"metrics_listen_address must be host:port or empty, got {self.metrics_listen_address!r}")
+        if self.log_format not in ("text", "json"):
+            raise ValueError(f"log_format must be text or json, got {self.log_format!r}")
+        if self.watch_interval_s <= 0:
+            raise ValueError(f"watch_interval_s must be > 0, got {self.watch_interval_s}")
 
     def replace(self, **changes) -> Settings:
         return dataclasses.replace(self, **changes)
+
+
+def _is_host_port(address: str) -> bool:
+    _, sep, port = address.rpartition(":")
+    return bool(sep) and port.isdigit() and int(port) <= 65535
 
 
 def parse_bool(value: str | bool) -> bool:

@@ -20,11 +20,13 @@ READINESS_TIMEOUT_S = 1.0  # health probes must not hang when Triton is wedged
 class TritonClassifier:
     """The gateway.classifier.Classifier that calls Triton."""
 
-    def __init__(self, url: str, model_name: str = tensors.MODEL_NAME, **client_options):
+    def __init__(self, url: str, model_name: str = tensors.MODEL_NAME, channel_args: list | None = None,
+                 **client_options):
+        """channel_args: gRPC channel options replacing tritonclient's defaults (gateway.triton_pool);
+        client_options: TLS to a remote Triton (gateway.tls.triton_client_options)."""
         self.url = url
         self.model_name = model_name
-        # client_options: TLS to a remote Triton (gateway.tls.triton_client_options)
-        self._client = grpcclient.InferenceServerClient(url, **client_options)
+        self._client = grpcclient.InferenceServerClient(url, channel_args=channel_args, **client_options)
 
     def infer(self, input_ids: np.ndarray, attention_mask: np.ndarray, *, version: str, timeout_s: float) -> np.ndarray:
         """Scores [batch, categories] for one encoded request. Raises ModerationError subclasses."""

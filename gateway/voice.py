@@ -43,6 +43,7 @@ class VoicePipeline:
         )
 
         self.settings = settings
+        self.metrics = None  # gateway.metrics.GatewayMetrics, set by the server: observes the asr stage
         self.limits = AudioLimits(max_bytes=settings.max_audio_bytes, max_audio_s=settings.max_audio_s)
         options = TranscriberOptions(model=settings.whisper_model, device=settings.whisper_device,
                                      beam_size=settings.asr_beam_size, language=settings.default_language or None,
@@ -102,8 +103,12 @@ class VoicePipeline:
         if timeout_s <= 0:
             raise BackendTimeout("deadline exceeded before speech recognition")
         language = language or self.settings.default_language or None
+        started = time.perf_counter()
         with self.admitted() if place is None else nullcontext(place) as held:
-            return held.transcribe(audio, language, expires_at=time.monotonic() + timeout_s)
+            transcript = held.transcribe(audio, language, expires_at=time.monotonic() + timeout_s)
+        if self.metrics is not None:  # queue wait + Whisper: what a caller waits for speech recognition
+            self.metrics.observe_stage("asr", time.perf_counter() - started)
+        return transcript
 
     def close(self) -> None:
         self.queue.close()

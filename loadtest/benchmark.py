@@ -189,7 +189,7 @@ def run_stack_benchmarks(model_repository: Path, messages, callers, duration_s, 
     with TritonProcess(model_repository) as triton:
         for name, (buckets, delay_us) in modes.items():
             set_queue_delay(triton, delay_us)
-            settings = Settings(listen_address="127.0.0.1:0", triton_url=triton.grpc_url,
+            settings = Settings(listen_address="127.0.0.1:0", metrics_listen_address="", triton_url=triton.grpc_url,
                                 model_repository=str(model_repository), length_buckets=buckets,
                                 log_level="WARNING", voice_enabled=False, admin_listen_address="")
             gateway, port = create_server(settings)

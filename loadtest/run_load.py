@@ -169,7 +169,7 @@ def local_stack(model_repository: Path, options: LoadOptions, gateway_argv: list
     triton = TritonProcess(model_repository, config_name=triton_config, log_path=options.raw_dir / "triton.log")
     print(f"starting tritonserver on {model_repository} (log {triton.log_path}) ...", flush=True)
     with triton:
-        settings = settings.replace(listen_address="127.0.0.1:0", triton_url=triton.grpc_url,
+        settings = settings.replace(listen_address="127.0.0.1:0", metrics_listen_address="", triton_url=triton.grpc_url,
                                     model_repository=str(model_repository), admin_listen_address="",
                                     voice_enabled=options.voice_weight > 0)
         gateway, port = create_server(settings)

@@ -140,7 +140,7 @@ def main(argv=None) -> None:
     records: list = []
     events: dict = {}
     with TritonProcess(work / "repo", log_path=work / "triton.log") as triton:
-        settings = Settings(listen_address="127.0.0.1:0", triton_url=triton.grpc_url, model_repository=str(work / "repo"),
+        settings = Settings(listen_address="127.0.0.1:0", metrics_listen_address="", triton_url=triton.grpc_url, model_repository=str(work / "repo"),
                             admin_listen_address="127.0.0.1:0", admin_token_file=str(token_file),
                             voice_enabled=False, log_level="WARNING", triton_timeout_s=20.0)
         gateway, port = create_server(settings)

@@ -164,7 +164,7 @@ def run(model_repository: Path, callers: int, rounds: int, overrides: dict) -> d
     sentences = [speak_pcm16(s) for s in SENTENCES]
     report: dict = {}
     with TritonProcess(model_repository) as triton:
-        settings = Settings(listen_address="127.0.0.1:0", triton_url=triton.grpc_url, admin_listen_address="",
+        settings = Settings(listen_address="127.0.0.1:0", metrics_listen_address="", triton_url=triton.grpc_url, admin_listen_address="",
                             model_repository=str(model_repository), log_level="WARNING", **overrides)
         report["asr"] = {field.name: getattr(settings, field.name) for field in dataclasses.fields(settings)
                          if field.name.startswith(("whisper_model", "asr_"))}  # whatever the gateway calls them

@@ -105,7 +105,7 @@ def run_variant(name: str, version_dir: Path, args, messages: list[str]) -> dict
             shipped = client.get_model_config(tensors.MODEL_NAME, as_json=True)["config"]
             for setting in SETTINGS:
                 client.load_model(tensors.MODEL_NAME, config=json.dumps(setting.apply(shipped, args.queue_delay_us)))
-                settings = Settings(listen_address="127.0.0.1:0", triton_url=triton.grpc_url,
+                settings = Settings(listen_address="127.0.0.1:0", metrics_listen_address="", triton_url=triton.grpc_url,
                                     model_repository=str(repository), log_level="WARNING", voice_enabled=False,
                                     admin_listen_address="", length_buckets=setting.buckets,
                                     coalesce_wait_us=setting.coalesce_wait_us)

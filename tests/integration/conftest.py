@@ -72,6 +72,7 @@ def start_gateway(triton, **overrides) -> RunningGateway:
 
     overrides.setdefault("admin_listen_address", "")  # only the lifecycle tests use the admin API
     overrides.setdefault("voice_enabled", False)  # only the session gateway loads Whisper
+    overrides.setdefault("metrics_listen_address", "127.0.0.1:0")  # a free port: gateways here run side by side
     settings = Settings(listen_address="127.0.0.1:0", triton_url=triton.grpc_url,
                         model_repository=str(triton.model_repository), health_poll_s=0.2, **overrides)
     gateway, port = create_server(settings)

@@ -139,7 +139,7 @@ def test_served_model_matches_torchscript(version_dir, tiny_data_dir, tmp_path):
     from gateway.settings import Settings
 
     optional = {"admin_listen_address": ""} if "admin_listen_address" in {f.name for f in fields(Settings)} else {}
-    settings = Settings(listen_address="127.0.0.1:0", model_repository=str(version_dir.parent.parent),
+    settings = Settings(listen_address="127.0.0.1:0", metrics_listen_address="", model_repository=str(version_dir.parent.parent),
                         max_batch_texts=4, health_poll_s=3600, **optional)
     triton = TorchScriptTriton(version_dir / "model.pt")
     gateway, port = create_server(settings, classifier=triton)

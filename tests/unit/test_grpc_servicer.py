@@ -146,6 +146,7 @@ def start_gateway(model_repo, tmp_path_factory):
     def start(fake=None, **changes):
         fake = fake or FakeClassifier()
         changes.setdefault("policy_path", str(reference_policy))
+        changes.setdefault("metrics_listen_address", "")  # no fixed port: tests run side by side
         settings = Settings(listen_address="127.0.0.1:0", model_repository=str(model_repo),
                             max_text_chars=MAX_TEXT_CHARS, max_batch_texts=MAX_BATCH_TEXTS,
                             triton_timeout_s=TRITON_TIMEOUT_S, health_poll_s=3600, admin_listen_address="",
@@ -437,7 +438,7 @@ def test_pinned_version_is_served_only_when_ready(start_gateway):
 
 def test_stop_closes_the_classifier_and_the_port(model_repo):
     fake = FakeClassifier()
-    settings = Settings(listen_address="127.0.0.1:0", model_repository=str(model_repo), health_poll_s=3600,
+    settings = Settings(listen_address="127.0.0.1:0", metrics_listen_address="", model_repository=str(model_repo), health_poll_s=3600,
                         admin_listen_address="")
     gateway, port = create_server(settings, classifier=fake, voice=None)
     gateway.start()
@@ -456,7 +457,7 @@ def test_admin_calls_get_their_status_codes(model_repo, tmp_path):
 
     token_file = tmp_path / "token"
     token_file.write_text("s3cret\n")
-    settings = Settings(listen_address="127.0.0.1:0", model_repository=str(model_repo), health_poll_s=3600,
+    settings = Settings(listen_address="127.0.0.1:0", metrics_listen_address="", model_repository=str(model_repo), health_poll_s=3600,
                         admin_listen_address="127.0.0.1:0", admin_token_file=str(token_file))
     gateway, _ = create_server(settings, classifier=FakeClassifier(), voice=None)
     gateway.start()
@@ -518,7 +519,7 @@ def test_policy_reload_refuses_a_bad_file_and_keeps_the_old_policy(model_repo, t
     policy_file, bad = tmp_path / "policy.toml", tmp_path / "bad.toml"
     policy_file.write_text("toxic_threshold = 0.05\n[severity]\nlow = 0.05\n[actions]\nlow = 'block'\n")
     bad.write_text("[severity]\nlow = 0.9\nhigh = 0.5\n")
-    settings = Settings(listen_address="127.0.0.1:0", model_repository=str(model_repo), health_poll_s=3600,
+    settings = Settings(listen_address="127.0.0.1:0", metrics_listen_address="", model_repository=str(model_repo), health_poll_s=3600,
                         admin_listen_address="127.0.0.1:0", admin_token_file=str(tmp_path / "token"),
                         policy_path=str(policy_file))
     gateway, port = create_server(settings, classifier=FakeClassifier(), voice=None)

@@ -22,7 +22,7 @@ ONE_SECOND_PCM16 = b"\x10\x00\xf0\xff" * (SAMPLE_RATE_HZ // 2)
 @pytest.fixture(scope="module")
 def voice_gateway(model_repo):
     """A gateway whose Whisper is a FakeWhisper (`whisper`), with a fake classifier."""
-    settings = Settings(listen_address="127.0.0.1:0", model_repository=str(model_repo), health_poll_s=3600,
+    settings = Settings(listen_address="127.0.0.1:0", metrics_listen_address="", model_repository=str(model_repo), health_poll_s=3600,
                         admin_listen_address="", asr_process=False)
     whisper = FakeWhisper(short=SILENCE, full=SILENCE, encoder_window_s=settings.asr_window_s)
     classifier = FakeClassifier()
