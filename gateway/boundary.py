@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import grpc
 
 from gateway.errors import INTERNAL_MESSAGE, ModerationError, caller_message, translate_asr_error
+from gateway.inputs import check_request_id
+from gateway.wire import check_decoded
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +44,15 @@ class RequestLog:
     outcome: str = "-"
 
     def describe(self, request_id: str, size: int, chars: int) -> None:
-        """The request's own id (when it carries one) and its sizes."""
-        self.request_id = request_id or self.request_id
+        """The request's sizes and its own id (when it carries one)."""
         self.size, self.chars = size, chars
+        self.name(request_id)
+
+    def name(self, request_id: str) -> None:
+        """Takes the request's own id, if any; a malformed one raises InvalidInput and the
+        generated id stays (so no caller's bytes reach the log line)."""
+        check_request_id(request_id)
+        self.request_id = request_id or self.request_id
 
     def line(self, code: grpc.StatusCode, total_ms: float, message: str) -> str:
         parts = [f"rpc kind={self.kind} id={self.request_id}"]
@@ -86,6 +94,7 @@ def rpc(kind: str, units: tuple[str, ...] = ("texts", "chars")):
             def serve(self, request, context):
                 log = RequestLog(kind, units)
                 with _boundary(context, log, stream=False):
+                    check_decoded(request)  # a request gateway.wire could not parse
                     return method(self, request, context, log)
 
         serve.rpc_kind = kind  # lets a test check that every RPC method is served through here
@@ -114,3 +123,18 @@ def _boundary(context: grpc.ServicerContext, log: RequestLog, stream: bool):
         context.abort(code, message)
     finally:
         logger.info("%s", log.line(code, (time.perf_counter() - started) * 1e3, message))
+
+
+class EscapingFormatter(logging.Formatter):
+    """Writes CR, LF and other control characters in a record's message as escapes, so no
+    value logged from a request can start a line of its own (tracebacks keep their lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
+
+
+def escape_controls(text: str) -> str:
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

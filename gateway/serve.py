@@ -38,8 +38,8 @@ def main(argv=None) -> None:
         except GatewayStartError as err:
             raise SystemExit(f"gateway failed to start: {err}") from None
         gateway.start()
-        logger.info("ready: gateway on %s (Triton gRPC %s, metrics %s). Try: moderation-client 'gg wp'",
-                    settings.listen_address, triton.grpc_url, triton.metrics_url)
+        gateway.announce_when_serving("ready: gateway on %s (Triton gRPC %s, metrics %s). Try: moderation-client 'gg wp'",
+                                      settings.listen_address, triton.grpc_url, triton.metrics_url)
         run_until_signalled(gateway, settings.grace_s)
     finally:
         triton.stop()

@@ -8,11 +8,12 @@ import threading
 from concurrent import futures
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
 
-from contract.pb import admin_pb2_grpc, moderation_pb2, moderation_pb2_grpc
+from contract.pb import admin_pb2_grpc, moderation_pb2
 from gateway.admin import TOKEN_ENV, AdminService, BearerTokenInterceptor, load_admin_token
+from gateway.boundary import EscapingFormatter
 from gateway.classifier import Classifier
 from gateway.errors import GatewayStartError, ModerationError
 from gateway.lifecycle import VersionManager
@@ -21,6 +22,7 @@ from gateway.readiness import SERVICE_NAME, ReadinessMonitor
 from gateway.service import ModelHolder, ModerationService
 from gateway.settings import Settings, load_settings
 from gateway.voice import create_voice_pipeline
+from gateway.wire import NO_REUSEPORT, Front, listen
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,7 @@ class Gateway:
         self.admin_server = admin_server
         self.admin = admin
         self.admin_port = admin_port
+        self.front: Front | None = None  # admission and health threads of the public server
 
     def start(self) -> None:
         self.server.start()
@@ -55,6 +58,8 @@ class Gateway:
         if self.service.voice is not None:
             self.service.voice.close()
         self.classifier.close()
+        if self.front is not None:
+            self.front.close()
 
     def reload_policy(self) -> None:
         """SIGHUP: re-read the policy file; a bad file is logged and the old policy stays."""
@@ -64,6 +69,16 @@ class Gateway:
             logger.error("%s", err)
         except Exception:  # a signal handler must never take the server down
             logger.exception("policy reload failed; the old policy stays")
+
+    def announce_when_serving(self, message: str, *args, warn_after_s: float = 60.0) -> None:
+        """Logs `message` once health is SERVING (not before: callers would be refused), from a
+        thread; warns once if that takes longer than warn_after_s."""
+        def wait():
+            if not self.monitor.serving.wait(warn_after_s):
+                logger.warning("not serving yet after %.0f s: the model server or the model is not ready", warn_after_s)
+                self.monitor.serving.wait()
+            logger.info(message, *args)
+        threading.Thread(target=wait, name="announce", daemon=True).start()
 
     def wait_for_termination(self) -> None:
         self.server.wait_for_termination()
@@ -89,15 +104,11 @@ def create_server(settings: Settings, classifier: Classifier | None = None, voic
     models = ModelHolder(on_change=lambda model: service.check_policy(model))
     voice = create_voice_pipeline(settings) if voice is _DEFAULT else voice
     service = ModerationService(settings, classifier, models, policy, voice)
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.max_in_flight, thread_name_prefix="rpc"),
-        maximum_concurrent_rpcs=settings.max_in_flight,
-        # a voice clip may be up to max_audio_bytes; gRPC's default limit is 4 MB
-        options=[("grpc.max_receive_message_length", settings.max_audio_bytes + 64 * 1024)],
-    )
-    moderation_pb2_grpc.add_ModerationServicer_to_server(service, server)
+    front = Front(settings)  # admission per peer, read timeouts, per-method size limits (gateway/wire.py)
+    server = grpc.server(front.thread_pool(), maximum_concurrent_rpcs=front.max_rpcs, options=front.server_options())
+    front.add_to_server(service, server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    front.add_health(health_servicer, server)
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     reflection.enable_server_reflection(
@@ -106,14 +117,14 @@ def create_server(settings: Settings, classifier: Classifier | None = None, voic
          reflection.SERVICE_NAME),
         server,
     )
-    port = server.add_insecure_port(settings.listen_address)
-    if port == 0:
-        raise GatewayStartError(f"cannot listen on {settings.listen_address}")
+    port = listen(server, settings.listen_address, "public gRPC API")
     manager = VersionManager(settings, classifier, models)
     monitor = ReadinessMonitor(settings, classifier, models, health_servicer, manager.lock)
     admin = AdminService(manager, service)
     admin_server, admin_port = _create_admin_server(settings, admin)
-    return Gateway(server, service, monitor, classifier, admin_server, admin, admin_port), port
+    gateway = Gateway(server, service, monitor, classifier, admin_server, admin, admin_port)
+    gateway.front = front
+    return gateway, port
 
 
 def _create_admin_server(settings: Settings, admin: AdminService) -> tuple[grpc.Server | None, int]:
@@ -123,16 +134,16 @@ def _create_admin_server(settings: Settings, admin: AdminService) -> tuple[grpc.
     if not token:
         logger.warning("no admin token (--admin-token-file or %s): admin calls will be refused", TOKEN_ENV)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="admin"),
-                         interceptors=[BearerTokenInterceptor(token)])
+                         interceptors=[BearerTokenInterceptor(token)], options=[NO_REUSEPORT])
     admin_pb2_grpc.add_ModelAdminServicer_to_server(admin, server)
-    port = server.add_insecure_port(settings.admin_listen_address)
-    if port == 0:
-        raise GatewayStartError(f"cannot listen on {settings.admin_listen_address}")
-    return server, port
+    return server, listen(server, settings.admin_listen_address, "admin API")
 
 
 def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=level.upper(), format=log_format)
+    for handler in logging.getLogger().handlers:  # no request field can forge a log line
+        handler.setFormatter(EscapingFormatter(log_format))
     logging.getLogger("faster_whisper").setLevel(logging.WARNING)  # it logs every clip at INFO
 
 
@@ -158,8 +169,8 @@ def main(argv=None) -> None:
     except GatewayStartError as err:
         raise SystemExit(f"gateway failed to start: {err}") from None
     gateway.start()
-    logger.info("moderation gateway listening on %s (port %d), admin port %s, Triton at %s",
-                settings.listen_address, port, gateway.admin_port or "off", settings.triton_url)
+    gateway.announce_when_serving("ready: moderation gateway on %s (port %d), admin port %s, Triton at %s",
+                                  settings.listen_address, port, gateway.admin_port or "off", settings.triton_url)
     run_until_signalled(gateway, settings.grace_s)
 
 

@@ -74,6 +74,14 @@ class Settings:
     max_chunk_bytes: int = 64 * 1024  # per AudioChunk (2 s of 16 kHz PCM16)
     grace_s: float = 5.0  # on shutdown, how long in-flight calls may finish
     log_level: str = "INFO"
+    # --- front: per-connection and per-peer limits (issue 15; gateway/wire.py, gateway/admission.py) ---
+    max_in_flight_per_peer: int = 0  # calls from one address at once, so one client cannot take every slot; 0: half of max_in_flight
+    max_streams_per_connection: int = 16  # HTTP/2 streams one connection may hold open; more are refused by gRPC itself
+    request_read_timeout_s: float = 10.0  # a call whose request message has not arrived by then is cancelled (slow clients)
+    default_deadline_s: float = 60.0  # unary calls that carry no deadline are cancelled after this
+    max_connection_age_s: float = 1800.0  # connections are closed after about this long (clients reconnect and rebalance)
+    max_connection_age_grace_s: float = 30.0  # calls still open that long after the age are cut, freeing what they held
+    max_connection_idle_s: float = 300.0  # connections without calls for this long are closed
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "length_buckets", parse_buckets(self.length_buckets))
@@ -98,6 +106,14 @@ class Settings:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if list(self.length_buckets) != sorted(set(self.length_buckets)) or any(b < 2 for b in self.length_buckets):
             raise ValueError(f"length_buckets must be increasing token counts >= 2, got {self.length_buckets}")
+        if self.max_in_flight_per_peer < 0:
+            raise ValueError(f"max_in_flight_per_peer must be >= 0, got {self.max_in_flight_per_peer}")
+        if self.max_streams_per_connection < 1:
+            raise ValueError(f"max_streams_per_connection must be >= 1, got {self.max_streams_per_connection}")
+        for name in ("request_read_timeout_s", "default_deadline_s", "max_connection_age_s",
+                     "max_connection_age_grace_s", "max_connection_idle_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if ":" not in self.listen_address or ":" not in self.triton_url:
             raise ValueError("listen_address and triton_url must be host:port")
 
