@@ -183,16 +183,19 @@ class Front:
 
     def _first(self, requests, context, peer: str, name: str):
         """The call's first request message, or Undecodable when the client sent none; the call is
-        cancelled if it takes longer than request_read_timeout_s (grpc.RpcError then ends it)."""
+        cancelled if it takes longer than request_read_timeout_s (a clip: default_deadline_s, as
+        a large one may come over a slow link), and grpc.RpcError then ends it."""
+        timeout_s = self.settings.request_read_timeout_s
+        if name == "ClassifyVoice":
+            timeout_s = max(timeout_s, self.settings.default_deadline_s)
         expired = []
         expire = lambda: (expired.append(True), context.cancel())  # noqa: E731
         try:
-            with self.watchdog.deadline(self.settings.request_read_timeout_s, expire):
+            with self.watchdog.deadline(timeout_s, expire):
                 return next(requests, Undecodable(f"{name} needs one request message; none was sent"))
         except grpc.RpcError:
             if expired:
-                self._log_peer(peer, "cancelled a call that sent no request message within %.0f s",
-                               self.settings.request_read_timeout_s)
+                self._log_peer(peer, "cancelled a %s call that sent no request message within %.0f s", name, timeout_s)
             raise
 
     def _default_deadline(self, context, peer: str):
