@@ -22,7 +22,7 @@ from gateway.readiness import SERVICE_NAME, ReadinessMonitor
 from gateway.service import ModelHolder, ModerationService
 from gateway.settings import Settings, load_settings
 from gateway.voice import create_voice_pipeline
-from gateway.wire import NO_REUSEPORT, Front, listen
+from gateway.wire import NO_REUSEPORT, Front, listen, return_large_buffers_to_the_system
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +105,7 @@ def create_server(settings: Settings, classifier: Classifier | None = None, voic
     voice = create_voice_pipeline(settings) if voice is _DEFAULT else voice
     service = ModerationService(settings, classifier, models, policy, voice)
     front = Front(settings)  # admission per peer, read timeouts, per-method size limits (gateway/wire.py)
+    return_large_buffers_to_the_system()  # a burst of large messages must not stay in RSS
     server = grpc.server(front.thread_pool(), maximum_concurrent_rpcs=front.max_rpcs, options=front.server_options())
     front.add_to_server(service, server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)

@@ -13,6 +13,8 @@ counts against no limit of ours.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import itertools
 import logging
 from concurrent import futures
@@ -37,6 +39,11 @@ NO_REUSEPORT = ("grpc.so_reuseport", 0)  # gRPC shares a port by default: a seco
 NO_DEADLINE_S = 1e9  # context.time_remaining() of a call without a deadline is about 2**63
 REQUEST_OVERHEAD_BYTES = 4 * 1024  # request_id, flags, field tags around the limited fields
 UTF8_MAX_BYTES_PER_CHAR = 4
+# Buffers from this size on get their own mapping, returned to the system when freed. glibc
+# otherwise raises its threshold after the first large free, and the memory of a burst of large
+# (or decompressed) messages stays in the process (docs/decisions/0015-front-limits.md).
+MMAP_THRESHOLD_BYTES = 1024 * 1024
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers, from glibc's malloc.h
 MIN_TEXT_REQUEST_BYTES = 64 * 1024  # text calls are never refused for a size a valid text can reach
 
 
@@ -235,6 +242,18 @@ def add_health_to_server(servicer, server: grpc.Server, pool: futures.ThreadPool
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(HEALTH_SERVICE, handlers),))
     server.add_registered_method_handlers(HEALTH_SERVICE, handlers)
+
+
+def return_large_buffers_to_the_system() -> bool:
+    """Fixes glibc's mmap and trim thresholds at MMAP_THRESHOLD_BYTES (both grow on their own after
+    a large free); False where the C library is not glibc."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        return bool(libc and libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+                    and libc.mallopt(_M_TRIM_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    except (OSError, AttributeError):  # another C library: nothing to tune
+        return False
 
 
 def listen(server: grpc.Server, address: str, what: str, credentials=None) -> int:
