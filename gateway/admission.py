@@ -3,8 +3,8 @@
 gRPC's `maximum_concurrent_rpcs` counts every call, health checks included, and cannot tell one
 client from another: a single client holding idle streams took every slot (issue 15). Calls are
 therefore admitted here, from the moment their HEADERS arrive (gateway.wire): at most
-`max_in_flight` in all and `max_in_flight_per_peer` from one address, so one address cannot lock
-the others out, and health is not counted at all.
+`max_in_flight` in all, fewer on one connection and from one address, so one client cannot lock
+the others out; health is not counted at all.
 """
 
 from __future__ import annotations
@@ -54,14 +54,15 @@ class PeerLogLimit:
 
 
 class Admission:
-    """Counts calls in flight, overall and per peer address; refuses past either limit."""
+    """Counts calls in flight: overall, per connection and per peer address; refuses past any limit."""
 
-    def __init__(self, max_in_flight: int, max_per_peer: int):
+    def __init__(self, max_in_flight: int, max_per_connection: int, max_per_peer: int):
         self.max_in_flight = max_in_flight
         self.max_per_peer = max(1, min(max_per_peer, max_in_flight))
+        self.max_per_connection = max(1, min(max_per_connection, self.max_per_peer))
         self._lock = threading.Lock()
         self._total = 0
-        self._by_peer: dict[str, int] = {}
+        self._held: dict[str, int] = {}  # by connection (grpc's peer string) and by host alike
         self._log_limit = PeerLogLimit()
 
     @property
@@ -70,38 +71,45 @@ class Admission:
 
     @contextmanager
     def admitted(self, peer: str):
-        """Holds one place for a call from `peer` (a host) until the block ends.
+        """Holds one place for a call from `peer` (grpc's context.peer()) until the block ends.
 
         Raises:
-          Overloaded: max_in_flight calls are in flight, or max_per_peer from this peer.
+          Overloaded: max_in_flight calls are in flight, max_per_connection on this connection
+            or max_per_peer from this address.
         """
-        self._take(peer)
+        keys = (peer, "host " + peer_host(peer))
+        self._take(keys)
         try:
             yield
         finally:
             with self._lock:
                 self._total -= 1
-                left = self._by_peer[peer] - 1
-                if left:
-                    self._by_peer[peer] = left
-                else:
-                    del self._by_peer[peer]
+                for key in keys:
+                    left = self._held[key] - 1
+                    if left:
+                        self._held[key] = left
+                    else:
+                        del self._held[key]
 
-    def _take(self, peer: str) -> None:
+    def _take(self, keys: tuple[str, str]) -> None:
+        connection, host = keys
         with self._lock:
-            held = self._by_peer.get(peer, 0)
             if self._total >= self.max_in_flight:
                 reason = f"overloaded: {self.max_in_flight} calls in flight, retry later"
-            elif held >= self.max_per_peer:
+            elif self._held.get(connection, 0) >= self.max_per_connection:
+                reason = f"overloaded: {self.max_per_connection} calls in flight on this connection, retry later"
+            elif self._held.get(host, 0) >= self.max_per_peer:
                 reason = f"overloaded: {self.max_per_peer} calls in flight from your address, retry later"
             else:
                 self._total += 1
-                self._by_peer[peer] = held + 1
+                for key in keys:
+                    self._held[key] = self._held.get(key, 0) + 1
                 return
-            total = self._total
-        if self._log_limit.ready(peer):
-            logger.warning("admission: refusing calls from peer=%s (%d in flight from it, %d in all; "
-                           "logged at most every %.0f s per peer)", peer, held, total, PEER_LOG_EVERY_S)
+            counts = (self._held.get(connection, 0), self._held.get(host, 0), self._total)
+        if self._log_limit.ready(host):
+            logger.warning("admission: refusing calls from peer=%s (%d in flight on its connection, %d from its "
+                           "address, %d in all; logged at most every %.0f s per address)", connection, *counts,
+                           PEER_LOG_EVERY_S)
         raise Overloaded(reason)
 
 

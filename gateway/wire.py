@@ -106,7 +106,9 @@ class Front:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.admission = Admission(settings.max_in_flight, settings.max_in_flight_per_peer or settings.max_in_flight // 2)
+        self.admission = Admission(settings.max_in_flight,
+                                   settings.max_in_flight_per_connection or settings.max_in_flight * 3 // 4,
+                                   settings.max_in_flight_per_peer or settings.max_in_flight * 7 // 8)
         self.watchdog = Watchdog()
         self.health_pool = futures.ThreadPoolExecutor(HEALTH_THREADS, thread_name_prefix="health")
         self._log_limit = PeerLogLimit()
@@ -168,7 +170,7 @@ class Front:
 
     def _unary(self, name: str, method):
         def serve(requests, context):
-            peer = peer_host(context.peer())
+            peer = context.peer()
             try:
                 with self.admission.admitted(peer), self._default_deadline(context, peer):
                     request = self._first(requests, context, peer, name)
@@ -179,7 +181,7 @@ class Front:
 
     def _stream(self, method):
         def serve(requests, context):
-            peer = peer_host(context.peer())
+            peer = context.peer()
             try:
                 with self.admission.admitted(peer):
                     first = self._first(requests, context, peer, "StreamVoice")
@@ -216,7 +218,7 @@ class Front:
         return self.watchdog.deadline(self.settings.default_deadline_s, expire)
 
     def _log_peer(self, peer: str, message: str, *args) -> None:
-        if self._log_limit.ready(peer):
+        if self._log_limit.ready(peer_host(peer)):
             logger.warning("peer=%s: " + message + " (logged at most every 10 s per peer)", peer, *args)
 
 
