@@ -212,3 +212,49 @@ def test_a_taken_port_fails_with_its_number(front, model_repo):  # noqa: F811
     settings = Settings(listen_address=address, model_repository=str(model_repo), admin_listen_address="")
     with pytest.raises(GatewayStartError, match=f"port {address.rpartition(':')[2]} is in use"):
         create_server(settings, classifier=FakeClassifier(), voice=None)
+
+
+@pytest.fixture
+def holding_gateway(model_repo):  # noqa: F811
+    """A gateway of 2 places whose fake classifier holds each call until released."""
+    fake = FakeClassifier()
+    fake.hold = threading.Event()
+    settings = Settings(listen_address="127.0.0.1:0", model_repository=str(model_repo), health_poll_s=3600,
+                        admin_listen_address="", max_in_flight=2, max_in_flight_per_connection=2,
+                        max_in_flight_per_peer=2, default_deadline_s=1.0, triton_timeout_s=30)
+    gateway, port = create_server(settings, classifier=fake, voice=None)
+    gateway.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    yield fake, channel
+    fake.hold.set()
+    channel.close()
+    gateway.stop(0)
+
+
+def test_health_answers_while_every_place_is_taken(holding_gateway):
+    fake, channel = holding_gateway
+    stub = moderation_pb2_grpc.ModerationStub(channel)
+    held = [stub.ClassifyText.future(moderation_pb2.ClassifyTextRequest(text="a"), timeout=30) for _ in range(2)]
+    assert wait_for(lambda: len(fake.calls) == 2)
+    assert status_of(lambda: classify(channel)) == grpc.StatusCode.RESOURCE_EXHAUSTED
+    health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10)
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
+    fake.hold.set()
+    assert all(call.result().top_category for call in held)
+
+
+def test_a_call_without_a_deadline_is_cancelled_after_the_default_one(holding_gateway):
+    fake, channel = holding_gateway
+    stub = moderation_pb2_grpc.ModerationStub(channel)
+    with pytest.raises(grpc.RpcError) as err:
+        stub.ClassifyText(moderation_pb2.ClassifyTextRequest(text="a"))  # no timeout: default_deadline_s (1 s)
+    assert err.value.code() == grpc.StatusCode.CANCELLED
+
+
+def wait_for(condition, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
