@@ -11,8 +11,11 @@ import time
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contract.pb import moderation_pb2, moderation_pb2_grpc
+from gateway import wire
 from gateway.admission import Admission, Watchdog, peer_host
 from gateway.boundary import EscapingFormatter, RequestLog
 from gateway.errors import GatewayStartError, InvalidInput, Overloaded
@@ -258,3 +261,13 @@ def wait_for(condition, timeout_s: float = 10.0) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.sampled_from(sorted(wire._METHODS)))
+def test_deserializers_never_raise(data, method):
+    request_class = wire._METHODS[method][0]
+    decoded = wire._deserializer(method, request_class, 200)(data)
+    assert isinstance(decoded, (request_class, wire.Undecodable))
+    if len(data) > 200:
+        assert isinstance(decoded, wire.Undecodable) and "the limit is 200 bytes" in decoded.reason
