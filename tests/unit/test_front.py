@@ -271,3 +271,26 @@ def test_deserializers_never_raise(data, method):
     assert isinstance(decoded, (request_class, wire.Undecodable))
     if len(data) > 200:
         assert isinstance(decoded, wire.Undecodable) and "the limit is 200 bytes" in decoded.reason
+
+
+def test_old_connections_are_closed_with_their_held_streams(model_repo):  # noqa: F811
+    settings = Settings(listen_address="127.0.0.1:0", model_repository=str(model_repo), health_poll_s=3600,
+                        admin_listen_address="", request_read_timeout_s=120, max_connection_age_s=1,
+                        max_connection_age_grace_s=1)
+    gateway, port = create_server(settings, classifier=FakeClassifier(), voice=None)
+    gateway.start()
+    loris = SlowLoris(f"127.0.0.1:{port}", 4)
+    try:
+        assert loris.closed.wait(30)  # GOAWAY after about 1 s, the connection cut 1 s later
+        assert wait_for(lambda: gateway.front.admission.in_flight == 0)
+    finally:
+        loris.close()
+        gateway.stop(0)
+
+
+def test_every_server_refuses_to_share_its_port():
+    front = wire.Front(Settings())
+    options = dict(front.server_options())
+    front.close()
+    assert options["grpc.so_reuseport"] == 0
+    assert options["grpc.max_concurrent_streams"] > Settings().max_in_flight
