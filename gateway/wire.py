@@ -173,8 +173,8 @@ class Front:
             peer = context.peer()
             try:
                 with self.admission.admitted(peer), self._default_deadline(context, peer):
-                    request = self._first(requests, context, peer, name)
-                    return method(request, context)
+                    missing = Undecodable(f"{name} needs one request message; none was sent")
+                    return method(self._first(requests, context, peer, name, missing), context)
             except Overloaded as err:
                 context.abort(err.code, str(err))
         return serve
@@ -184,14 +184,15 @@ class Front:
             peer = context.peer()
             try:
                 with self.admission.admitted(peer):
-                    first = self._first(requests, context, peer, "StreamVoice")
-                    yield from method(_checked(itertools.chain([first], requests)), context)
+                    first = self._first(requests, context, peer, "StreamVoice", None)
+                    chunks = requests if first is None else itertools.chain([first], requests)  # None: an empty stream
+                    yield from method(_checked(chunks), context)
             except Overloaded as err:
                 context.abort(err.code, str(err))
         return serve
 
-    def _first(self, requests, context, peer: str, name: str):
-        """The call's first request message, or Undecodable when the client sent none; the call is
+    def _first(self, requests, context, peer: str, name: str, missing):
+        """The call's first request message, or `missing` when the client sent none; the call is
         cancelled if it takes longer than request_read_timeout_s (a clip: default_deadline_s, as
         a large one may come over a slow link), and grpc.RpcError then ends it."""
         timeout_s = self.settings.request_read_timeout_s
@@ -201,7 +202,7 @@ class Front:
         expire = lambda: (expired.append(True), context.cancel())  # noqa: E731
         try:
             with self.watchdog.deadline(timeout_s, expire):
-                return next(requests, Undecodable(f"{name} needs one request message; none was sent"))
+                return next(requests, missing)
         except grpc.RpcError:
             if expired:
                 self._log_peer(peer, "cancelled a %s call that sent no request message within %.0f s", name, timeout_s)

@@ -294,3 +294,11 @@ def test_every_server_refuses_to_share_its_port():
     front.close()
     assert options["grpc.so_reuseport"] == 0
     assert options["grpc.max_concurrent_streams"] > Settings().max_in_flight
+
+
+def test_a_unary_call_without_its_message_is_invalid(front):
+    _, _, channel = front
+    call = channel.stream_unary("/moderation.v1.Moderation/ClassifyText")  # bytes in, bytes out
+    with pytest.raises(grpc.RpcError) as err:
+        call(iter([]), timeout=10)
+    assert err.value.code() == INVALID and "needs one request message" in err.value.details()
