@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import grpc
 
 from gateway.errors import INTERNAL_MESSAGE, ModerationError, caller_message, translate_asr_error
+from gateway.inputs import check_request_id
+from gateway.wire import check_decoded
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +48,15 @@ class RequestLog:
     outcome: str = "-"
 
     def describe(self, request_id: str, size: int, chars: int) -> None:
-        """The request's own id (when it carries one) and its sizes."""
-        self.request_id = request_id or self.request_id
+        """The request's sizes and its own id (when it carries one)."""
         self.size, self.chars = size, chars
+        self.name(request_id)
+
+    def name(self, request_id: str) -> None:
+        """Takes the request's own id, if any; a malformed one raises InvalidInput and the
+        generated id stays (so no caller's bytes reach the log line)."""
+        check_request_id(request_id)
+        self.request_id = request_id or self.request_id
 
     def fields(self, method: str, code: grpc.StatusCode, total_ms: float, message: str) -> dict:
         """The line's facts as fields, for structured (JSON) logs (gateway.logformat)."""
@@ -103,6 +111,7 @@ def rpc(kind: str, units: tuple[str, ...] = ("texts", "chars")):
             def serve(self, request, context):
                 log, metrics = RequestLog(kind, units), getattr(self, "metrics", None)
                 with _boundary(context, log, stream=False, method=name, metrics=metrics):
+                    check_decoded(request)  # a request gateway.wire could not parse
                     response = method(self, request, context, log)
                     if metrics is not None:
                         metrics.count_verdicts(response)
@@ -168,3 +177,18 @@ def _observe_stages(metrics, stages_ms: dict[str, float]) -> None:
     for stage in ("tokenize", "model"):  # `asr` is observed where it runs (gateway.voice), queue wait included
         if stage in stages_ms:
             metrics.observe_stage(stage, stages_ms[stage] / 1e3)
+
+
+class EscapingFormatter(logging.Formatter):
+    """Writes CR, LF and other control characters in a record's message as escapes, so no
+    value logged from a request can start a line of its own (tracebacks keep their lines)."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape_controls(record.message)
+        return super().formatMessage(record)
+
+
+def escape_controls(text: str) -> str:
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

@@ -37,7 +37,9 @@ def make_formatter(log_format: str) -> logging.Formatter:
     if log_format == "json":
         return JsonFormatter()
     if log_format == "text":
-        return logging.Formatter(TEXT_FORMAT)
+        from gateway.boundary import EscapingFormatter  # no request field can forge a text log line
+
+        return EscapingFormatter(TEXT_FORMAT)
     raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
 
 

@@ -34,6 +34,7 @@ class ReadinessMonitor:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="readiness", daemon=True)
         self._serving: bool | None = None
+        self.serving = threading.Event()  # set while health is SERVING
 
     def start(self) -> None:
         self.check_once()
@@ -100,6 +101,10 @@ class ReadinessMonitor:
         if serving == self._serving:
             return
         self._serving = serving
+        if serving:
+            self.serving.set()
+        else:
+            self.serving.clear()
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", SERVICE_NAME):
             self.health.set(name, status)

@@ -40,8 +40,9 @@ def main(argv=None) -> None:
             gateway.start()
         except GatewayStartError as err:
             raise SystemExit(f"gateway failed to start: {err}") from None
-        logger.info("ready: gateway on %s (metrics port %s; Triton gRPC %s, metrics %s). Try: moderation-client 'gg wp'",
-                    settings.listen_address, gateway.metrics_port or "off", triton.grpc_url, triton.metrics_url)
+        gateway.announce_when_serving(
+            "ready: gateway on %s (metrics port %s; Triton gRPC %s, metrics %s). Try: moderation-client 'gg wp'",
+            settings.listen_address, gateway.metrics_port or "off", triton.grpc_url, triton.metrics_url)
         run_until_signalled(gateway, settings.grace_s)
     finally:
         triton.stop()

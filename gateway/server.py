@@ -8,10 +8,10 @@ import threading
 from concurrent import futures
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
 
-from contract.pb import admin_pb2_grpc, moderation_pb2, moderation_pb2_grpc
+from contract.pb import admin_pb2_grpc, moderation_pb2
 from gateway.access import Access
 from gateway.admin import TOKEN_ENV, AdminService, BearerTokenInterceptor, load_admin_token
 from gateway.classifier import Classifier
@@ -26,6 +26,7 @@ from gateway.settings import Settings, load_settings
 from gateway.tls import ServerTls, triton_client_options
 from gateway.voice import create_voice_pipeline
 from gateway.watch import GatewayWatcher
+from gateway.wire import NO_REUSEPORT, Front, listen, return_large_buffers_to_the_system
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ class Gateway:
         self.metrics_server = metrics_server
         self.metrics_port = 0  # bound by start()
         self.watcher = watcher
+        self.front: Front | None = None  # admission and health threads of the public server
 
     def start(self) -> None:
         if self.metrics_server is not None:  # first: a taken port stops start-up before anything serves
@@ -76,6 +78,8 @@ class Gateway:
         self.classifier.close()
         if self.metrics_server is not None:
             self.metrics_server.stop()
+        if self.front is not None:
+            self.front.close()
 
     def reload_policy(self) -> None:
         """SIGHUP: re-read the policy file; a bad file is logged and the old policy stays."""
@@ -85,6 +89,16 @@ class Gateway:
             logger.error("%s", err)
         except Exception:  # a signal handler must never take the server down
             logger.exception("policy reload failed; the old policy stays")
+
+    def announce_when_serving(self, message: str, *args, warn_after_s: float = 60.0) -> None:
+        """Logs `message` once health is SERVING (not before: callers would be refused), from a
+        thread; warns once if that takes longer than warn_after_s."""
+        def wait():
+            if not self.monitor.serving.wait(warn_after_s):
+                logger.warning("not serving yet after %.0f s: the model server or the model is not ready", warn_after_s)
+                self.monitor.serving.wait()
+            logger.info(message, *args)
+        threading.Thread(target=wait, name="announce", daemon=True).start()
 
     def wait_for_termination(self) -> None:
         self.server.wait_for_termination()
@@ -116,16 +130,13 @@ def create_server(settings: Settings, classifier: Classifier | None = None, voic
     if getattr(voice, "queue", None) is not None:
         voice.metrics = metrics
         metrics.watch_speech_queue(voice.queue)
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.max_in_flight, thread_name_prefix="rpc"),
-        maximum_concurrent_rpcs=settings.max_in_flight,
-        interceptors=access.interceptors,
-        # a voice clip may be up to max_audio_bytes; gRPC's default limit is 4 MB
-        options=[("grpc.max_receive_message_length", settings.max_audio_bytes + 64 * 1024)],
-    )
-    moderation_pb2_grpc.add_ModerationServicer_to_server(service, server)
+    front = Front(settings)  # admission per peer, read timeouts, per-method size limits (gateway/wire.py)
+    return_large_buffers_to_the_system()  # a burst of large messages must not stay in RSS
+    server = grpc.server(front.thread_pool(), maximum_concurrent_rpcs=front.max_rpcs, options=front.server_options(),
+                         interceptors=access.interceptors)
+    front.add_to_server(service, server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    front.add_health(health_servicer, server)
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     reflection.enable_server_reflection(
@@ -134,9 +145,7 @@ def create_server(settings: Settings, classifier: Classifier | None = None, voic
          reflection.SERVICE_NAME),
         server,
     )
-    port = access.tls.add_port(server, settings.listen_address)
-    if port == 0:
-        raise GatewayStartError(f"cannot listen on {settings.listen_address}")
+    port = listen(server, settings.listen_address, "public gRPC API", access.tls.credentials())
     manager = VersionManager(settings, classifier, models)
     monitor = ReadinessMonitor(settings, classifier, models, health_servicer, manager.lock)
     admin = AdminService(manager, service)
@@ -145,6 +154,7 @@ def create_server(settings: Settings, classifier: Classifier | None = None, voic
     metrics_server = MetricsServer(metrics, settings.metrics_listen_address) if settings.metrics_listen_address else None
     gateway = Gateway(server, service, monitor, classifier, admin_server, admin, admin_port, metrics, metrics_server)
     gateway.access = access
+    gateway.front = front
     gateway.watcher = GatewayWatcher(settings.version_file, settings.policy_path, manager.activate,
                                      lambda: getattr(models.peek(), "version", ""), gateway.reload_policy,
                                      settings.watch_interval_s)
@@ -158,12 +168,9 @@ def _create_admin_server(settings: Settings, admin: AdminService, tls: ServerTls
     if not token:
         logger.warning("no admin token (--admin-token-file or %s): admin calls will be refused", TOKEN_ENV)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="admin"),
-                         interceptors=[BearerTokenInterceptor(token)])
+                         interceptors=[BearerTokenInterceptor(token)], options=[NO_REUSEPORT])
     admin_pb2_grpc.add_ModelAdminServicer_to_server(admin, server)
-    port = tls.add_port(server, settings.admin_listen_address, admin=True)
-    if port == 0:
-        raise GatewayStartError(f"cannot listen on {settings.admin_listen_address}")
-    return server, port
+    return server, listen(server, settings.admin_listen_address, "admin API", tls.credentials(admin=True))
 
 
 def configure_logging(level: str, log_format: str = "text") -> None:
@@ -192,9 +199,9 @@ def main(argv=None) -> None:
         gateway.start()
     except GatewayStartError as err:
         raise SystemExit(f"gateway failed to start: {err}") from None
-    logger.info("moderation gateway listening on %s (port %d), admin port %s, metrics port %s, Triton at %s",
-                settings.listen_address, port, gateway.admin_port or "off", gateway.metrics_port or "off",
-                settings.triton_url)
+    gateway.announce_when_serving("ready: moderation gateway on %s (port %d), admin port %s, metrics port %s, Triton at %s",
+                                  settings.listen_address, port, gateway.admin_port or "off",
+                                  gateway.metrics_port or "off", settings.triton_url)
     run_until_signalled(gateway, settings.grace_s)
 
 

@@ -22,6 +22,7 @@ from gateway.errors import (
     Overloaded,
     Unimplemented,
 )
+from gateway.inputs import accepted_languages, check_language, is_invisible
 from gateway.model_version import ServingModel
 from gateway.policy import Policy
 from gateway.settings import Settings
@@ -79,8 +80,8 @@ class ModelHolder:
 
 
 def check_text(text: str, limit: int, where: str = "text") -> None:
-    if not text or not text.strip():
-        raise InvalidInput(f"{where} is empty")
+    if is_invisible(text):  # whitespace, zero-width, NUL and the like only: nothing a player sees
+        raise InvalidInput(f"{where} is empty (or only invisible characters)")
     if len(text) > limit:
         raise InvalidInput(f"{where} is {len(text)} characters; the limit is {limit}")
 
@@ -108,12 +109,14 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
 
     @rpc("batch")
     def ClassifyTextBatch(self, request, context, log: RequestLog):
-        texts = list(request.texts)
-        log.describe(request.request_id, len(texts), sum(map(len, texts)))
-        if not texts:
+        count = len(request.texts)  # checked before the texts are copied out of the message
+        log.describe(request.request_id, count, 0)
+        if not count:
             raise InvalidInput("texts is empty")
-        if len(texts) > self.settings.max_batch_texts:
-            raise InvalidInput(f"batch has {len(texts)} texts; the limit is {self.settings.max_batch_texts}")
+        if count > self.settings.max_batch_texts:
+            raise InvalidInput(f"batch has {count} texts; the limit is {self.settings.max_batch_texts}")
+        texts = list(request.texts)
+        log.chars = sum(map(len, texts))
         for index, text in enumerate(texts):
             check_text(text, self.settings.max_text_chars, f"texts[{index}]")
         return moderation_pb2.ClassifyTextBatchResponse(verdicts=self._classify(texts, context, log, request.explain))
@@ -128,6 +131,7 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
             raise Unimplemented("voice is not enabled on this gateway")
         started = time.perf_counter()
         self.voice.check_size(request)
+        self._check_language(request.language)
         with self.voice.admitted() as place:
             audio = self.voice.decode(request)
             transcript = self.voice.transcribe(audio, request.language, context.time_remaining(), place)
@@ -168,7 +172,8 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
                     if chunk.sample_rate_hz <= 0:
                         raise InvalidInput("the first chunk must carry sample_rate_hz")
                     rate, language = chunk.sample_rate_hz, chunk.language
-                    log.request_id = chunk.request_id or log.request_id
+                    log.name(chunk.request_id)
+                    self._check_language(language)
                 elif chunk.sample_rate_hz not in (0, rate):
                     raise InvalidInput(f"sample_rate_hz changed from {rate} to {chunk.sample_rate_hz} mid-stream")
                 if len(chunk.pcm16) > self.settings.max_chunk_bytes:
@@ -201,6 +206,9 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
             verdict=verdict, asr_ms=(transcribed - started) * 1e3, classify_ms=(time.perf_counter() - transcribed) * 1e3,
             speech_detected=heard_speech(transcript),
         )
+
+    def _check_language(self, language: str) -> None:
+        check_language(language, accepted_languages(self.settings.whisper_model))
 
     def _no_words_verdict(self, transcript, log: RequestLog):
         """non_toxic scores without a model call; for speech that Whisper could not transcribe (even

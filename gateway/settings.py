@@ -95,6 +95,19 @@ class Settings:
     # changes (a ConfigMap for a fleet; gateway/watch.py). Empty: versions change by the admin API only.
     version_file: str = ""
     watch_interval_s: float = 1.0  # how often version_file and policy_path are checked for changes
+    # --- front: per-connection and per-peer limits (issue 15; gateway/wire.py, gateway/admission.py) ---
+    # Calls in flight on one connection and from one address, so one client cannot take every
+    # place (0: 3/4 and 7/8 of max_in_flight; behind a proxy every call comes from one address).
+    max_in_flight_per_connection: int = 0
+    max_in_flight_per_peer: int = 0
+    # HTTP/2 streams one connection may open; past it gRPC refuses the stream. Above max_in_flight:
+    # a client that opens streams faster than it learns the limit gets UNAVAILABLE.
+    max_streams_per_connection: int = 100
+    request_read_timeout_s: float = 10.0  # a call whose request message has not arrived by then is cancelled (slow clients)
+    default_deadline_s: float = 60.0  # unary calls that carry no deadline are cancelled after this
+    max_connection_age_s: float = 1800.0  # connections are closed after about this long (clients reconnect and rebalance)
+    max_connection_age_grace_s: float = 30.0  # calls still open that long after the age are cut, freeing what they held
+    max_connection_idle_s: float = 300.0  # connections without calls for this long are closed
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "length_buckets", parse_buckets(self.length_buckets))
@@ -119,6 +132,15 @@ class Settings:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if list(self.length_buckets) != sorted(set(self.length_buckets)) or any(b < 2 for b in self.length_buckets):
             raise ValueError(f"length_buckets must be increasing token counts >= 2, got {self.length_buckets}")
+        for name in ("max_in_flight_per_connection", "max_in_flight_per_peer"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.max_streams_per_connection < 1:
+            raise ValueError(f"max_streams_per_connection must be >= 1, got {self.max_streams_per_connection}")
+        for name in ("request_read_timeout_s", "default_deadline_s", "max_connection_age_s",
+                     "max_connection_age_grace_s", "max_connection_idle_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if ":" not in self.listen_address:
             raise ValueError("listen_address must be host:port")
         check_tls_settings(self.tls_cert, self.tls_key, self.tls_ca, self.tls_client_auth,

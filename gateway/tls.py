@@ -99,12 +99,11 @@ class ServerTls:
         self.client_auth = settings.tls_client_auth
         self.files = CertificateFiles(settings.tls_cert, settings.tls_key, settings.tls_ca) if self.enabled else None
 
-    def add_port(self, server: grpc.Server, address: str, *, admin: bool = False) -> int:
-        """Binds address with TLS when configured (admin: client certificate always required)."""
+    def credentials(self, *, admin: bool = False) -> grpc.ServerCredentials | None:
+        """The port's credentials (admin: client certificate always required); None: plaintext."""
         if not self.enabled:
-            return server.add_insecure_port(address)
-        require = admin or self.client_auth == "require"
-        return server.add_secure_port(address, server_credentials(self.files, require))
+            return None
+        return server_credentials(self.files, admin or self.client_auth == "require")
 
     def reload(self) -> None:
         if self.files is not None:
