@@ -272,11 +272,11 @@ def test_is_loopback(address, loopback):
 
 def test_an_open_gateway_refuses_to_listen_beyond_loopback_unless_told(tmp_path, caplog):
     with pytest.raises(GatewayStartError, match="allow-anonymous"):
-        Access(Settings(listen_address="0.0.0.0:0"))
-    Access(Settings(listen_address="0.0.0.0:0", allow_anonymous=True))
+        Access(Settings(metrics_listen_address="", listen_address="0.0.0.0:0"))
+    Access(Settings(metrics_listen_address="", listen_address="0.0.0.0:0", allow_anonymous=True))
     assert "OPEN to anyone" in caplog.text
     path = write_keys(tmp_path / "keys.toml", entry("a"))
-    assert Access(Settings(listen_address="0.0.0.0:0", api_keys_file=str(path))).registry is not None
+    assert Access(Settings(metrics_listen_address="", listen_address="0.0.0.0:0", api_keys_file=str(path))).registry is not None
     with pytest.raises(GatewayStartError, match="cannot read keys file"):
         Access(Settings(api_keys_file=str(tmp_path / "missing.toml")))
 

@@ -123,7 +123,7 @@ def test_text_methods_get_small_limits_and_voice_a_large_one():
 @pytest.fixture(scope="module")
 def front(model_repo):  # noqa: F811
     fake = FakeClassifier()
-    settings = Settings(listen_address="127.0.0.1:0", model_repository=str(model_repo), health_poll_s=3600,
+    settings = Settings(metrics_listen_address="", listen_address="127.0.0.1:0", model_repository=str(model_repo), health_poll_s=3600,
                         admin_listen_address="", request_read_timeout_s=2.0, max_in_flight=16, max_batch_texts=4)
     gateway, port = create_server(settings, classifier=fake, voice=None)
     gateway.start()
@@ -212,7 +212,7 @@ def test_long_or_forging_request_ids_are_invalid(front):
 
 def test_a_taken_port_fails_with_its_number(front, model_repo):  # noqa: F811
     _, address, _ = front
-    settings = Settings(listen_address=address, model_repository=str(model_repo), admin_listen_address="")
+    settings = Settings(metrics_listen_address="", listen_address=address, model_repository=str(model_repo), admin_listen_address="")
     with pytest.raises(GatewayStartError, match=f"port {address.rpartition(':')[2]} is in use"):
         create_server(settings, classifier=FakeClassifier(), voice=None)
 
@@ -222,7 +222,7 @@ def holding_gateway(model_repo):  # noqa: F811
     """A gateway of 2 places whose fake classifier holds each call until released."""
     fake = FakeClassifier()
     fake.hold = threading.Event()
-    settings = Settings(listen_address="127.0.0.1:0", model_repository=str(model_repo), health_poll_s=3600,
+    settings = Settings(metrics_listen_address="", listen_address="127.0.0.1:0", model_repository=str(model_repo), health_poll_s=3600,
                         admin_listen_address="", max_in_flight=2, max_in_flight_per_connection=2,
                         max_in_flight_per_peer=2, default_deadline_s=1.0, triton_timeout_s=30)
     gateway, port = create_server(settings, classifier=fake, voice=None)
@@ -274,7 +274,7 @@ def test_deserializers_never_raise(data, method):
 
 
 def test_old_connections_are_closed_with_their_held_streams(model_repo):  # noqa: F811
-    settings = Settings(listen_address="127.0.0.1:0", model_repository=str(model_repo), health_poll_s=3600,
+    settings = Settings(metrics_listen_address="", listen_address="127.0.0.1:0", model_repository=str(model_repo), health_poll_s=3600,
                         admin_listen_address="", request_read_timeout_s=120, max_connection_age_s=1,
                         max_connection_age_grace_s=1)
     gateway, port = create_server(settings, classifier=FakeClassifier(), voice=None)

@@ -21,7 +21,7 @@ class UnusedClassifier:
 
 
 def test_a_missing_whisper_model_stops_start_up_with_the_reason(tmp_path):
-    settings = Settings(listen_address="127.0.0.1:0", admin_listen_address="", asr_process=False,
+    settings = Settings(metrics_listen_address="", listen_address="127.0.0.1:0", admin_listen_address="", asr_process=False,
                         whisper_model=str(tmp_path / "no-such-model") + os.sep)
 
     with pytest.raises(GatewayStartError, match=r"voice is enabled but cannot start: .*does not exist.*--voice-enabled false"):
