@@ -34,6 +34,7 @@ class ReadinessMonitor:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="readiness", daemon=True)
         self._serving: bool | None = None
+        self._serving_event = threading.Event()  # set while SERVING
 
     def start(self) -> None:
         self.check_once()
@@ -45,6 +46,10 @@ class ReadinessMonitor:
         self.health.enter_graceful_shutdown()  # later set() calls are ignored: no flip back
         if self._thread.is_alive():
             self._thread.join()
+
+    def wait_serving(self, timeout_s: float) -> bool:
+        """Whether health is (or becomes, within timeout_s) SERVING."""
+        return self._serving_event.wait(timeout_s)
 
     def _run(self) -> None:
         while not self._stop.wait(self.settings.health_poll_s):
@@ -69,8 +74,9 @@ class ReadinessMonitor:
             return True
         if self.activation_lock is None:
             return self._fall_back(current)
-        if not self.activation_lock.acquire(blocking=False):  # an activation is under way: it decides
-            return current is not None
+        if not self.activation_lock.acquire(blocking=False):  # an activation or a Triton restart decides the version
+            self._set_serving(False)  # but the serving one is not ready now
+            return False
         try:
             return self._fall_back(current)
         finally:
@@ -100,6 +106,10 @@ class ReadinessMonitor:
         if serving == self._serving:
             return
         self._serving = serving
+        if serving:
+            self._serving_event.set()
+        else:
+            self._serving_event.clear()
         status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", SERVICE_NAME):
             self.health.set(name, status)

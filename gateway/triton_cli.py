@@ -21,6 +21,25 @@ def add_triton_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--triton-config", default="", help="alternative config name, e.g. gpu (configs/gpu.pbtxt)")
     parser.add_argument("--triton-log", default="", help="Triton's log file (default under ~/.cache)")
     parser.add_argument("--triton-start-timeout-s", type=float, default=180.0)
+    parser.add_argument("--triton-max-restarts", type=_non_negative_int, default=5,
+                        help="moderation-serve: restarts of a dead Triton in a row (up < 60 s between) "
+                             "before the launcher exits non-zero")
+    parser.add_argument("--triton-restart-backoff-s", type=_positive_float, default=1.0,
+                        help="moderation-serve: pause before the first restart; doubles per failure, up to 30 s")
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
 
 
 def triton_from_args(args: argparse.Namespace) -> TritonProcess:
