@@ -75,7 +75,7 @@ class Launcher:
                 "--triton-grpc-port", str(self.ports["grpc"]), "--triton-http-port", str(self.ports["http"]),
                 "--triton-metrics-port", str(self.ports["metrics"]), "--triton-log", str(tmp / "triton.log"),
                 "--listen-address", f"127.0.0.1:{self.ports['gateway']}", "--admin-listen-address", "",
-                "--voice-enabled", "false", "--health-poll-s", "0.5", "--triton-restart-backoff-s", "0.5", *extra]
+                "--health-poll-s", "0.5", "--triton-restart-backoff-s", "0.5", *extra]
         with open(self.log, "wb") as out:
             self.process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO_DIR)
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.ports['gateway']}")
@@ -122,6 +122,15 @@ class Launcher:
                 self.process.wait()
 
 
+def _descendants(pid: int) -> list[int]:
+    found, queue = [], [pid]
+    while queue:
+        kids = processes.children(queue.pop())
+        found += kids
+        queue += kids
+    return found
+
+
 def _stubs(triton_pid: int) -> list[int]:
     return [pid for pid in processes.children(triton_pid) if _comm(pid).startswith("triton_python")]
 
@@ -141,7 +150,9 @@ def _require_stack():
 @pytest.fixture(scope="module")
 def launcher(tmp_path_factory):
     _require_stack()
-    running = Launcher(tmp_path_factory.mktemp("supervise"))
+    # one Whisper worker process too: it must die with the launcher like Triton
+    running = Launcher(tmp_path_factory.mktemp("supervise"), MODEL_REPOSITORY, "--voice-enabled", "true",
+                       "--asr-workers", "1")
     try:
         running.wait_ready()
     except BaseException:
@@ -227,13 +238,28 @@ def test_triton_killed_under_load_comes_back_without_zombie_or_orphan(launcher):
     assert "tritonserver is back" in launcher.output()
 
 
-def test_sigkill_of_launcher_takes_triton_and_stubs_with_it(launcher):
+def test_second_launcher_on_the_same_ports_exits_naming_the_port(launcher, tmp_path):
+    grpc_port = launcher.ports["grpc"]  # the last --triton-grpc-port wins: the first stack's
+    clash = Launcher(tmp_path, MODEL_REPOSITORY, "--voice-enabled", "false", "--triton-grpc-port", str(grpc_port))
+    try:
+        code = clash.wait_exit()
+    finally:
+        clash.close()
+    assert code != 0
+    assert f"port 127.0.0.1:{grpc_port} is already in use" in clash.output()
+    assert launcher.health_status() == SERVING
+    assert launcher.stub.ClassifyText(moderation_pb2.ClassifyTextRequest(text="gg"), timeout=30).scores
+
+
+def test_sigkill_of_launcher_takes_triton_stubs_and_workers_with_it(launcher):
     triton = launcher.triton()
     group = processes.group_members(triton)
     assert triton in group and len(group) >= 2  # Triton and its stubs share its process group
+    family = set(_descendants(launcher.process.pid)) | set(group)
+    assert any(_comm(pid).startswith("python") for pid in family), "expected a Whisper worker process"
     launcher.process.kill()
     launcher.process.wait()
-    left = _wait_gone(group)
+    left = _wait_gone(family)
     assert left == [], f"left alive after SIGKILL of the launcher: {[(p, _comm(p), _state(p)) for p in left]}"
     assert not processes.port_taken("127.0.0.1", launcher.ports["grpc"])
 
