@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 STABLE_S = 60.0  # a Triton up this long after a restart ends a run of failures
 POLL_S = 0.5  # how often the process is checked
 MAX_BACKOFF_S = 30.0
+CRASH_STUB_GRACE_S = 1.0  # stubs of a crashed Triton have nothing to finish; the outage lasts until they go
 
 
 def backoff_s(failures: int, initial_s: float) -> float:
@@ -79,7 +80,7 @@ class TritonSupervisor:
                     self._failures = 0
                 continue
             pid = self.triton.pid
-            status = self.triton.reap()
+            status = self.triton.reap(stub_grace_s=CRASH_STUB_GRACE_S)
             if self._stop.is_set():
                 return
             logger.error("tritonserver (pid %s) exited with %s; model calls fail with UNAVAILABLE until it is back",

@@ -207,13 +207,13 @@ class TritonProcess:
         """Started and not exited (an exited Triton is not reaped here: see reap())."""
         return self._process is not None and not processes.exited_unreaped(self._process.pid)
 
-    def reap(self) -> int | None:
-        """After Triton exited on its own: ends its leftover stubs, then reaps it (no zombie).
+    def reap(self, stub_grace_s: float = STUB_GRACE_S) -> int | None:
+        """After Triton exited: ends its leftover stubs, then reaps it (no zombie).
         Returns its exit status (negative: killed by that signal)."""
         process, self._process = self._process, None
         if process is None:
             return None
-        processes.end_group(process.pid, STUB_GRACE_S)
+        processes.end_group(process.pid, stub_grace_s)
         return process.wait()
 
     def check_own_listener(self) -> None:

@@ -110,7 +110,7 @@ class StandInTriton:
     def die(self) -> None:
         self.alive = False
 
-    def reap(self):
+    def reap(self, stub_grace_s: float = 0.0):
         self.reaped += 1
         return -signal.SIGKILL
 
