@@ -17,13 +17,32 @@ logger = logging.getLogger(__name__)
 READINESS_TIMEOUT_S = 1.0  # health probes must not hang when Triton is wedged
 
 
+# A restarted Triton is found within 2 s; gRPC's default reconnect backoff grows to 2 minutes,
+# which kept a gateway failing for up to a minute after Triton was back.
+RECONNECT_CHANNEL_ARGS = [("grpc.initial_reconnect_backoff_ms", 500), ("grpc.max_reconnect_backoff_ms", 2000)]
+
+
+def default_channel_args() -> list[tuple]:
+    """tritonclient's own channel defaults plus a short reconnect backoff."""
+    keepalive = grpcclient.KeepAliveOptions()
+    return [
+        ("grpc.max_send_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.max_receive_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        *RECONNECT_CHANNEL_ARGS,
+    ]
+
+
 class TritonClassifier:
     """The gateway.classifier.Classifier that calls Triton."""
 
     def __init__(self, url: str, model_name: str = tensors.MODEL_NAME):
         self.url = url
         self.model_name = model_name
-        self._client = grpcclient.InferenceServerClient(url)
+        self._client = grpcclient.InferenceServerClient(url, channel_args=default_channel_args())
 
     def infer(self, input_ids: np.ndarray, attention_mask: np.ndarray, *, version: str, timeout_s: float) -> np.ndarray:
         """Scores [batch, categories] for one encoded request. Raises ModerationError subclasses."""

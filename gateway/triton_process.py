@@ -230,8 +230,11 @@ class TritonProcess:
         """Waits for the server and every model to be ready; raises with the log tail if not."""
         import tritonclient.grpc as grpcclient
 
+        from gateway.triton_classifier import default_channel_args
+
         deadline = time.monotonic() + timeout_s
-        with grpcclient.InferenceServerClient(self.grpc_url) as client:
+        # short reconnect backoff: the channel is made before Triton listens
+        with grpcclient.InferenceServerClient(self.grpc_url, channel_args=default_channel_args()) as client:
             while time.monotonic() < deadline:
                 if not self.running:
                     raise TritonStartError(f"tritonserver exited during start-up\n{self.log_tail()}")
