@@ -103,6 +103,17 @@ class VersionManager:
                 raise FailedPrecondition("no previous version to roll back to")
             return self.activate(self.previous_version)
 
+    def reload_after_restart(self) -> None:
+        """A restarted Triton loads only the newest version: loads the serving one (else the
+        pinned one) and the previous one (for rollback) again. Raises ModerationError."""
+        with self.lock:
+            current = self.models.peek()
+            keep = {v for v in (current.version if current else self.settings.model_version, self.previous_version) if v}
+            if not keep or keep == set(self.classifier.ready_versions()):
+                return
+            self.classifier.load_versions(sorted(keep, key=int))
+            logger.info("reloaded version(s) %s after a Triton restart", ",".join(sorted(keep, key=int)))
+
     def _ensure_loaded(self, current: str, version: str) -> float:
         """Loads `version` next to `current`; a third version (the old previous) is unloaded once
         no request uses it any more."""

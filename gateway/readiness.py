@@ -47,6 +47,10 @@ class ReadinessMonitor:
         if self._thread.is_alive():
             self._thread.join()
 
+    def wait_serving(self, timeout_s: float) -> bool:
+        """Whether health is (or becomes, within timeout_s) SERVING."""
+        return self.serving.wait(timeout_s)
+
     def _run(self) -> None:
         while not self._stop.wait(self.settings.health_poll_s):
             try:
@@ -70,8 +74,9 @@ class ReadinessMonitor:
             return True
         if self.activation_lock is None:
             return self._fall_back(current)
-        if not self.activation_lock.acquire(blocking=False):  # an activation is under way: it decides
-            return current is not None
+        if not self.activation_lock.acquire(blocking=False):  # an activation or a Triton restart decides the version
+            self._set_serving(False)  # but the serving one is not ready now
+            return False
         try:
             return self._fall_back(current)
         finally:

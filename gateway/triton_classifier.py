@@ -11,10 +11,27 @@ from tritonclient.utils import InferenceServerException
 
 from contract import tensors
 from gateway.errors import BackendUnavailable, translate_triton_error
+from gateway.triton_pool import RECONNECT_CHANNEL_ARGS
 
 logger = logging.getLogger(__name__)
 
 READINESS_TIMEOUT_S = 1.0  # health probes must not hang when Triton is wedged
+
+
+
+
+def default_channel_args() -> list[tuple]:
+    """tritonclient's own channel defaults plus a short reconnect backoff."""
+    keepalive = grpcclient.KeepAliveOptions()
+    return [
+        ("grpc.max_send_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.max_receive_message_length", grpcclient.MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        *RECONNECT_CHANNEL_ARGS,
+    ]
 
 
 class TritonClassifier:
@@ -26,7 +43,8 @@ class TritonClassifier:
         client_options: TLS to a remote Triton (gateway.tls.triton_client_options)."""
         self.url = url
         self.model_name = model_name
-        self._client = grpcclient.InferenceServerClient(url, channel_args=channel_args, **client_options)
+        self._client = grpcclient.InferenceServerClient(
+            url, channel_args=channel_args if channel_args is not None else default_channel_args(), **client_options)
 
     def infer(self, input_ids: np.ndarray, attention_mask: np.ndarray, *, version: str, timeout_s: float) -> np.ndarray:
         """Scores [batch, categories] for one encoded request. Raises ModerationError subclasses."""

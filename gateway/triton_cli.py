@@ -25,6 +25,11 @@ def add_triton_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--triton-exit-timeout-s", type=int, default=30)
     # clients' connections are closed after this age so round-robin gateways find new replicas (0: never)
     parser.add_argument("--triton-max-connection-age-s", type=int, default=0)
+    parser.add_argument("--triton-max-restarts", type=_non_negative_int, default=5,
+                        help="moderation-serve: restarts of a dead Triton in a row (up < 60 s between) "
+                             "before the launcher exits non-zero")
+    parser.add_argument("--triton-restart-backoff-s", type=_positive_float, default=1.0,
+                        help="moderation-serve: pause before the first restart; doubles per failure, up to 30 s")
 
 
 CONNECTION_AGE_GRACE_MS = 30_000  # calls on an aged connection finish first (model calls take seconds at most)
@@ -35,6 +40,20 @@ def connection_age_args(age_s: int) -> tuple[str, ...]:
     if age_s <= 0:
         return ()
     return (f"--grpc-max-connection-age={age_s * 1000}", f"--grpc-max-connection-age-grace={CONNECTION_AGE_GRACE_MS}")
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
 
 
 def triton_from_args(args: argparse.Namespace) -> TritonProcess:

@@ -27,6 +27,10 @@ import numpy as np
 
 from gateway.errors import BackendUnavailable, ModerationError
 
+# A restarted Triton is found within 2 s; gRPC's default reconnect backoff grows to 2 minutes,
+# which kept a gateway failing for up to a minute after Triton was back.
+RECONNECT_CHANNEL_ARGS = [("grpc.initial_reconnect_backoff_ms", 500), ("grpc.max_reconnect_backoff_ms", 2000)]
+
 logger = logging.getLogger(__name__)
 
 DNS_SCHEME = "dns:///"
@@ -66,6 +70,7 @@ def channel_args(target: str) -> list[tuple[str, object]]:
         # Triton's server accepts pings only while calls are under way (its default), so none when idle
         ("grpc.keepalive_permit_without_calls", 0),
         ("grpc.http2.max_pings_without_data", 2),
+        *RECONNECT_CHANNEL_ARGS,  # a restarted Triton is found again within seconds
     ]
     if target.startswith(DNS_SCHEME):
         args.append(("grpc.lb_policy_name", "round_robin"))

@@ -25,10 +25,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gateway import processes
+
 logger = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 40  # shown when start-up fails
 POLL_INTERVAL_S = 0.25
+STUB_GRACE_S = 3.0  # python-backend stubs left after Triton exits get this long before SIGKILL
 OUR_BACKENDS_DIR = Path(__file__).resolve().parents[1] / "triton_backends"
 GPU_CONFIG_NAME = "gpu"  # <model>/configs/gpu.pbtxt: libtorch on CUDA
 
@@ -146,9 +149,19 @@ class TritonProcess:
         return args + list(self.extra_args)
 
     def start(self) -> None:
+        """Starts tritonserver in a process group of its own (its python-backend stubs join it),
+        killed by the kernel if the thread calling this dies.
+
+        Raises:
+          TritonStartError: a port is taken (a second stack must not share or answer for the
+            first one's Triton), or the binary or our backends are missing.
+        """
         if self.running:
             return
+        if self._process is not None:  # exited on its own: no zombie, no stubs left behind
+            self.reap()
         self.check_versions()
+        self.check_ports_free()
         server_dir = pytriton_server_dir()
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         backends = prepare_backends(server_dir, self.cache_dir)
@@ -160,6 +173,7 @@ class TritonProcess:
             self._process = subprocess.Popen(
                 self.command(backends, server_dir), stdout=log, stderr=subprocess.STDOUT,
                 env=child_environment(server_dir), start_new_session=True,
+                preexec_fn=processes.die_with_parent_hook(),
             )
         finally:
             log.close()
@@ -177,40 +191,79 @@ class TritonProcess:
                     f"{numbered[-1]} is dynamic-int8 (CPU-only kernels): publish a version exported with "
                     "`moderation-export --precision fp16 --device cuda` for the GPU config")
 
+    def check_ports_free(self) -> None:
+        for name, port in (("gRPC", self.grpc_port), ("HTTP", self.http_port), ("metrics", self.metrics_port)):
+            if processes.port_taken(self.host, port):
+                raise TritonStartError(
+                    f"Triton's {name} port {self.host}:{port} is already in use (another stack or Triton?); "
+                    f"stop it or choose another --triton-{name.lower()}-port")
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
     @property
     def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
+        """Started and not exited (an exited Triton is not reaped here: see reap())."""
+        return self._process is not None and not processes.exited_unreaped(self._process.pid)
+
+    def reap(self, stub_grace_s: float = STUB_GRACE_S) -> int | None:
+        """After Triton exited: ends its leftover stubs, then reaps it (no zombie).
+        Returns its exit status (negative: killed by that signal)."""
+        process, self._process = self._process, None
+        if process is None:
+            return None
+        processes.end_group(process.pid, stub_grace_s)
+        return process.wait()
+
+    def check_own_listener(self) -> None:
+        """Raises TritonStartError unless our process, and only it, listens on the gRPC port."""
+        if not processes.ON_LINUX or self._process is None:
+            return
+        ours, foreign = processes.foreign_listeners(self._process.pid, self.grpc_port)
+        if foreign or not ours:
+            raise TritonStartError(
+                f"port {self.grpc_port} is answered by {'another process as well as' if ours else 'another process, not'} "
+                f"the tritonserver we started (pid {self._process.pid}); refusing to use it")
 
     def wait_until_ready(self, timeout_s: float = 120.0) -> None:
         """Waits for the server and every model to be ready; raises with the log tail if not."""
         import tritonclient.grpc as grpcclient
 
+        from gateway.triton_classifier import default_channel_args
+
         deadline = time.monotonic() + timeout_s
-        with grpcclient.InferenceServerClient(self.grpc_url) as client:
+        # short reconnect backoff: the channel is made before Triton listens
+        with grpcclient.InferenceServerClient(self.grpc_url, channel_args=default_channel_args()) as client:
             while time.monotonic() < deadline:
                 if not self.running:
                     raise TritonStartError(f"tritonserver exited during start-up\n{self.log_tail()}")
                 try:
-                    if client.is_server_ready() and all(client.is_model_ready(m) for m in self.models):
-                        logger.info("tritonserver ready at %s", self.grpc_url)
-                        return
+                    ready = client.is_server_ready() and all(client.is_model_ready(m) for m in self.models)
                 except Exception:  # not listening yet
-                    pass
+                    ready = False
+                if ready:
+                    self.check_own_listener()
+                    logger.info("tritonserver ready at %s (pid %d)", self.grpc_url, self._process.pid)
+                    return
                 time.sleep(POLL_INTERVAL_S)
         raise TritonStartError(f"tritonserver not ready after {timeout_s:.0f} s\n{self.log_tail()}")
 
     def stop(self, grace_s: float = 10.0) -> None:
-        """SIGINT (Triton drains in-flight requests), then SIGKILL after grace_s."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        """SIGINT (Triton drains in-flight requests), SIGKILL to its whole group after grace_s;
+        then any stub left gets SIGTERM, then SIGKILL; then Triton is reaped."""
+        process = self._process
+        if process is None:
             return
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            logger.warning("tritonserver ignored SIGINT for %.0f s; killing it", grace_s)
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        if not processes.exited_unreaped(process.pid):
+            process.send_signal(signal.SIGINT)
+            deadline = time.monotonic() + grace_s
+            while not processes.exited_unreaped(process.pid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if not processes.exited_unreaped(process.pid):
+                logger.warning("tritonserver ignored SIGINT for %.0f s; killing its process group", grace_s)
+                processes.signal_group(process.pid, signal.SIGKILL)
+        self.reap()
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         try:
