@@ -11,11 +11,13 @@ from tritonclient.utils import InferenceServerException
 
 from contract import tensors
 from gateway.errors import BackendUnavailable, translate_triton_error
-from gateway.triton_pool import RECONNECT_CHANNEL_ARGS
 
 logger = logging.getLogger(__name__)
 
 READINESS_TIMEOUT_S = 1.0  # health probes must not hang when Triton is wedged
+# A restarted Triton is found within 2 s; gRPC's default reconnect backoff grows to 2 minutes,
+# which kept a gateway failing for up to a minute after Triton was back.
+RECONNECT_CHANNEL_ARGS = [("grpc.initial_reconnect_backoff_ms", 500), ("grpc.max_reconnect_backoff_ms", 2000)]
 
 
 

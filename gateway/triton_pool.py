@@ -27,10 +27,6 @@ import numpy as np
 
 from gateway.errors import BackendUnavailable, ModerationError
 
-# A restarted Triton is found within 2 s; gRPC's default reconnect backoff grows to 2 minutes,
-# which kept a gateway failing for up to a minute after Triton was back.
-RECONNECT_CHANNEL_ARGS = [("grpc.initial_reconnect_backoff_ms", 500), ("grpc.max_reconnect_backoff_ms", 2000)]
-
 logger = logging.getLogger(__name__)
 
 DNS_SCHEME = "dns:///"
@@ -62,6 +58,8 @@ def parse_triton_url(url: str) -> tuple[str, ...]:
 
 def channel_args(target: str) -> list[tuple[str, object]]:
     """The gRPC channel options for one target (all of them: they replace tritonclient's defaults)."""
+    from gateway.triton_classifier import RECONNECT_CHANNEL_ARGS
+
     args = [
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
