@@ -10,6 +10,7 @@ import argparse
 import logging
 
 from gateway.errors import GatewayStartError
+from gateway.secrets_files import SecretFileError
 from gateway.server import configure_logging, create_server, run_until_signalled
 from gateway.settings import load_settings
 from gateway.triton_cli import add_triton_arguments, triton_from_args
@@ -24,7 +25,10 @@ def main(argv=None) -> None:
     triton_args, gateway_argv = triton_parser.parse_known_args(argv)
     settings = load_settings(gateway_argv, prog="moderation-serve")
     configure_logging(settings.log_level)
-    triton = triton_from_args(triton_args)
+    try:  # the control key: a fresh one per start unless --triton-control-key-file names one
+        triton = triton_from_args(triton_args, settings.secret_files_group_readable)
+    except SecretFileError as err:
+        raise SystemExit(f"moderation-serve: {err}") from None
     settings = settings.replace(triton_url=triton.grpc_url, model_repository=triton_args.model_repository)
     triton.start()
     try:
@@ -34,7 +38,7 @@ def main(argv=None) -> None:
         raise SystemExit(f"Triton failed to start:\n{err}") from None
     try:
         try:
-            gateway, port = create_server(settings)
+            gateway, port = create_server(settings, triton_control_key=triton.control_key)
         except GatewayStartError as err:
             raise SystemExit(f"gateway failed to start: {err}") from None
         gateway.start()

@@ -12,12 +12,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from contract.pb import admin_pb2_grpc, moderation_pb2, moderation_pb2_grpc
-from gateway.admin import TOKEN_ENV, AdminService, BearerTokenInterceptor, load_admin_token
+from gateway.admin import AdminAuthInterceptor, AdminService, load_admin_token
+from gateway.admin_guard import AuthFailureLimiter
 from gateway.classifier import Classifier
 from gateway.errors import GatewayStartError, ModerationError
 from gateway.lifecycle import VersionManager
 from gateway.policy import load_policy
 from gateway.readiness import SERVICE_NAME, ReadinessMonitor
+from gateway.secrets_files import SecretFileError, read_secret_file
 from gateway.service import ModelHolder, ModerationService
 from gateway.settings import Settings, load_settings
 from gateway.voice import create_voice_pipeline
@@ -72,15 +74,18 @@ class Gateway:
 _DEFAULT = object()
 
 
-def create_server(settings: Settings, classifier: Classifier | None = None, voice=_DEFAULT) -> tuple[Gateway, int]:
+def create_server(settings: Settings, classifier: Classifier | None = None, voice=_DEFAULT,
+                  triton_control_key: str | None = None) -> tuple[Gateway, int]:
     """Builds the gateway bound to settings.listen_address; returns it and the bound port.
 
     classifier and voice default to the real Triton client and Whisper pipeline (tests may pass
-    their own; voice=None turns voice off)."""
+    their own; voice=None turns voice off). triton_control_key: Triton's model-control key when
+    the caller started Triton (moderation-serve); else it is read from --triton-control-key-file."""
+    admin_token = _admin_token(settings)  # first: it also clears secrets from the environment children inherit
     if classifier is None:
         from gateway.triton_classifier import TritonClassifier
 
-        classifier = TritonClassifier(settings.triton_url, settings.model_name)
+        classifier = TritonClassifier(settings.triton_url, settings.model_name, _control_key(settings, triton_control_key))
         if settings.coalesce_wait_us > 0:
             from gateway.coalescer import CoalescingClassifier
 
@@ -109,21 +114,46 @@ def create_server(settings: Settings, classifier: Classifier | None = None, voic
     port = server.add_insecure_port(settings.listen_address)
     if port == 0:
         raise GatewayStartError(f"cannot listen on {settings.listen_address}")
-    manager = VersionManager(settings, classifier, models)
+    try:
+        manager = VersionManager(settings, classifier, models, policy=lambda: service.policy)
+    except ValueError as err:  # the smoke texts file
+        raise GatewayStartError(str(err)) from None
     monitor = ReadinessMonitor(settings, classifier, models, health_servicer, manager.lock)
     admin = AdminService(manager, service)
-    admin_server, admin_port = _create_admin_server(settings, admin)
+    admin_server, admin_port = _create_admin_server(settings, admin, admin_token)
     return Gateway(server, service, monitor, classifier, admin_server, admin, admin_port), port
 
 
-def _create_admin_server(settings: Settings, admin: AdminService) -> tuple[grpc.Server | None, int]:
+def _admin_token(settings: Settings) -> str:
+    try:
+        token = load_admin_token(settings.admin_token_file, settings.secret_files_group_readable)
+    except SecretFileError as err:
+        raise GatewayStartError(str(err)) from None
+    if settings.admin_listen_address and not token:
+        logger.warning("no admin token (--admin-token-file): admin calls will be refused")
+    return token
+
+
+def _control_key(settings: Settings, given: str | None) -> str:
+    if given is not None:
+        return given
+    if not settings.triton_control_key_file:
+        logger.warning("no Triton control key (--triton-control-key-file): serving works, but activation "
+                       "and rollback fail against a Triton that restricts model control")
+        return ""
+    try:
+        return read_secret_file(settings.triton_control_key_file, "Triton control key",
+                                settings.secret_files_group_readable)
+    except SecretFileError as err:
+        raise GatewayStartError(str(err)) from None
+
+
+def _create_admin_server(settings: Settings, admin: AdminService, token: str) -> tuple[grpc.Server | None, int]:
     if not settings.admin_listen_address:
         return None, 0
-    token = load_admin_token(settings.admin_token_file)
-    if not token:
-        logger.warning("no admin token (--admin-token-file or %s): admin calls will be refused", TOKEN_ENV)
+    limiter = AuthFailureLimiter(settings.admin_max_auth_failures, settings.admin_auth_window_s)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="admin"),
-                         interceptors=[BearerTokenInterceptor(token)])
+                         interceptors=[AdminAuthInterceptor(token, limiter)])
     admin_pb2_grpc.add_ModelAdminServicer_to_server(admin, server)
     port = server.add_insecure_port(settings.admin_listen_address)
     if port == 0:

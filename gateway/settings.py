@@ -48,7 +48,7 @@ class Settings:
     length_buckets: tuple[int, ...] = ()  # e.g. (16, 32, 64, 128) for GPU libtorch serving
     health_poll_s: float = 1.0  # how often Triton's readiness is checked
     admin_listen_address: str = "127.0.0.1:50052"  # the admin API's own port; empty: no admin API
-    admin_token_file: str = ""  # file holding the admin bearer token (else env MODERATION_ADMIN_TOKEN)
+    admin_token_file: str = ""  # file holding the admin bearer token (owner-only, 32+ characters); empty: admin refused
     voice_enabled: bool = True  # ClassifyVoice (needs the asr extra)
     whisper_model: str = "tiny.en"  # packaged tiny.en / base, or a local model directory
     whisper_device: str = "cpu"
@@ -74,6 +74,17 @@ class Settings:
     max_chunk_bytes: int = 64 * 1024  # per AudioChunk (2 s of 16 kHz PCM16)
     grace_s: float = 5.0  # on shutdown, how long in-flight calls may finish
     log_level: str = "INFO"
+    # --- security: Triton's control key, admin hygiene, activation smoke test (tritonsec) ---
+    # Key for Triton's model control when Triton runs apart (moderation-serve hands its own over).
+    triton_control_key_file: str = ""
+    secret_files_group_readable: bool = False  # accept 0640 secret files (Kubernetes secret volumes with fsGroup)
+    policy_dir: str = ""  # ReloadPolicy reads only files under it; empty: the directory of policy_path
+    policy_max_bytes: int = 1024 * 1024  # a policy file larger than this is refused unread
+    admin_max_auth_failures: int = 5  # failed admin calls per peer address and window; then RESOURCE_EXHAUSTED
+    admin_auth_window_s: float = 60.0  # the failure-counting window (also: one log line per peer per window)
+    # Known toxic and clean texts a version must judge right before activation moves traffic to
+    # it; empty: the shipped gateway/smoke_texts.toml.
+    smoke_texts_path: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "length_buckets", parse_buckets(self.length_buckets))
@@ -98,6 +109,11 @@ class Settings:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if list(self.length_buckets) != sorted(set(self.length_buckets)) or any(b < 2 for b in self.length_buckets):
             raise ValueError(f"length_buckets must be increasing token counts >= 2, got {self.length_buckets}")
+        for name in ("policy_max_bytes", "admin_max_auth_failures"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.admin_auth_window_s <= 0:
+            raise ValueError(f"admin_auth_window_s must be > 0, got {self.admin_auth_window_s}")
         if ":" not in self.listen_address or ":" not in self.triton_url:
             raise ValueError("listen_address and triton_url must be host:port")
 
