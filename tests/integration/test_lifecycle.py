@@ -19,12 +19,13 @@ from contract import tensors
 from contract.manifest import write_manifest
 from contract.pb import admin_pb2, admin_pb2_grpc, moderation_pb2
 from export.repository import PublishError, publish_directory
+from gateway.secrets_files import write_secret_file
 from loadtest.model_variants import ExtraCategory, Temperature, copy_repository, make_variant_export
 from tests.integration.conftest import MODEL_REPOSITORY, _has_version, start_gateway, start_triton
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "test-admin-token-0123456789"
+TOKEN = "test-admin-token-0123456789abcdefghij"  # 32+ characters, as the gateway demands
 TEXTS = [
     "good game everyone, well played",
     "you are a stupid idiot, shut up you worthless loser",
@@ -67,9 +68,7 @@ def stack(tmp_path_factory):
 
 
 def _token_file(root: Path) -> Path:
-    path = root / "admin.token"
-    path.write_text(TOKEN + "\n")
-    return path
+    return write_secret_file(root / "admin.token", TOKEN)
 
 
 AUTH = [("authorization", f"Bearer {TOKEN}")]
