@@ -58,13 +58,19 @@ def stack(tmp_path_factory):
     triton = start_triton(root, repository)
     # generous model timeout: loading a version competes for the same 2 CPU cores as serving
     running = start_gateway(triton, admin_listen_address="127.0.0.1:0", admin_token_file=str(_token_file(root)),
-                            triton_timeout_s=20.0)
+                            triton_timeout_s=20.0, policy_dir=str(_policy_dir(root)))
     admin_channel = grpc.insecure_channel(f"127.0.0.1:{running.gateway.admin_port}")
     yield {"root": root, "model_dir": model_dir, "triton": triton, "gateway": running,
            "admin": admin_pb2_grpc.ModelAdminStub(admin_channel)}
     admin_channel.close()
     running.close()
     triton.stop()
+
+
+def _policy_dir(root: Path) -> Path:
+    """The only directory ReloadPolicy may read from."""
+    (root / "policies").mkdir(exist_ok=True)
+    return root / "policies"
 
 
 def _token_file(root: Path) -> Path:
@@ -211,15 +217,16 @@ def test_broken_version_keeps_the_old_one_serving(stack):
     assert listed.active_version == before
 
 
-def test_policy_reload_validates_first(stack, tmp_path):
+def test_policy_reload_validates_first(stack):
     admin, stub = stack["admin"], stack["gateway"].stub
-    bad = tmp_path / "bad.toml"
+    policies = _policy_dir(stack["root"])
+    bad = policies / "bad.toml"
     bad.write_text("[thresholds]\nno_such_category = 0.5\n")
     with pytest.raises(grpc.RpcError) as caught:
         admin.ReloadPolicy(admin_pb2.ReloadPolicyRequest(path=str(bad)), metadata=AUTH, timeout=10)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "no_such_category" in caught.value.details()
-    strict = tmp_path / "strict.toml"
+    strict = policies / "strict.toml"
     strict.write_text("default_threshold = 1.0\ntoxic_threshold = 1.0\n")  # nothing reaches 1.0: nothing is flagged
     reply = admin.ReloadPolicy(admin_pb2.ReloadPolicyRequest(path=str(strict)), metadata=AUTH, timeout=10)
     assert reply.default_threshold == 1.0
