@@ -21,7 +21,7 @@ from contract import tensors
 from contract.manifest import write_manifest
 from contract.pb import admin_pb2, admin_pb2_grpc, moderation_pb2
 from gateway.secrets_files import write_secret_file
-from gateway.triton_access import GRPC_HEADER
+from gateway.triton_access import GRPC_HEADER, HTTP_HEADER
 from loadtest.model_variants import Temperature, copy_repository, make_variant_export
 from tests.integration.conftest import MODEL_REPOSITORY, _has_version, start_gateway, start_triton
 
@@ -148,3 +148,27 @@ def test_no_child_process_sees_the_admin_token_or_the_control_key(stack):
             seen["asr worker"] += 1
     assert all(seen.values()), f"expected every kind of child process, saw {seen}"
     assert "MODERATION_ADMIN_TOKEN" not in os.environ  # the gateway removed it from its own environment
+
+
+def test_triton_http_is_off_by_default_and_restricted_when_asked_for(stack, tmp_path):
+    import urllib.error
+    import urllib.request
+
+    assert stack["triton"].http_port == 0  # no HTTP listener on the stack's Triton
+    copy_repository(MODEL_REPOSITORY, tmp_path / "repo")
+    triton = start_triton(tmp_path, tmp_path / "repo", http_enabled=True)
+    try:
+        url = f"http://127.0.0.1:{triton.http_port}"
+        for headers in ({}, {HTTP_HEADER: "not-the-key-" + "0" * 32}):
+            request = urllib.request.Request(f"{url}/v2/repository/index", data=b"{}", headers=headers, method="POST")
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(request, timeout=30)
+            assert refused.value.code == 403 and b"restricted" in refused.value.read()
+        request = urllib.request.Request(f"{url}/v2/repository/index", data=b"{}",
+                                         headers={HTTP_HEADER: triton.control_key}, method="POST")
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert answer.status == 200
+        with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=30) as answer:  # health stays open
+            assert answer.status == 200
+    finally:
+        triton.stop()
