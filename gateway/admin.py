@@ -1,20 +1,16 @@
 """The operator's API on its own port: model versions, rollback, policy reload.
 
-Every call needs `authorization: Bearer <token>`; the token comes from a file or the
-MODERATION_ADMIN_TOKEN environment variable and is compared in constant time. With no token
-configured every admin call is refused.
+Every call needs `authorization: Bearer <token>`; the token comes from an owner-only file of at
+least 32 characters and is compared in constant time; failed attempts are limited per address
+(gateway/admin_guard.py). With no token configured every admin call is refused.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
-import os
-from pathlib import Path
-
-import grpc
 
 from contract.pb import admin_pb2, admin_pb2_grpc
+from gateway.admin_guard import AdminAuthInterceptor, allowed_policy_file, load_admin_token
 from gateway.boundary import RequestLog, rpc
 from gateway.errors import InvalidInput
 from gateway.lifecycle import Activation, VersionManager
@@ -22,31 +18,7 @@ from gateway.policy import PolicyError, load_policy
 
 logger = logging.getLogger(__name__)
 
-TOKEN_ENV = "MODERATION_ADMIN_TOKEN"
-
-
-def load_admin_token(token_file: str, env=os.environ) -> str:
-    if token_file:
-        return Path(token_file).read_text(encoding="utf-8").strip()
-    return env.get(TOKEN_ENV, "").strip()
-
-
-class BearerTokenInterceptor(grpc.ServerInterceptor):
-    def __init__(self, token: str):
-        self._expected = f"Bearer {token}".encode() if token else None
-
-    def intercept_service(self, continuation, handler_call_details):
-        metadata = dict(handler_call_details.invocation_metadata or ())
-        given = str(metadata.get("authorization", "")).encode()
-        if self._expected is not None and hmac.compare_digest(given, self._expected):
-            return continuation(handler_call_details)
-        reason = "admin token not configured on the gateway" if self._expected is None else "missing or wrong admin token"
-        logger.warning("admin call %s refused: %s", handler_call_details.method, reason)
-
-        def deny(request, context):
-            context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
-
-        return grpc.unary_unary_rpc_method_handler(deny)
+__all__ = ["AdminAuthInterceptor", "AdminService", "load_admin_token"]
 
 
 class AdminService(admin_pb2_grpc.ModelAdminServicer):
@@ -80,8 +52,10 @@ class AdminService(admin_pb2_grpc.ModelAdminServicer):
 
     def reload_policy(self, path: str = ""):
         """Validates the file against the serving model's categories, then swaps it in."""
+        settings = self.manager.settings
+        source = allowed_policy_file(path, settings.policy_path, settings.policy_dir, settings.policy_max_bytes)
         try:
-            policy = load_policy(path or self.manager.settings.policy_path)
+            policy = load_policy(source)
             model = self.manager.models.peek()
             if model is not None:
                 policy.check_categories(list(model.labels))

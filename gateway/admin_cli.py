@@ -1,21 +1,24 @@
 """`moderation-admin`: list, activate and roll back model versions; reload the policy.
 
-    MODERATION_ADMIN_TOKEN=... moderation-admin list
+    moderation-admin --token-file admin.token list
     moderation-admin --token-file admin.token activate 3
-    moderation-admin rollback
-    moderation-admin reload-policy [--path policy.toml]
-    moderation-admin --tls-ca ca.pem --tls-cert admin.pem --tls-key admin.key list   # gateway with TLS
+    moderation-admin --token-file admin.token rollback
+    moderation-admin --token-file admin.token reload-policy [--path policy.toml]
+    moderation-admin --token-file admin.token --tls-ca ca.pem --tls-cert admin.pem --tls-key admin.key list   # TLS
+
+The token file must be owner-only (chmod 600); MODERATION_ADMIN_TOKEN_FILE may name it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import grpc
 
 from contract.pb import admin_pb2, admin_pb2_grpc
-from gateway.admin import load_admin_token
+from gateway.secrets_files import SecretFileError, read_secret_file
 from gateway.tls import add_client_arguments, open_channel
 
 
@@ -23,7 +26,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="moderation-admin", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--address", default="127.0.0.1:50052", help="the gateway's admin host:port")
-    parser.add_argument("--token-file", default="", help="admin token file (else env MODERATION_ADMIN_TOKEN)")
+    parser.add_argument("--token-file", default=os.environ.get("MODERATION_ADMIN_TOKEN_FILE", ""),
+                        help="owner-only admin token file (default: env MODERATION_ADMIN_TOKEN_FILE)")
+    parser.add_argument("--secret-files-group-readable", action="store_true", help="accept a group-readable token file")
     parser.add_argument("--timeout-s", type=float, default=120.0)
     add_client_arguments(parser, api_key=False)  # the admin port takes a client certificate, not an API key
     commands = parser.add_subparsers(dest="command", required=True)
@@ -32,7 +37,13 @@ def main(argv=None) -> None:
     commands.add_parser("rollback")
     commands.add_parser("reload-policy").add_argument("--path", default="")
     args = parser.parse_args(argv)
-    metadata = [("authorization", f"Bearer {load_admin_token(args.token_file)}")]
+    if not args.token_file:
+        parser.error("--token-file is required (secrets are read from files only)")
+    try:
+        token = read_secret_file(args.token_file, "admin token", args.secret_files_group_readable)
+    except SecretFileError as err:
+        parser.error(str(err))
+    metadata = [("authorization", f"Bearer {token}")]
     with open_channel(args.address, args) as channel:
         stub = admin_pb2_grpc.ModelAdminStub(channel)
         call = {"timeout": args.timeout_s, "metadata": metadata}

@@ -71,6 +71,9 @@ def translate_triton_error(error: Exception) -> ModerationError:
     message = str(getattr(error, "message", lambda: "")() or error)
     if "Exceeds maximum queue size" in message:
         return Overloaded("overloaded: the model queue is full, retry later")
+    if "protocol is restricted" in message:  # Triton's model-control lock (gateway/triton_access.py)
+        return FailedPrecondition("the model server refused model control: the gateway has no or the wrong "
+                                  "Triton control key (--triton-control-key-file)")
     if status.endswith("DEADLINE_EXCEEDED") or "Deadline Exceeded" in message:
         return BackendTimeout("deadline exceeded while waiting for the model server")
     if status.endswith("UNAVAILABLE") or "failed to connect" in message.lower():

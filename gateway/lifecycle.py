@@ -1,7 +1,8 @@
 """Switching model versions in a running system without failing a request.
 
 Activation: load the version in Triton next to the active one (the active one keeps serving),
-check it answers with as many scores as it has labels, then move traffic by swapping the
+check it answers with as many scores as it has labels and judges the known toxic and clean
+texts as expected (gateway/smoke.py), then move traffic by swapping the
 gateway's ServingModel (model, tokenizer, labels together). Requests already under way finish
 on the version they started with. The previous version stays loaded, so a rollback is only a
 traffic switch; any older version is unloaded by the next activation.
@@ -20,6 +21,7 @@ from gateway.errors import FailedPrecondition, ModerationError, NotFound
 from gateway.model_version import VersionFilesError, load_serving_model
 from gateway.service import ModelHolder
 from gateway.settings import Settings
+from gateway.smoke import load_smoke_texts, wrong_verdicts
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +48,14 @@ class VersionInfo:
 
 
 class VersionManager:
-    def __init__(self, settings: Settings, classifier: Classifier, models: ModelHolder):
+    def __init__(self, settings: Settings, classifier: Classifier, models: ModelHolder, policy=None):
+        """policy: returns the policy in force, which judges the smoke texts (None: the shipped one).
+        Raises ValueError for an unusable smoke texts file."""
         self.settings = settings
         self.classifier = classifier
         self.models = models
+        self.policy = policy or (lambda: _shipped_policy())
+        self.smoke_texts = load_smoke_texts(settings.smoke_texts_path)
         self.previous_version = ""
         # One activation at a time; the readiness monitor also takes it, so it never swaps in a
         # version while an activation is half done.
@@ -154,6 +160,22 @@ class VersionManager:
             raise FailedPrecondition(
                 f"version {candidate.version} returns {scores.shape[-1]} scores but has {len(candidate.labels)} labels"
             )
+        self._verdict_test(candidate, current)
+
+    def _verdict_test(self, candidate, current: str) -> None:
+        texts = self.smoke_texts.labelled()
+        ids, mask = candidate.encoder.encode([text for _, text, _ in texts])
+        try:
+            scores = self.classifier.infer(ids, mask, version=candidate.version, timeout_s=SMOKE_TIMEOUT_S)
+        except ModerationError as err:
+            self._keep_serving(current)
+            raise FailedPrecondition(f"version {candidate.version} failed the smoke texts' inference: {err}") from None
+        wrong = wrong_verdicts(self.smoke_texts, scores, candidate.labels, self.policy())
+        if wrong:
+            self._keep_serving(current)
+            raise FailedPrecondition(
+                f"version {candidate.version} failed the behavioural smoke test ({self.smoke_texts.source}): "
+                f"{'; '.join(wrong)}; still serving {current or 'nothing'}")
 
     def _keep_serving(self, current: str) -> None:
         """After a failed activation: only the serving version (and the previous one, for
@@ -165,6 +187,12 @@ class VersionManager:
             self.classifier.load_versions(keep)
         except ModerationError:
             logger.exception("could not restore versions %s after a failed activation", keep)
+
+
+def _shipped_policy():
+    from gateway.policy import load_policy
+
+    return load_policy("")
 
 
 def _labels_on_disk(version_dir: Path) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 
 from gateway.errors import GatewayStartError, ModerationError
+from gateway.secrets_files import SecretFileError
 from gateway.server import configure_logging, create_server, run_until_signalled
 from gateway.settings import Settings, load_settings
 from gateway.supervisor import TritonSupervisor
@@ -33,12 +34,15 @@ def main(argv=None) -> None:
     configure_logging(settings.log_level, settings.log_format)
     if settings.triton_tls_ca:  # the Triton started here listens on loopback, without TLS
         raise SystemExit("--triton-tls-* are for a remote Triton (moderation-gateway); moderation-serve starts its own")
-    triton = triton_from_args(triton_args)
+    try:  # the control key: a fresh one per start unless --triton-control-key-file names one
+        triton = triton_from_args(triton_args, settings.secret_files_group_readable)
+    except SecretFileError as err:
+        raise SystemExit(f"moderation-serve: {err}") from None
     settings = settings.replace(triton_url=triton.grpc_url, model_repository=triton_args.model_repository)
     try:
         triton.start()
         triton.wait_until_ready(triton_args.triton_start_timeout_s)
-        load_pinned_version(settings)
+        load_pinned_version(settings, triton.control_key)
     except TritonStartError as err:
         triton.stop()
         raise SystemExit(f"Triton failed to start:\n{err}") from None
@@ -48,7 +52,7 @@ def main(argv=None) -> None:
     supervisor = None
     try:
         try:
-            gateway, port = create_server(settings)
+            gateway, port = create_server(settings, triton_control_key=triton.control_key)
             gateway.start()
         except GatewayStartError as err:
             raise SystemExit(f"gateway failed to start: {err}") from None
@@ -78,7 +82,7 @@ def _stop_main_thread(reason: str) -> None:
     signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
 
 
-def load_pinned_version(settings: Settings) -> None:
+def load_pinned_version(settings: Settings, control_key: str = "") -> None:
     """A pinned --model-version is loaded in Triton now, or start-up fails with the reason.
 
     Raises:
@@ -95,7 +99,7 @@ def load_pinned_version(settings: Settings) -> None:
     if version not in on_disk:
         raise TritonStartError(f"--model-version {version}: no such version in {model_dir} "
                                f"(on disk: {', '.join(on_disk) or 'none'})")
-    classifier = TritonClassifier(settings.triton_url, settings.model_name)
+    classifier = TritonClassifier(settings.triton_url, settings.model_name, control_key)
     try:
         if classifier.is_ready(version):
             return

@@ -13,7 +13,8 @@ from grpc_reflection.v1alpha import reflection
 
 from contract.pb import admin_pb2_grpc, moderation_pb2
 from gateway.access import Access
-from gateway.admin import TOKEN_ENV, AdminService, BearerTokenInterceptor, load_admin_token
+from gateway.admin import AdminAuthInterceptor, AdminService, load_admin_token
+from gateway.admin_guard import AuthFailureLimiter
 from gateway.classifier import Classifier
 from gateway.errors import GatewayStartError, ModerationError
 from gateway.lifecycle import VersionManager
@@ -21,6 +22,7 @@ from gateway.logformat import configure_logging as _configure_logging
 from gateway.metrics import GatewayMetrics, MetricsServer
 from gateway.policy import load_policy
 from gateway.readiness import SERVICE_NAME, ReadinessMonitor
+from gateway.secrets_files import SecretFileError, read_secret_file
 from gateway.service import ModelHolder, ModerationService
 from gateway.settings import Settings, load_settings
 from gateway.tls import ServerTls, triton_client_options
@@ -107,16 +109,21 @@ class Gateway:
 _DEFAULT = object()
 
 
-def create_server(settings: Settings, classifier: Classifier | None = None, voice=_DEFAULT) -> tuple[Gateway, int]:
+def create_server(settings: Settings, classifier: Classifier | None = None, voice=_DEFAULT,
+                  triton_control_key: str | None = None) -> tuple[Gateway, int]:
     """Builds the gateway bound to settings.listen_address; returns it and the bound port.
 
     classifier and voice default to the real Triton client and Whisper pipeline (tests may pass
-    their own; voice=None turns voice off)."""
+    their own; voice=None turns voice off). triton_control_key: Triton's model-control key when
+    the caller started Triton (moderation-serve); else it is read from --triton-control-key-file."""
+    admin_token = _admin_token(settings)  # first: it also clears secrets from the environment children inherit
     access = Access(settings)  # TLS and callers; refuses an open gateway beyond loopback
     if classifier is None:
         from gateway.triton_pool import create_triton_classifier
 
-        classifier = create_triton_classifier(settings.triton_url, settings.model_name, **triton_client_options(settings))
+        classifier = create_triton_classifier(settings.triton_url, settings.model_name,
+                                              control_key=_control_key(settings, triton_control_key),
+                                              **triton_client_options(settings))
         if settings.coalesce_wait_us > 0:
             from gateway.coalescer import CoalescingClassifier
 
@@ -146,11 +153,14 @@ def create_server(settings: Settings, classifier: Classifier | None = None, voic
         server,
     )
     port = listen(server, settings.listen_address, "public gRPC API", access.tls.credentials())
-    manager = VersionManager(settings, classifier, models)
+    try:
+        manager = VersionManager(settings, classifier, models, policy=lambda: service.policy)
+    except ValueError as err:  # the smoke texts file
+        raise GatewayStartError(str(err)) from None
     monitor = ReadinessMonitor(settings, classifier, models, health_servicer, manager.lock)
     admin = AdminService(manager, service)
     admin.metrics = metrics
-    admin_server, admin_port = _create_admin_server(settings, admin, access.tls)
+    admin_server, admin_port = _create_admin_server(settings, admin, access.tls, admin_token)
     metrics_server = MetricsServer(metrics, settings.metrics_listen_address) if settings.metrics_listen_address else None
     gateway = Gateway(server, service, monitor, classifier, admin_server, admin, admin_port, metrics, metrics_server)
     gateway.access = access
@@ -161,14 +171,37 @@ def create_server(settings: Settings, classifier: Classifier | None = None, voic
     return gateway, port
 
 
-def _create_admin_server(settings: Settings, admin: AdminService, tls: ServerTls) -> tuple[grpc.Server | None, int]:
+def _admin_token(settings: Settings) -> str:
+    try:
+        token = load_admin_token(settings.admin_token_file, settings.secret_files_group_readable)
+    except SecretFileError as err:
+        raise GatewayStartError(str(err)) from None
+    if settings.admin_listen_address and not token:
+        logger.warning("no admin token (--admin-token-file): admin calls will be refused")
+    return token
+
+
+def _control_key(settings: Settings, given: str | None) -> str:
+    if given is not None:
+        return given
+    if not settings.triton_control_key_file:
+        logger.warning("no Triton control key (--triton-control-key-file): serving works, but activation "
+                       "and rollback fail against a Triton that restricts model control")
+        return ""
+    try:
+        return read_secret_file(settings.triton_control_key_file, "Triton control key",
+                                settings.secret_files_group_readable)
+    except SecretFileError as err:
+        raise GatewayStartError(str(err)) from None
+
+
+def _create_admin_server(settings: Settings, admin: AdminService, tls: ServerTls,
+                         token: str) -> tuple[grpc.Server | None, int]:
     if not settings.admin_listen_address:
         return None, 0
-    token = load_admin_token(settings.admin_token_file)
-    if not token:
-        logger.warning("no admin token (--admin-token-file or %s): admin calls will be refused", TOKEN_ENV)
+    limiter = AuthFailureLimiter(settings.admin_max_auth_failures, settings.admin_auth_window_s)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="admin"),
-                         interceptors=[BearerTokenInterceptor(token)], options=[NO_REUSEPORT])
+                         interceptors=[AdminAuthInterceptor(token, limiter)], options=[NO_REUSEPORT])
     admin_pb2_grpc.add_ModelAdminServicer_to_server(admin, server)
     return server, listen(server, settings.admin_listen_address, "admin API", tls.credentials(admin=True))
 

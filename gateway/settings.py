@@ -50,7 +50,7 @@ class Settings:
     length_buckets: tuple[int, ...] = ()  # e.g. (16, 32, 64, 128) for GPU libtorch serving
     health_poll_s: float = 1.0  # how often Triton's readiness is checked
     admin_listen_address: str = "127.0.0.1:50052"  # the admin API's own port; empty: no admin API
-    admin_token_file: str = ""  # file holding the admin bearer token (else env MODERATION_ADMIN_TOKEN)
+    admin_token_file: str = ""  # file holding the admin bearer token (owner-only, 32+ characters); empty: admin refused
     voice_enabled: bool = True  # ClassifyVoice (needs the asr extra)
     whisper_model: str = "tiny.en"  # packaged tiny.en / base, or a local model directory
     whisper_device: str = "cpu"
@@ -108,6 +108,17 @@ class Settings:
     max_connection_age_s: float = 1800.0  # connections are closed after about this long (clients reconnect and rebalance)
     max_connection_age_grace_s: float = 30.0  # calls still open that long after the age are cut, freeing what they held
     max_connection_idle_s: float = 300.0  # connections without calls for this long are closed
+    # --- security: Triton's control key, admin hygiene, activation smoke test (tritonsec) ---
+    # Key for Triton's model control when Triton runs apart (moderation-serve hands its own over).
+    triton_control_key_file: str = ""
+    secret_files_group_readable: bool = False  # accept 0640 secret files (Kubernetes secret volumes with fsGroup)
+    policy_dir: str = ""  # ReloadPolicy reads only files under it; empty: the directory of policy_path
+    policy_max_bytes: int = 1024 * 1024  # a policy file larger than this is refused unread
+    admin_max_auth_failures: int = 5  # failed admin calls per peer address and window; then RESOURCE_EXHAUSTED
+    admin_auth_window_s: float = 60.0  # the failure-counting window (also: one log line per peer per window)
+    # Known toxic and clean texts a version must judge right before activation moves traffic to
+    # it; empty: the shipped gateway/smoke_texts.toml.
+    smoke_texts_path: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "length_buckets", parse_buckets(self.length_buckets))
@@ -132,6 +143,11 @@ class Settings:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if list(self.length_buckets) != sorted(set(self.length_buckets)) or any(b < 2 for b in self.length_buckets):
             raise ValueError(f"length_buckets must be increasing token counts >= 2, got {self.length_buckets}")
+        for name in ("policy_max_bytes", "admin_max_auth_failures"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.admin_auth_window_s <= 0:
+            raise ValueError(f"admin_auth_window_s must be > 0, got {self.admin_auth_window_s}")
         for name in ("max_in_flight_per_connection", "max_in_flight_per_peer"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

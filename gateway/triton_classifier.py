@@ -11,6 +11,7 @@ from tritonclient.utils import InferenceServerException
 
 from contract import tensors
 from gateway.errors import BackendUnavailable, translate_triton_error
+from gateway.triton_access import control_headers
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +40,16 @@ def default_channel_args() -> list[tuple]:
 class TritonClassifier:
     """The gateway.classifier.Classifier that calls Triton."""
 
-    def __init__(self, url: str, model_name: str = tensors.MODEL_NAME, channel_args: list | None = None,
-                 **client_options):
+    def __init__(self, url: str, model_name: str = tensors.MODEL_NAME, control_key: str = "",
+                 channel_args: list | None = None, **client_options):
         """channel_args: gRPC channel options replacing tritonclient's defaults (gateway.triton_pool);
         client_options: TLS to a remote Triton (gateway.tls.triton_client_options)."""
         self.url = url
         self.model_name = model_name
         self._client = grpcclient.InferenceServerClient(
             url, channel_args=channel_args if channel_args is not None else default_channel_args(), **client_options)
+        # sent only on Triton's restricted calls (repository index, configs, load/unload)
+        self._control = control_headers(control_key)
 
     def infer(self, input_ids: np.ndarray, attention_mask: np.ndarray, *, version: str, timeout_s: float) -> np.ndarray:
         """Scores [batch, categories] for one encoded request. Raises ModerationError subclasses."""
@@ -71,11 +74,20 @@ class TritonClassifier:
     def ready_versions(self) -> list[str]:
         """Versions of the model Triton reports READY, lowest first (empty if unreachable)."""
         try:
-            index = self._client.get_model_repository_index(client_timeout=READINESS_TIMEOUT_S)
+            index = self._client.get_model_repository_index(headers=self._control, client_timeout=READINESS_TIMEOUT_S)
+            versions = [m.version for m in index.models if m.name == self.model_name and m.state == "READY"]
+        except InferenceServerException:
+            versions = self._ready_versions_unrestricted()
+        return sorted(versions, key=lambda v: int(v) if v.isdigit() else -1)
+
+    def _ready_versions_unrestricted(self) -> list[str]:
+        """Without the control key (or with a wrong one) the index is refused; metadata and
+        readiness are open, so the read path still finds what serves."""
+        try:
+            metadata = self._client.get_model_metadata(self.model_name, client_timeout=READINESS_TIMEOUT_S)
         except InferenceServerException:
             return []
-        versions = [m.version for m in index.models if m.name == self.model_name and m.state == "READY"]
-        return sorted(versions, key=lambda v: int(v) if v.isdigit() else -1)
+        return [v for v in metadata.versions if self.is_ready(v)]
 
     def is_ready(self, version: str = "") -> bool:
         try:
@@ -86,7 +98,7 @@ class TritonClassifier:
     def version_states(self) -> dict[str, tuple[str, str]]:
         """version -> (state, reason) for every version Triton knows of this model."""
         try:
-            index = self._client.get_model_repository_index(client_timeout=READINESS_TIMEOUT_S)
+            index = self._client.get_model_repository_index(headers=self._control, client_timeout=READINESS_TIMEOUT_S)
         except InferenceServerException as err:
             raise translate_triton_error(err) from err
         return {m.version: (m.state, m.reason) for m in index.models if m.name == self.model_name and m.version}
@@ -98,9 +110,9 @@ class TritonClassifier:
         ModerationError with Triton's reason when a version fails to load.
         """
         try:
-            config = self._client.get_model_config(self.model_name, as_json=True)["config"]
+            config = self._client.get_model_config(self.model_name, headers=self._control, as_json=True)["config"]
             config["version_policy"] = {"specific": {"versions": [str(v) for v in versions]}}
-            self._client.load_model(self.model_name, config=json.dumps(config))
+            self._client.load_model(self.model_name, headers=self._control, config=json.dumps(config))
         except InferenceServerException as err:
             raise translate_triton_error(err) from err
 

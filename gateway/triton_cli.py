@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 from contract import tensors
+from gateway.secrets_files import SecretFileError, read_secret_file
 from gateway.triton_process import TritonProcess, TritonStartError
 
 
@@ -17,7 +18,14 @@ def add_triton_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--triton-host", default="127.0.0.1", help="address Triton binds")
     parser.add_argument("--triton-grpc-port", type=int, default=8001)
     parser.add_argument("--triton-http-port", type=int, default=8000)
+    parser.add_argument("--triton-http", action="store_true",
+                        help="also serve Triton's HTTP API (off by default: the gateway speaks gRPC)")
     parser.add_argument("--triton-metrics-port", type=int, default=8002)
+    parser.add_argument("--triton-metrics-address", default="",
+                        help="address Triton's /metrics binds (default: --triton-host)")
+    parser.add_argument("--triton-control-key-file", default="",
+                        help="owner-only file with the key Triton's model control needs (shared with a remote "
+                             "gateway); default: a fresh random key per start, known only to moderation-serve")
     parser.add_argument("--triton-config", default="", help="alternative config name, e.g. gpu (configs/gpu.pbtxt)")
     parser.add_argument("--triton-log", default="", help="Triton's log file (default under ~/.cache)")
     parser.add_argument("--triton-start-timeout-s", type=float, default=180.0)
@@ -56,7 +64,11 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def triton_from_args(args: argparse.Namespace) -> TritonProcess:
+def triton_from_args(args: argparse.Namespace, allow_group_readable: bool = False) -> TritonProcess:
+    """Raises SecretFileError for an unsafe or short control key file."""
+    key = {}
+    if args.triton_control_key_file:
+        key["control_key"] = read_secret_file(args.triton_control_key_file, "Triton control key", allow_group_readable)
     return TritonProcess(
         model_repository=Path(args.model_repository),
         models=(tensors.MODEL_NAME,),
@@ -66,6 +78,9 @@ def triton_from_args(args: argparse.Namespace) -> TritonProcess:
         metrics_port=args.triton_metrics_port,
         config_name=args.triton_config,
         log_path=Path(args.triton_log) if args.triton_log else None,
+        http_enabled=args.triton_http,
+        metrics_host=args.triton_metrics_address,
+        **key,
         extra_args=(f"--exit-timeout-secs={args.triton_exit_timeout_s}",
                     *connection_age_args(args.triton_max_connection_age_s)),
     )
@@ -81,9 +96,17 @@ def wait_for_signal() -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="moderation-triton", description=__doc__)
     add_triton_arguments(parser)
+    parser.add_argument("--secret-files-group-readable", action="store_true",
+                        help="accept a group-readable control key file (Kubernetes secret volumes with fsGroup)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    triton = triton_from_args(args)
+    try:
+        triton = triton_from_args(args, args.secret_files_group_readable)
+    except SecretFileError as err:
+        raise SystemExit(f"moderation-triton: {err}") from None
+    if not args.triton_control_key_file:
+        logging.warning("no --triton-control-key-file: model control (load/unload, configs) is locked behind a "
+                        "random key nobody else knows, so a separate gateway cannot activate versions")
     triton.start()
     try:
         triton.wait_until_ready(args.triton_start_timeout_s)

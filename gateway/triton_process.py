@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway import processes
+from gateway.secrets_files import generate_secret, without_secrets
+from gateway.triton_access import control_headers, restriction_args
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +92,7 @@ def _install_our_backends(source: Path, backends: Path) -> None:
 
 
 def child_environment(server_dir: Path) -> dict[str, str]:
-    env = dict(os.environ)
+    env = without_secrets(dict(os.environ))  # Triton and its python stubs never see the admin token
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     # The wheel's shared libraries (libcudart, ...) are found through an RPATH relative to the
     # stub's original place; the copied stub needs them on LD_LIBRARY_PATH instead.
@@ -114,13 +116,19 @@ class TritonProcess:
     config_name: str = ""  # e.g. "gpu" -> <model>/configs/gpu.pbtxt
     cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "moderation-gateway")
     extra_args: tuple[str, ...] = ()
+    # Model control (load/unload, configs) needs this key (gateway/triton_access.py); generated
+    # per start unless given (a remote gateway reads it from --triton-control-key-file).
+    control_key: str = field(default_factory=generate_secret, repr=False)
+    http_enabled: bool = False  # the gateway speaks gRPC only; HTTP is one more door to lock
+    metrics_host: str = ""  # Prometheus' address; empty: the same as `host`
     _process: subprocess.Popen | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.model_repository = Path(self.model_repository).resolve()
         self.grpc_port = self.grpc_port or free_port(self.host)
-        self.http_port = self.http_port or free_port(self.host)
-        self.metrics_port = self.metrics_port or free_port(self.host)
+        self.http_port = (self.http_port or free_port(self.host)) if self.http_enabled else 0  # 0 in logs: off
+        self.metrics_host = self.metrics_host or self.host
+        self.metrics_port = self.metrics_port or free_port(self.metrics_host)
         self.log_path = Path(self.log_path or self.cache_dir / f"triton-{self.grpc_port}.log")
 
     @property
@@ -129,7 +137,12 @@ class TritonProcess:
 
     @property
     def metrics_url(self) -> str:
-        return f"http://{self.host}:{self.metrics_port}/metrics"
+        return f"http://{self.metrics_host}:{self.metrics_port}/metrics"
+
+    @property
+    def control_headers(self) -> dict[str, str] | None:
+        """Metadata for this server's restricted calls (tritonclient's `headers=`)."""
+        return control_headers(self.control_key)
 
     def command(self, backends: Path, server_dir: Path) -> list[str]:
         args = [
@@ -139,13 +152,15 @@ class TritonProcess:
             "--model-control-mode=explicit",
             *(f"--load-model={name}" for name in self.models),
             f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
-            f"--http-address={self.host}", f"--http-port={self.http_port}",
-            f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
+            *([f"--http-address={self.host}", f"--http-port={self.http_port}"] if self.http_enabled
+              else ["--allow-http=false"]),
+            f"--metrics-address={self.metrics_host}", f"--metrics-port={self.metrics_port}",
             "--allow-metrics=true", "--allow-gpu-metrics=false",
             "--strict-readiness=true", "--exit-on-error=true", "--log-verbose=0",
         ]
         if self.config_name:
             args.append(f"--model-config-name={self.config_name}")
+        args += restriction_args(self.control_key, self.http_enabled)
         return args + list(self.extra_args)
 
     def start(self) -> None:

@@ -165,9 +165,9 @@ def set_queue_delay(triton, delay_us: int) -> None:
     import tritonclient.grpc as grpcclient
 
     with grpcclient.InferenceServerClient(triton.grpc_url) as client:
-        config = client.get_model_config(tensors.MODEL_NAME, as_json=True)["config"]
+        config = client.get_model_config(tensors.MODEL_NAME, as_json=True, headers=triton.control_headers)["config"]
         config["dynamic_batching"]["max_queue_delay_microseconds"] = str(delay_us)
-        client.load_model(tensors.MODEL_NAME, config=json.dumps(config))
+        client.load_model(tensors.MODEL_NAME, config=json.dumps(config), headers=triton.control_headers)
 
 
 def batch_stats(triton) -> tuple[int, int]:
@@ -192,7 +192,7 @@ def run_stack_benchmarks(model_repository: Path, messages, callers, duration_s, 
             settings = Settings(listen_address="127.0.0.1:0", metrics_listen_address="", triton_url=triton.grpc_url,
                                 model_repository=str(model_repository), length_buckets=buckets,
                                 log_level="WARNING", voice_enabled=False, admin_listen_address="")
-            gateway, port = create_server(settings)
+            gateway, port = create_server(settings, triton_control_key=triton.control_key)
             gateway.start()
             try:
                 end_to_end(f"127.0.0.1:{port}", messages[:64], callers, 2.0)  # warm up

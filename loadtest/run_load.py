@@ -172,7 +172,7 @@ def local_stack(model_repository: Path, options: LoadOptions, gateway_argv: list
         settings = settings.replace(listen_address="127.0.0.1:0", metrics_listen_address="", triton_url=triton.grpc_url,
                                     model_repository=str(model_repository), admin_listen_address="",
                                     voice_enabled=options.voice_weight > 0)
-        gateway, port = create_server(settings)
+        gateway, port = create_server(settings, triton_control_key=triton.control_key)
         gateway.start()
         try:
             yield f"127.0.0.1:{port}", triton.metrics_url

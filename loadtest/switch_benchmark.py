@@ -25,7 +25,7 @@ from loadtest import plots
 from loadtest.corpus import chat_messages
 
 RESULTS_DIR = Path(__file__).with_name("results")
-TOKEN = "switch-benchmark-token"
+TOKEN = "switch-benchmark-token-0123456789abcdef"  # 32+ characters, as the gateway demands
 
 
 def run_callers(stub, messages, callers: int, stop: threading.Event, records: list) -> list[threading.Thread]:
@@ -117,6 +117,7 @@ def main(argv=None) -> None:
     import grpc
 
     from contract.pb import admin_pb2, admin_pb2_grpc, moderation_pb2_grpc
+    from gateway.secrets_files import write_secret_file
     from gateway.server import create_server
     from gateway.settings import Settings
     from gateway.triton_process import TritonProcess
@@ -132,7 +133,7 @@ def main(argv=None) -> None:
     work = Path(tempfile.mkdtemp(prefix="switch-bench-"))
     model_dir = copy_repository(Path(args.model_repository), work / "repo")
     token_file = work / "token"
-    token_file.write_text(TOKEN)
+    write_secret_file(token_file, TOKEN)
     export = make_variant_export(model_dir / "1", work / "variant", lambda b: Temperature(b, 2.0))
     from export.repository import publish_directory
 
@@ -143,7 +144,7 @@ def main(argv=None) -> None:
         settings = Settings(listen_address="127.0.0.1:0", metrics_listen_address="", triton_url=triton.grpc_url, model_repository=str(work / "repo"),
                             admin_listen_address="127.0.0.1:0", admin_token_file=str(token_file),
                             voice_enabled=False, log_level="WARNING", triton_timeout_s=20.0)
-        gateway, port = create_server(settings)
+        gateway, port = create_server(settings, triton_control_key=triton.control_key)
         gateway.start()
         try:
             with grpc.insecure_channel(f"127.0.0.1:{port}") as channel, \

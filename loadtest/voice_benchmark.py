@@ -168,7 +168,7 @@ def run(model_repository: Path, callers: int, rounds: int, overrides: dict) -> d
                             model_repository=str(model_repository), log_level="WARNING", **overrides)
         report["asr"] = {field.name: getattr(settings, field.name) for field in dataclasses.fields(settings)
                          if field.name.startswith(("whisper_model", "asr_"))}  # whatever the gateway calls them
-        gateway, port = create_server(settings)
+        gateway, port = create_server(settings, triton_control_key=triton.control_key)
         gateway.start()
         try:
             with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:

@@ -102,14 +102,15 @@ def run_variant(name: str, version_dir: Path, args, messages: list[str]) -> dict
         repository = single_version_repository(version_dir, Path(args.model_repository) / tensors.MODEL_NAME
                                                / "config.pbtxt", Path(tmp) / "repo")
         with TritonProcess(repository) as triton, grpcclient.InferenceServerClient(triton.grpc_url) as client:
-            shipped = client.get_model_config(tensors.MODEL_NAME, as_json=True)["config"]
+            shipped = client.get_model_config(tensors.MODEL_NAME, as_json=True, headers=triton.control_headers)["config"]
             for setting in SETTINGS:
-                client.load_model(tensors.MODEL_NAME, config=json.dumps(setting.apply(shipped, args.queue_delay_us)))
+                client.load_model(tensors.MODEL_NAME, config=json.dumps(setting.apply(shipped, args.queue_delay_us)),
+                                  headers=triton.control_headers)
                 settings = Settings(listen_address="127.0.0.1:0", metrics_listen_address="", triton_url=triton.grpc_url,
                                     model_repository=str(repository), log_level="WARNING", voice_enabled=False,
                                     admin_listen_address="", length_buckets=setting.buckets,
                                     coalesce_wait_us=setting.coalesce_wait_us)
-                gateway, port = create_server(settings)
+                gateway, port = create_server(settings, triton_control_key=triton.control_key)
                 gateway.start()
                 address = f"127.0.0.1:{port}"
                 try:

@@ -66,7 +66,8 @@ class RunningGateway:
         self.gateway.stop(0)
 
 
-def start_gateway(triton, **overrides) -> RunningGateway:
+def start_gateway(triton, control_key: str | None = None, **overrides) -> RunningGateway:
+    """control_key: Triton's model-control key handed over (default: the one `triton` was started with)."""
     from gateway.server import create_server
     from gateway.settings import Settings
 
@@ -75,7 +76,7 @@ def start_gateway(triton, **overrides) -> RunningGateway:
     overrides.setdefault("metrics_listen_address", "127.0.0.1:0")  # a free port: gateways here run side by side
     settings = Settings(listen_address="127.0.0.1:0", triton_url=triton.grpc_url,
                         model_repository=str(triton.model_repository), health_poll_s=0.2, **overrides)
-    gateway, port = create_server(settings)
+    gateway, port = create_server(settings, triton_control_key=triton.control_key if control_key is None else control_key)
     gateway.start()
     wait_serving(gateway)
     return RunningGateway(gateway, port)

@@ -19,12 +19,13 @@ from contract import tensors
 from contract.manifest import write_manifest
 from contract.pb import admin_pb2, admin_pb2_grpc, moderation_pb2
 from export.repository import PublishError, publish_directory
+from gateway.secrets_files import write_secret_file
 from loadtest.model_variants import ExtraCategory, Temperature, copy_repository, make_variant_export
 from tests.integration.conftest import MODEL_REPOSITORY, _has_version, start_gateway, start_triton
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "test-admin-token-0123456789"
+TOKEN = "test-admin-token-0123456789abcdefghij"  # 32+ characters, as the gateway demands
 TEXTS = [
     "good game everyone, well played",
     "you are a stupid idiot, shut up you worthless loser",
@@ -57,7 +58,7 @@ def stack(tmp_path_factory):
     triton = start_triton(root, repository)
     # generous model timeout: loading a version competes for the same 2 CPU cores as serving
     running = start_gateway(triton, admin_listen_address="127.0.0.1:0", admin_token_file=str(_token_file(root)),
-                            triton_timeout_s=20.0)
+                            triton_timeout_s=20.0, policy_dir=str(_policy_dir(root)))
     admin_channel = grpc.insecure_channel(f"127.0.0.1:{running.gateway.admin_port}")
     yield {"root": root, "model_dir": model_dir, "triton": triton, "gateway": running,
            "admin": admin_pb2_grpc.ModelAdminStub(admin_channel)}
@@ -66,10 +67,14 @@ def stack(tmp_path_factory):
     triton.stop()
 
 
+def _policy_dir(root: Path) -> Path:
+    """The only directory ReloadPolicy may read from."""
+    (root / "policies").mkdir(exist_ok=True)
+    return root / "policies"
+
+
 def _token_file(root: Path) -> Path:
-    path = root / "admin.token"
-    path.write_text(TOKEN + "\n")
-    return path
+    return write_secret_file(root / "admin.token", TOKEN)
 
 
 AUTH = [("authorization", f"Bearer {TOKEN}")]
@@ -212,15 +217,16 @@ def test_broken_version_keeps_the_old_one_serving(stack):
     assert listed.active_version == before
 
 
-def test_policy_reload_validates_first(stack, tmp_path):
+def test_policy_reload_validates_first(stack):
     admin, stub = stack["admin"], stack["gateway"].stub
-    bad = tmp_path / "bad.toml"
+    policies = _policy_dir(stack["root"])
+    bad = policies / "bad.toml"
     bad.write_text("[thresholds]\nno_such_category = 0.5\n")
     with pytest.raises(grpc.RpcError) as caught:
         admin.ReloadPolicy(admin_pb2.ReloadPolicyRequest(path=str(bad)), metadata=AUTH, timeout=10)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "no_such_category" in caught.value.details()
-    strict = tmp_path / "strict.toml"
+    strict = policies / "strict.toml"
     strict.write_text("default_threshold = 1.0\ntoxic_threshold = 1.0\n")  # nothing reaches 1.0: nothing is flagged
     reply = admin.ReloadPolicy(admin_pb2.ReloadPolicyRequest(path=str(strict)), metadata=AUTH, timeout=10)
     assert reply.default_threshold == 1.0

@@ -168,13 +168,13 @@ def test_full_triton_queue_is_resource_exhausted(triton, stub):
     import json
 
     with grpcclient.InferenceServerClient(triton.grpc_url) as client:
-        config = client.get_model_config(tensors.MODEL_NAME, as_json=True)["config"]
+        config = client.get_model_config(tensors.MODEL_NAME, as_json=True, headers=triton.control_headers)["config"]
         original = json.dumps(config)
         config["dynamic_batching"]["default_queue_policy"]["max_queue_size"] = "1"
         config["dynamic_batching"]["max_queue_delay_microseconds"] = "100000"
         config["dynamic_batching"]["preferred_batch_size"] = []
         config["max_batch_size"] = 2
-        client.load_model(tensors.MODEL_NAME, config=json.dumps(config))
+        client.load_model(tensors.MODEL_NAME, config=json.dumps(config), headers=triton.control_headers)
         try:
             with ThreadPoolExecutor(32) as pool:
                 outcomes = list(pool.map(lambda i: _status(stub, f"burst {i}"), range(64)))
@@ -184,7 +184,7 @@ def test_full_triton_queue_is_resource_exhausted(triton, stub):
         finally:
             # back to the config it had: a plain load_model keeps the override (the next tests
             # on this server would see a queue of one and 100 ms of batching delay)
-            client.load_model(tensors.MODEL_NAME, config=original)
+            client.load_model(tensors.MODEL_NAME, config=original, headers=triton.control_headers)
 
 
 def test_triton_down_is_unavailable_then_recovers(tmp_path):

@@ -22,6 +22,7 @@ from gateway.client import format_verdict
 from gateway.errors import BackendTimeout, BackendUnavailable, ModerationError, Overloaded
 from gateway.policy import DEFAULT_POLICY_PATH
 from gateway.readiness import SERVICE_NAME
+from gateway.secrets_files import write_secret_file
 from gateway.server import create_server
 from gateway.settings import Settings
 
@@ -452,16 +453,18 @@ def test_stop_closes_the_classifier_and_the_port(model_repo):
 
 
 # --- admin API through the same boundary ---------------------------------------------------------
+ADMIN_TOKEN = "unit-test-admin-token-0123456789abcdef"
+
+
 def test_admin_calls_get_their_status_codes(model_repo, tmp_path):
     from contract.pb import admin_pb2, admin_pb2_grpc
 
-    token_file = tmp_path / "token"
-    token_file.write_text("s3cret\n")
+    token_file = write_secret_file(tmp_path / "token", ADMIN_TOKEN)
     settings = Settings(listen_address="127.0.0.1:0", metrics_listen_address="", model_repository=str(model_repo), health_poll_s=3600,
-                        admin_listen_address="127.0.0.1:0", admin_token_file=str(token_file))
+                        admin_listen_address="127.0.0.1:0", admin_token_file=str(token_file), policy_dir=str(tmp_path))
     gateway, _ = create_server(settings, classifier=FakeClassifier(), voice=None)
     gateway.start()
-    auth = [("authorization", "Bearer s3cret")]
+    auth = [("authorization", f"Bearer {ADMIN_TOKEN}")]
     try:
         with grpc.insecure_channel(f"127.0.0.1:{gateway.admin_port}") as channel:
             admin = admin_pb2_grpc.ModelAdminStub(channel)
@@ -515,7 +518,7 @@ def test_list_matches_come_back_as_evidence_with_offsets_into_the_text(stub, fak
 def test_policy_reload_refuses_a_bad_file_and_keeps_the_old_policy(model_repo, tmp_path, caplog):
     from contract.pb import admin_pb2, admin_pb2_grpc
 
-    (tmp_path / "token").write_text("s3cret\n")
+    write_secret_file(tmp_path / "token", ADMIN_TOKEN)
     policy_file, bad = tmp_path / "policy.toml", tmp_path / "bad.toml"
     policy_file.write_text("toxic_threshold = 0.05\n[severity]\nlow = 0.05\n[actions]\nlow = 'block'\n")
     bad.write_text("[severity]\nlow = 0.9\nhigh = 0.5\n")
@@ -524,7 +527,7 @@ def test_policy_reload_refuses_a_bad_file_and_keeps_the_old_policy(model_repo, t
                         policy_path=str(policy_file))
     gateway, port = create_server(settings, classifier=FakeClassifier(), voice=None)
     gateway.start()
-    auth = [("authorization", "Bearer s3cret")]
+    auth = [("authorization", f"Bearer {ADMIN_TOKEN}")]
     try:
         with grpc.insecure_channel(f"127.0.0.1:{gateway.admin_port}") as admin_channel, \
                 grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -540,7 +543,11 @@ def test_policy_reload_refuses_a_bad_file_and_keeps_the_old_policy(model_repo, t
             gateway.reload_policy()  # what SIGHUP calls: logs the refusal, keeps serving
             assert "bands must increase" in caplog.text
             assert stub.ClassifyText(request, timeout=5).action == "block"
-            admin.ReloadPolicy(admin_pb2.ReloadPolicyRequest(path=str(DEFAULT_POLICY_PATH)), metadata=auth, timeout=5)
+            outside = rpc_error(admin.ReloadPolicy, admin_pb2.ReloadPolicyRequest(path=str(DEFAULT_POLICY_PATH)),
+                                metadata=auth)  # only files in the policy directory
+            assert outside.code() == grpc.StatusCode.INVALID_ARGUMENT and "outside the policy directory" in outside.details()
+            shutil.copy(DEFAULT_POLICY_PATH, tmp_path / "default.toml")
+            admin.ReloadPolicy(admin_pb2.ReloadPolicyRequest(path="default.toml"), metadata=auth, timeout=5)
             assert stub.ClassifyText(request, timeout=5).action == "allow"
     finally:
         gateway.stop(0)
