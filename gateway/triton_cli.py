@@ -93,12 +93,16 @@ def wait_for_signal() -> None:
     stopping.wait()
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moderation-triton", description=__doc__)
     add_triton_arguments(parser)
     parser.add_argument("--secret-files-group-readable", action="store_true",
                         help="accept a group-readable control key file (Kubernetes secret volumes with fsGroup)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         triton = triton_from_args(args, args.secret_files_group_readable)

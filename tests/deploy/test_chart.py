@@ -306,3 +306,16 @@ def test_refuses_anonymous_gateway_unless_asked():
     assert "--api-keys-file=/etc/moderation/api-keys/api-keys.toml" in keyed
     mtls = {"secrets": {"apiKeys": {"enabled": False}, "tls": {"enabled": True, "existingSecret": "tls", "clientAuth": "require"}}}
     assert "--allow-anonymous=true" not in one(mtls, "Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def test_secret_files_and_triton_http_fit_the_binaries():
+    """Secret volumes are 0440 with an fsGroup, which the gateway and moderation-triton accept only
+    when told; CPU Triton's HTTP is off unless asked for, and its probes need it."""
+    gateway_args = one({}, "Deployment", "gateway")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--secret-files-group-readable=true" in gateway_args
+    cpu = one(VALUES_MATRIX["cpu-only-anonymous"], "Deployment", "triton")["spec"]["template"]["spec"]
+    assert {"--secret-files-group-readable", "--triton-http"} <= set(cpu["containers"][0]["args"])
+    from gateway.triton_cli import build_parser
+
+    parsed = build_parser().parse_args(cpu["containers"][0]["args"])  # moderation-triton's own parser
+    assert parsed.triton_http and parsed.secret_files_group_readable
