@@ -64,6 +64,17 @@ audit() {  # known vulnerabilities in the locked sets; report only (the advisory
   rm -f "$report"
 }
 
+system_packages() {  # sound tools for the voice tests, h2load for the flood; only where apt exists and we are root
+  local missing=""
+  for p in espeak-ng sox libsox-fmt-mp3 ffmpeg nghttp2-client; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+  if [ -n "$missing" ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  elif [ -n "$missing" ]; then
+    echo "note: missing$missing; the voice and flood tests that need them will be skipped" >&2
+  fi
+}
+
 CHECKOV_VERSION=3.3.30
 checkov_venv() {  # checkov in a venv of its own: its pins (networkx<2.7, packaging<24) clash with torch's and ours
   local venv=.venv-checkov
