@@ -95,6 +95,16 @@ class VoicePipeline:
             raise InvalidInput(f"a PCM16 chunk must hold whole samples; got {len(data)} bytes")
         return asr.decode_audio(data, format_hint="pcm16", sample_rate_hz=sample_rate_hz, limits=self.limits)
 
+    def open_stream(self, log):
+        """The input side of one StreamVoice call (gateway.voice_stream.StreamInput), with its own VAD state."""
+        from asr.utterances import UtteranceSegmenter
+        from asr.vad import StreamingSileroVad
+        from gateway.voice_stream import StreamInput, StreamLimits
+
+        # 0.3 s of silence ends an utterance: verdicts come soon after the player stops speaking
+        segmenter = UtteranceSegmenter(StreamingSileroVad(), min_silence_s=0.3, pad_s=0.1)
+        return StreamInput(self, StreamLimits.from_settings(self.settings), segmenter, log)
+
     def transcribe(self, audio, language: str, remaining_s: float | None, place=None):
         """Runs Whisper through the speech queue, in `place` (from `admitted`) or a place of its own;
         waits at most the caller's remaining time or asr_timeout_s."""
