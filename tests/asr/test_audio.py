@@ -154,8 +154,29 @@ def test_unknown_format_hint_is_unsupported(encoded_toxic):
 def test_container_outside_the_accepted_list_is_unsupported(toxic_speech, tmp_path):
     aiff = ffmpeg(toxic_speech.path, tmp_path / "clip.aiff")
 
-    with pytest.raises(UnsupportedFormat, match="accepted: WAV, OGG"):
+    with pytest.raises(UnsupportedFormat, match="accepted: WAV"):
         decode_audio(aiff.read_bytes())
+
+
+@pytest.mark.parametrize("suffix, video_args", [
+    ("mp4", ("-c:v", "mpeg4", "-c:a", "aac")),
+    ("mkv", ("-c:v", "mpeg4", "-c:a", "libopus")),
+    ("mp3", ("-c:v", "mjpeg", "-c:a", "libmp3lame", "-disposition:v", "attached_pic")),
+], ids=["mp4-video", "matroska-video", "mp3-cover-picture"])
+def test_a_file_with_a_video_stream_is_refused(toxic_speech, tmp_path, suffix, video_args):
+    """Issue 15, part 6: voice endpoints take audio only, whatever else the container carries."""
+    clip = ffmpeg(toxic_speech.path, tmp_path / f"clip.{suffix}", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=5",
+                  "-map", "1:v", "-map", "0:a", "-shortest", *video_args)
+
+    with pytest.raises(UnsupportedFormat, match="video stream; accepted: WAV"):
+        decode_audio(clip.read_bytes())
+
+
+def test_a_decoder_outside_the_list_is_refused_by_name(toxic_speech, tmp_path):
+    mulaw = ffmpeg(toxic_speech.path, tmp_path / "clip.wav", "-c:a", "pcm_mulaw")
+
+    with pytest.raises(UnsupportedFormat, match="'pcm_mulaw' is not supported; accepted: WAV"):
+        decode_audio(mulaw.read_bytes())
 
 
 def test_codec_outside_the_accepted_list_is_unsupported(toxic_speech, tmp_path):
