@@ -11,7 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from contract.pb import admin_pb2_grpc, moderation_pb2, moderation_pb2_grpc
+from contract.pb import admin_pb2_grpc, moderation_pb2
 from gateway.admin import TOKEN_ENV, AdminService, BearerTokenInterceptor, load_admin_token
 from gateway.classifier import Classifier
 from gateway.errors import GatewayStartError, ModerationError
@@ -21,6 +21,7 @@ from gateway.readiness import SERVICE_NAME, ReadinessMonitor
 from gateway.service import ModelHolder, ModerationService
 from gateway.settings import Settings, load_settings
 from gateway.voice import create_voice_pipeline
+from gateway.wire import add_moderation_servicer
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def create_server(settings: Settings, classifier: Classifier | None = None, voic
         # a voice clip may be up to max_audio_bytes; gRPC's default limit is 4 MB
         options=[("grpc.max_receive_message_length", settings.max_audio_bytes + 64 * 1024)],
     )
-    moderation_pb2_grpc.add_ModerationServicer_to_server(service, server)
+    add_moderation_servicer(service, server)  # malformed requests: INVALID_ARGUMENT (gateway/wire.py)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):

@@ -73,11 +73,22 @@ class VoicePipeline:
     def check_size(self, request) -> None:
         """The checks that need no decoding, made before a clip takes its place: a request that can
         never succeed gets INVALID_ARGUMENT even when the gateway is busy, not a retry hint."""
+        self.check_language(request.language)
         if not request.audio:
             raise InvalidInput("audio is empty")
         if len(request.audio) > self.limits.max_bytes:
             raise InvalidInput(f"audio rejected: audio is {len(request.audio)} bytes; the limit is "
                                f"{self.limits.max_bytes} bytes")
+
+    def check_language(self, language: str) -> None:
+        """An unknown language code is the caller's mistake: INVALID_ARGUMENT listing the codes, not a
+        failure inside Whisper (issue 15, part 4)."""
+        from asr.transcriber import check_language
+
+        try:
+            check_language(language or None)
+        except ValueError as err:
+            raise InvalidInput(f"{err}; or leave language empty for the gateway's default") from None
 
     def decode(self, request):
         """The clip -> 16 kHz float32 samples; `check_size` has passed. asr's AudioError becomes

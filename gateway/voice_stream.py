@@ -166,6 +166,7 @@ class StreamInput:
             if not MIN_PCM_SAMPLE_RATE_HZ <= chunk.sample_rate_hz <= MAX_PCM_SAMPLE_RATE_HZ:
                 raise InvalidInput(f"sample_rate_hz {chunk.sample_rate_hz} is outside "
                                    f"{MIN_PCM_SAMPLE_RATE_HZ}-{MAX_PCM_SAMPLE_RATE_HZ} Hz")
+            self.voice.check_language(chunk.language)
             self.rate, self.language = chunk.sample_rate_hz, chunk.language
             self.log.request_id = chunk.request_id or self.log.request_id
         elif chunk.sample_rate_hz not in (0, self.rate):

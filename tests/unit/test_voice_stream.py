@@ -18,6 +18,7 @@ from contract.pb import moderation_pb2  # noqa: E402
 from gateway.boundary import RequestLog  # noqa: E402
 from gateway.errors import InvalidInput  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
+from gateway.voice import VoicePipeline  # noqa: E402
 from gateway.voice_stream import ChunkReader, StreamExpired, StreamInput, StreamLimits  # noqa: E402
 
 RATE = 16000
@@ -38,6 +39,8 @@ class RecordingSegmenter:
 
 
 class PcmVoice:
+    check_language = VoicePipeline.check_language
+
     def decode_pcm16(self, data, rate):
         from asr import decode_audio
 
@@ -100,6 +103,11 @@ def test_only_the_first_chunk_may_be_empty():
 def test_bad_chunks_are_invalid_argument(first, needle):
     with pytest.raises(InvalidInput, match=needle):
         run([first])
+
+
+def test_an_unknown_language_is_invalid_argument_naming_the_known_ones():
+    with pytest.raises(InvalidInput, match="'xx'; known: af, am, ar"):
+        run([chunk(0.1, first=True, language="xx")])
 
 
 def test_rate_may_not_change_mid_stream():
