@@ -64,9 +64,12 @@ def rpc_body(gateway, tally: Tally):
         except Exception as err:  # anything but a status is a crash of the harness or the client
             tally.crashes.append(_example(case, f"{type(err).__name__}: {err}"))
             return
+        if not gateway.alive():
+            tally.crashes.append(_example(case, f"the gateway process died ({code})"))
+            raise SystemExit("the gateway process died")
         tally.codes[(case.family, case.method, code)] += 1
         if tally.rpc_cases % RSS_EVERY == 0:
-            tally.rss_mb.append((tally.rpc_cases, round(rss_mb(), 1)))
+            tally.rss_mb.append((tally.rpc_cases, round(gateway_rss_mb(gateway), 1)))
         if code == "INTERNAL" and len(tally.internal) < EXAMPLES_KEPT:
             tally.internal.append(_example(case, details))
     return body
@@ -98,6 +101,11 @@ def _example(case, details: str) -> dict:
             "details": details[:200]}
 
 
+def gateway_rss_mb(gateway) -> float:
+    """The gateway's resident memory: its own process's when it has one."""
+    return gateway.memory_mb()[0] if hasattr(gateway, "memory_mb") else rss_mb()
+
+
 def rss_mb() -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -106,29 +114,30 @@ def rss_mb() -> float:
 
 
 def run_fuzz(cases: int, decoder_cases: int, seed_value: int, derandomize: bool = False, gateway=None) -> dict:
-    """Fuzzes; returns the report (see `summary`)."""
+    """Fuzzes `gateway` (default: a GatewayProcess of its own); returns the report (see `summary`)."""
     from hypothesis import strategies as st
 
     from loadtest import fuzz_cases
-    from loadtest.fuzz_harness import FuzzGateway
+    from loadtest.fuzz_harness import GatewayProcess
 
-    tally, started, rss_start = Tally(), time.perf_counter(), rss_mb()
+    tally, started = Tally(), time.perf_counter()
     own = gateway is None
-    gateway = FuzzGateway() if own else gateway
-    tally.rss_mb.append((0, round(rss_mb(), 1)))  # the gateway started, its models loaded
+    gateway = GatewayProcess() if own else gateway
+    tally.rss_mb.append((0, round(gateway_rss_mb(gateway), 1)))  # the gateway started, its models loaded
     try:
         drive(fuzz_cases.rpc_cases(), cases, rpc_body(gateway, tally), seed_value, derandomize)
-        healthy = gateway.healthy()
+        healthy = gateway.alive() and gateway.healthy()
+        peak = gateway.memory_mb()[1] if hasattr(gateway, "memory_mb") else None
     finally:
         if own:
             gateway.close()
     if decoder_cases:
         hints = st.sampled_from(("", "", "wav", "ogg", "mp3", "webm", "m4a", "flac"))
         drive(st.tuples(fuzz_cases.audio_bytes, hints), decoder_cases, decoder_body(tally), seed_value, derandomize)
-    return summary(tally, healthy, time.perf_counter() - started, rss_start, seed_value)
+    return summary(tally, healthy, time.perf_counter() - started, peak, seed_value)
 
 
-def summary(tally: Tally, healthy: bool, elapsed_s: float, rss_start: float, seed_value: int) -> dict:
+def summary(tally: Tally, healthy: bool, elapsed_s: float, gateway_peak_mb: float | None, seed_value: int) -> dict:
     by_code, by_method = Counter(), {}
     by_family = {}
     for (family, method, code), n in tally.codes.items():
@@ -144,8 +153,9 @@ def summary(tally: Tally, healthy: bool, elapsed_s: float, rss_start: float, see
         "internal": tally.internal_count, "internal_examples": tally.internal,
         "crashes": len(tally.crashes), "crash_examples": tally.crashes[:EXAMPLES_KEPT],
         "healthy_after": healthy, "elapsed_s": round(elapsed_s, 1),
-        "rss_start_mb": round(rss_start, 1), "rss_end_mb": round(rss_mb(), 1), "rss_by_cases_mb": tally.rss_mb,
-        "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "gateway_rss_by_cases_mb": tally.rss_mb,
+        "gateway_max_rss_mb": None if gateway_peak_mb is None else round(gateway_peak_mb, 1),
+        "runner_max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
 
 
@@ -154,8 +164,9 @@ def markdown(report: dict) -> str:
              f"- RPC cases: {report['rpc_cases']}; decoder cases: {report['decoder_cases']}; seed {report['seed']}",
              f"- INTERNAL: {report['internal']}; crashes: {report['crashes']}; a normal call answered after: "
              f"{report['healthy_after']}",
-             f"- RSS: {report['rss_start_mb']} MB before the gateway, {_rss_line(report['rss_by_cases_mb'])}, "
-             f"{report['rss_end_mb']} MB at the end, max {report['max_rss_mb']} MB; {report['elapsed_s']} s", "",
+             f"- Gateway RSS: {_rss_line(report['gateway_rss_by_cases_mb'])}; its maximum "
+             f"{report['gateway_max_rss_mb']} MB (the runner, with hypothesis: {report['runner_max_rss_mb']} MB)",
+             f"- {report['elapsed_s']} s", "",
              "| method | " + " | ".join(report["status_codes"]) + " |",
              "|---|" + "---|" * len(report["status_codes"])]
     for method, codes in report["by_method"].items():

@@ -12,6 +12,10 @@ Calls are sent as raw bytes (no client-side serializer), so a case can be any by
 
 from __future__ import annotations
 
+import logging
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -85,33 +89,37 @@ def _serving_version(model_repository: Path) -> tuple[str, int]:
     return version, len(labels)
 
 
-class FuzzGateway:
-    """The gateway on 127.0.0.1:0 with the stand-ins above; a context manager."""
+def start_fuzz_server(model_repository: Path = REPO_DIR / "model_repository", **settings_changes):
+    """The gateway with the stand-ins above, started on 127.0.0.1:0 with its model loaded; (gateway, port)."""
+    from gateway.server import create_server
+    from gateway.settings import Settings
+    from gateway.voice import VoicePipeline
 
-    def __init__(self, model_repository: Path = REPO_DIR / "model_repository", **settings_changes):
-        from gateway.server import create_server
-        from gateway.settings import Settings
-        from gateway.voice import VoicePipeline
+    version, n_labels = _serving_version(model_repository)
+    settings_changes.setdefault("stream_idle_timeout_s", 5.0)
+    settings = Settings(listen_address="127.0.0.1:0", model_repository=str(model_repository), health_poll_s=3600,
+                        admin_listen_address="", coalesce_wait_us=0, asr_process=False, **settings_changes)
+    voice = VoicePipeline(settings, executor=EchoWhisper())
+    gateway, port = create_server(settings, classifier=UniformClassifier(version, n_labels), voice=voice)
+    gateway.start()
+    deadline = time.monotonic() + 60
+    while not gateway.monitor.check_once():
+        if time.monotonic() > deadline:
+            gateway.stop(0)
+            raise RuntimeError("the fuzz gateway never loaded its model")
+        time.sleep(0.1)
+    return gateway, port
 
-        version, n_labels = _serving_version(model_repository)
-        settings_changes.setdefault("stream_idle_timeout_s", 5.0)
-        self.settings = Settings(listen_address="127.0.0.1:0", model_repository=str(model_repository),
-                                 health_poll_s=3600, admin_listen_address="", coalesce_wait_us=0,
-                                 asr_process=False, **settings_changes)
-        voice = VoicePipeline(self.settings, executor=EchoWhisper())
-        self.gateway, port = create_server(self.settings, classifier=UniformClassifier(version, n_labels),
-                                           voice=voice)
-        self.gateway.start()
-        deadline = time.monotonic() + 60
-        while not self.gateway.monitor.check_once():
-            if time.monotonic() > deadline:
-                raise RuntimeError("the fuzz gateway never loaded its model")
-            time.sleep(0.1)
+
+class FuzzClient:
+    """Raw-bytes calls to a fuzz gateway on `port`."""
+
+    def __init__(self, port: int):
         self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         self._unary = {m: self.channel.unary_unary(f"{SERVICE_PATH}/{m}") for m in UNARY_METHODS}
         self._stream = {m: self.channel.stream_stream(f"{SERVICE_PATH}/{m}") for m in STREAM_METHODS}
 
-    def __enter__(self) -> FuzzGateway:
+    def __enter__(self):
         return self
 
     def __exit__(self, *exc) -> None:
@@ -133,6 +141,70 @@ class FuzzGateway:
         request = moderation_pb2.ClassifyTextRequest(text="good game").SerializeToString()
         return self.call("ClassifyText", request)[0] == "OK"
 
+    def alive(self) -> bool:
+        return True
+
     def close(self) -> None:
         self.channel.close()
+
+
+class FuzzGateway(FuzzClient):
+    """The fuzz gateway in this process (for the CI corpus)."""
+
+    def __init__(self, **settings_changes):
+        self.gateway, port = start_fuzz_server(**settings_changes)
+        super().__init__(port)
+
+    def close(self) -> None:
+        super().close()
         self.gateway.stop(0)
+
+
+class GatewayProcess(FuzzClient):
+    """The fuzz gateway in a child process, so its memory is measured apart from hypothesis's and a
+    crash of the server (FFmpeg, onnxruntime) shows as a dead process instead of killing the run."""
+
+    def __init__(self):
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_DIR), os.environ.get("PYTHONPATH")])))
+        self.process = subprocess.Popen([sys.executable, "-m", "loadtest.fuzz_harness"], stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+        line = self.process.stdout.readline()
+        if not line.startswith("port "):
+            self.process.kill()
+            raise RuntimeError(f"the fuzz gateway process did not start (exit {self.process.wait()})")
+        super().__init__(int(line.split()[1]))
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def memory_mb(self) -> tuple[float, float]:
+        """(resident now, highest resident so far) of the gateway process."""
+        values = {}
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                values[key] = int(rest.split()[0]) / 1024
+        return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
+
+    def close(self) -> None:
+        super().close()
+        if self.process.poll() is None:
+            self.process.stdin.close()  # the server's signal to stop
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _serve() -> None:
+    """Child-process entry: serves until stdin closes."""
+    logging.basicConfig(level=logging.WARNING)  # one INFO line per case would be most of the run's cost
+    gateway, port = start_fuzz_server()
+    print(f"port {port}", flush=True)
+    sys.stdin.read()
+    gateway.stop(0)
+
+
+if __name__ == "__main__":
+    _serve()
