@@ -95,3 +95,35 @@ def test_a_client_that_cancels_leaves_no_reader_behind(stub):
         list(call)
     assert caught.value.code() == grpc.StatusCode.CANCELLED
     assert wait_for_no_readers() == 0
+
+
+# --- the input probes of issue 15 that reach the speech path (parts 4 and 6) ----------------------
+
+def test_an_unknown_language_is_invalid_argument_not_internal(stub, toxic_speech):
+    request = moderation_pb2.ClassifyVoiceRequest(audio=toxic_speech.path.read_bytes(), language="xx")
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ClassifyVoice(request, timeout=60)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "'xx'" in caught.value.details() and "en" in caught.value.details()
+    first = moderation_pb2.AudioChunk(pcm16=b"\0\0" * 1600, sample_rate_hz=RATE, language="klingon")
+    code, details = stream_status(stub, iter([first]))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "klingon" in details
+
+
+def test_a_clip_with_video_is_refused_naming_what_is_accepted(stub, toxic_speech, tmp_path):
+    from tests.asr.speech import ffmpeg
+
+    clip = ffmpeg(toxic_speech.path, tmp_path / "clip.mp4", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=5",
+                  "-map", "1:v", "-map", "0:a", "-shortest", "-c:v", "mpeg4", "-c:a", "aac")
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.ClassifyVoice(moderation_pb2.ClassifyVoiceRequest(audio=clip.read_bytes()), timeout=60)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "video stream; accepted: WAV" in caught.value.details()
+
+
+def test_malformed_protobuf_is_invalid_argument(gateway):
+    truncated = moderation_pb2.ClassifyVoiceRequest(audio=b"\0" * 100, language="en").SerializeToString()[:-2]
+    call = gateway.channel.unary_unary("/moderation.v1.Moderation/ClassifyVoice")
+    with pytest.raises(grpc.RpcError) as caught:
+        call(truncated, timeout=30)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "malformed request" in caught.value.details()
