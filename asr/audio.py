@@ -151,14 +151,54 @@ def _normalise_hint(format_hint: str) -> str:
     return hint
 
 
-def _decode_pcm16(data: bytes, sample_rate_hz: int | None, limits: AudioLimits) -> np.ndarray:
-    """Headerless little-endian int16 mono at a declared rate -> 16 kHz float32."""
+def _check_pcm_rate(sample_rate_hz: int | None) -> None:
     if sample_rate_hz is None or sample_rate_hz == 0:
         raise InvalidSampleRate("raw PCM16 audio needs its sample rate (sample_rate_hz)")
     if not MIN_PCM_SAMPLE_RATE_HZ <= sample_rate_hz <= MAX_PCM_SAMPLE_RATE_HZ:
         raise InvalidSampleRate(
             f"sample rate {sample_rate_hz} Hz is outside {MIN_PCM_SAMPLE_RATE_HZ}-{MAX_PCM_SAMPLE_RATE_HZ} Hz"
         )
+
+
+class Pcm16Stream:
+    """One live stream's raw PCM16 chunks -> 16 kHz float32, through one resampler for the whole
+    stream: the result equals decoding all the chunks at once, where a resampler per chunk would
+    leave a step at every chunk boundary."""
+
+    def __init__(self, sample_rate_hz: int):
+        _check_pcm_rate(sample_rate_hz)
+        self.sample_rate_hz = sample_rate_hz
+        self._resampler = None
+        if sample_rate_hz != WHISPER_SAMPLE_RATE_HZ:
+            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=WHISPER_SAMPLE_RATE_HZ)
+        self._pts = 0  # input samples so far: the resampler needs continuous timestamps
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """The 16 kHz samples for one chunk (a few may come with the next chunk or `flush`)."""
+        if len(data) % 2:
+            raise UndecodableAudio(f"raw PCM16 needs an even number of bytes, got {len(data)}")
+        samples = np.frombuffer(data, dtype="<i2")
+        if self._resampler is None:
+            return samples.astype(np.float32) / PCM16_FULL_SCALE
+        frame = av.AudioFrame.from_ndarray(samples.astype(np.int16).reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate, frame.pts = self.sample_rate_hz, self._pts
+        self._pts += len(samples)
+        return self._collect(self._resampler.resample(frame))
+
+    def flush(self) -> np.ndarray:
+        """The samples still inside the resampler, at the end of the stream."""
+        return np.zeros(0, dtype=np.float32) if self._resampler is None else self._collect(self._resampler.resample(None))
+
+    @staticmethod
+    def _collect(frames) -> np.ndarray:
+        chunks = [frame.to_ndarray().reshape(-1) for frame in frames]
+        audio = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, dtype=np.float32)
+        return np.clip(np.nan_to_num(audio, copy=False), -1.0, 1.0)
+
+
+def _decode_pcm16(data: bytes, sample_rate_hz: int | None, limits: AudioLimits) -> np.ndarray:
+    """Headerless little-endian int16 mono at a declared rate -> 16 kHz float32."""
+    _check_pcm_rate(sample_rate_hz)
     if len(data) % 2:
         raise UndecodableAudio(f"raw PCM16 needs an even number of bytes, got {len(data)}")
     _check_duration(len(data) / 2 / sample_rate_hz, limits)

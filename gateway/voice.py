@@ -98,13 +98,11 @@ class VoicePipeline:
         return asr.decode_audio(request.audio, format_hint=request.format,
                                 sample_rate_hz=request.sample_rate_hz or None, limits=self.limits)
 
-    def decode_pcm16(self, data: bytes, sample_rate_hz: int):
-        """One stream chunk -> 16 kHz float32 samples."""
+    def pcm16_stream(self, sample_rate_hz: int):
+        """A decoder for one stream's PCM16 chunks (asr.Pcm16Stream): one resampler per stream."""
         import asr
 
-        if len(data) % 2:
-            raise InvalidInput(f"a PCM16 chunk must hold whole samples; got {len(data)} bytes")
-        return asr.decode_audio(data, format_hint="pcm16", sample_rate_hz=sample_rate_hz, limits=self.limits)
+        return asr.Pcm16Stream(sample_rate_hz)
 
     def open_stream(self, log):
         """The input side of one StreamVoice call (gateway.voice_stream.StreamInput), with its own VAD state."""

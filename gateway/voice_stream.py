@@ -120,10 +120,11 @@ class StreamInput:
     """
 
     def __init__(self, voice, limits: StreamLimits, segmenter, log):
-        """voice: gateway.voice.VoicePipeline (decode_pcm16); segmenter: asr.utterances.UtteranceSegmenter;
+        """voice: gateway.voice.VoicePipeline (check_language, pcm16_stream); segmenter: asr.utterances.UtteranceSegmenter;
         log: the call's gateway.boundary.RequestLog."""
         self.voice, self.limits, self.segmenter, self.log = voice, limits, segmenter, log
         self.rate, self.language = 0, ""
+        self._decoder = None  # asr.Pcm16Stream, made from the first chunk's rate
         self._first_arrival: float | None = None
         self._chunks = 0
         self._audio_s = 0.0
@@ -136,6 +137,8 @@ class StreamInput:
                 samples = self._accept(chunk, arrival)
                 if samples is not None:
                     yield from self.segmenter.feed(samples)
+        if self._decoder is not None:
+            yield from self.segmenter.feed(self._decoder.flush())
         yield from self.segmenter.finish()
 
     def _accept(self, chunk, arrival: float):
@@ -157,7 +160,7 @@ class StreamInput:
         self._short_chunk = duration_s < self.limits.min_chunk_s
         self._check_pace(duration_s, arrival)
         self.log.size, self.log.chars = self.log.size + 1, self.log.chars + size
-        return self.voice.decode_pcm16(chunk.pcm16, self.rate) if size else None
+        return self._decoder.decode(chunk.pcm16) if size else None
 
     def _check_header(self, chunk) -> None:
         if not self.rate:
@@ -167,6 +170,7 @@ class StreamInput:
                 raise InvalidInput(f"sample_rate_hz {chunk.sample_rate_hz} is outside "
                                    f"{MIN_PCM_SAMPLE_RATE_HZ}-{MAX_PCM_SAMPLE_RATE_HZ} Hz")
             self.voice.check_language(chunk.language)
+            self._decoder = self.voice.pcm16_stream(chunk.sample_rate_hz)
             self.rate, self.language = chunk.sample_rate_hz, chunk.language
             self.log.request_id = chunk.request_id or self.log.request_id
         elif chunk.sample_rate_hz not in (0, self.rate):

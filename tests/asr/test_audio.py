@@ -194,3 +194,27 @@ def test_audio_errors_are_value_errors():
 def test_limits_are_checked_when_built():
     with pytest.raises(ValueError, match="max_audio_s"):
         AudioLimits(max_audio_s=0)
+
+
+@pytest.mark.parametrize("rate", [16000, 22050, 48000])
+def test_a_stream_of_pcm16_chunks_decodes_as_the_whole_does(rate):
+    """One resampler per stream: chunk boundaries leave no trace (issue 15, part 5)."""
+    from asr import Pcm16Stream
+
+    tone = np.sin(np.arange(rate) * 2 * np.pi * 440 / rate) * 0.5
+    pcm = (tone * 32767).astype("<i2").tobytes()
+    whole = decode_audio(pcm, format_hint="pcm16", sample_rate_hz=rate)
+    stream, step = Pcm16Stream(rate), int(0.1 * rate) * 2
+    pieces = [stream.decode(pcm[offset : offset + step]) for offset in range(0, len(pcm), step)]
+    streamed = np.concatenate(pieces + [stream.flush()])
+    assert len(streamed) == len(whole)
+    np.testing.assert_allclose(streamed, whole, atol=1e-6)
+
+
+def test_a_pcm16_stream_checks_its_rate_and_whole_samples():
+    from asr import Pcm16Stream
+
+    with pytest.raises(InvalidSampleRate):
+        Pcm16Stream(4000)
+    with pytest.raises(UndecodableAudio, match="even number"):
+        Pcm16Stream(16000).decode(b"\0\0\0")

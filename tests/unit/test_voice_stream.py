@@ -40,11 +40,7 @@ class RecordingSegmenter:
 
 class PcmVoice:
     check_language = VoicePipeline.check_language
-
-    def decode_pcm16(self, data, rate):
-        from asr import decode_audio
-
-        return decode_audio(data, format_hint="pcm16", sample_rate_hz=rate)
+    pcm16_stream = VoicePipeline.pcm16_stream
 
 
 def chunk(seconds: float, first: bool = False, rate: int = RATE, **fields):
