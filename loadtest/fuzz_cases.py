@@ -29,6 +29,7 @@ SEED_FORMATS = (
     ("webm", ("-c:a", "libopus", "-b:a", "16k")),
     ("m4a", ("-c:a", "aac", "-b:a", "32k")),
 )
+BITEXACT = ("-fflags", "+bitexact", "-flags:a", "+bitexact")  # no random OGG serials: the same seeds every run
 FORMAT_HINTS = ("", "wav", "ogg", "audio/ogg; codecs=opus", "webm", "mp3", "flac", "m4a", "pcm16", "raw",
                 "amr", "video/mp4", "\x00", "WAV", ".mp3")
 LANGUAGES = ("", "en", "de", "xx", "EN", "zz-top", "haw", "\u00e9n")
@@ -55,7 +56,7 @@ def audio_seeds() -> tuple[bytes, ...]:
         for suffix, args in SEED_FORMATS[1:]:
             target = Path(tmp) / f"seed.{suffix}"
             done = subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-i", str(source), *args,
-                                   str(target)], capture_output=True, timeout=60)
+                                   *BITEXACT, str(target)], capture_output=True, timeout=60)
             if done.returncode == 0:
                 seeds.append(target.read_bytes())
     return tuple(seeds)
