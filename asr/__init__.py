@@ -10,7 +10,7 @@ This package knows nothing of gRPC or Triton; the gateway calls it:
         transcript = place.transcribe(decode_audio(clip), expires_at=time.monotonic() + 5)
 """
 
-from asr.audio import WHISPER_SAMPLE_RATE_HZ, AudioLimits, decode_audio
+from asr.audio import WHISPER_SAMPLE_RATE_HZ, AudioLimits, Pcm16Stream, decode_audio
 from asr.backends import create_transcriber
 from asr.errors import (
     AsrError,
@@ -44,6 +44,7 @@ __all__ = [
     "InProcessExecutor",
     "InvalidSampleRate",
     "ModelUnavailable",
+    "Pcm16Stream",
     "Place",
     "Segment",
     "SpeechQueue",

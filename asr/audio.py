@@ -7,8 +7,11 @@ WebM/Opus, MP3, FLAC, M4A/AAC). Raw PCM16 has no header, so the caller must decl
 Choices:
 - Limits come first: the byte count before anything is parsed, the duration the container
   declares before decoding, and the decoded duration while decoding, so a bomb stops early.
-- The bytes are untrusted, so FFmpeg may only probe the demuxers we accept (`format_whitelist`)
-  and we accept only the codecs listed in `ACCEPTED_CODECS`; anything else is UnsupportedFormat.
+- The bytes are untrusted, so FFmpeg may only probe with the demuxers we accept
+  (`format_whitelist`) and open only the decoders we accept (`codec_whitelist`: probing a file's
+  streams opens a decoder for each, before we see any codec name), within small probe limits
+  (`probesize`, `analyzeduration`). A file with a video stream, or whose audio is in a codec
+  outside `ACCEPTED_CODECS`, is UnsupportedFormat naming what is accepted (issue 15, part 6).
 - Any FFmpeg error while opening or decoding is UndecodableAudio, with FFmpeg's reason. Some
   truncations cannot be seen (a WAV or MP3 cut short just ends early); those decode to the part
   that is there, which is also what a player's client would play.
@@ -58,6 +61,12 @@ ACCEPTED_CODECS = frozenset({
     "pcm_s16le", "pcm_s24le", "pcm_s32le", "pcm_f32le", "pcm_f64le", "pcm_u8",
     "opus", "vorbis", "mp3", "mp3float", "flac", "aac",
 })
+# The FFmpeg decoders that may open while the streams are probed: the accepted codecs' own and
+# the variants FFmpeg may pick for them.
+ACCEPTED_DECODERS = ACCEPTED_CODECS | {"libopus", "aac_fixed"}
+ACCEPTED_DESCRIPTION = "WAV (PCM), OGG/WebM (Opus, Vorbis), MP3, FLAC, M4A/AAC, or raw PCM16; audio only"
+PROBE_BYTES = 64 * 1024  # FFmpeg reads at most this to recognise the format and its streams (default 5 MB)
+PROBE_DURATION_US = 1_000_000  # and analyses at most 1 s of packets (default 5 s)
 
 
 @dataclass(frozen=True)
@@ -142,14 +151,54 @@ def _normalise_hint(format_hint: str) -> str:
     return hint
 
 
-def _decode_pcm16(data: bytes, sample_rate_hz: int | None, limits: AudioLimits) -> np.ndarray:
-    """Headerless little-endian int16 mono at a declared rate -> 16 kHz float32."""
+def _check_pcm_rate(sample_rate_hz: int | None) -> None:
     if sample_rate_hz is None or sample_rate_hz == 0:
         raise InvalidSampleRate("raw PCM16 audio needs its sample rate (sample_rate_hz)")
     if not MIN_PCM_SAMPLE_RATE_HZ <= sample_rate_hz <= MAX_PCM_SAMPLE_RATE_HZ:
         raise InvalidSampleRate(
             f"sample rate {sample_rate_hz} Hz is outside {MIN_PCM_SAMPLE_RATE_HZ}-{MAX_PCM_SAMPLE_RATE_HZ} Hz"
         )
+
+
+class Pcm16Stream:
+    """One live stream's raw PCM16 chunks -> 16 kHz float32, through one resampler for the whole
+    stream: the result equals decoding all the chunks at once, where a resampler per chunk would
+    leave a step at every chunk boundary."""
+
+    def __init__(self, sample_rate_hz: int):
+        _check_pcm_rate(sample_rate_hz)
+        self.sample_rate_hz = sample_rate_hz
+        self._resampler = None
+        if sample_rate_hz != WHISPER_SAMPLE_RATE_HZ:
+            self._resampler = av.AudioResampler(format="flt", layout="mono", rate=WHISPER_SAMPLE_RATE_HZ)
+        self._pts = 0  # input samples so far: the resampler needs continuous timestamps
+
+    def decode(self, data: bytes) -> np.ndarray:
+        """The 16 kHz samples for one chunk (a few may come with the next chunk or `flush`)."""
+        if len(data) % 2:
+            raise UndecodableAudio(f"raw PCM16 needs an even number of bytes, got {len(data)}")
+        samples = np.frombuffer(data, dtype="<i2")
+        if self._resampler is None:
+            return samples.astype(np.float32) / PCM16_FULL_SCALE
+        frame = av.AudioFrame.from_ndarray(samples.astype(np.int16).reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate, frame.pts = self.sample_rate_hz, self._pts
+        self._pts += len(samples)
+        return self._collect(self._resampler.resample(frame))
+
+    def flush(self) -> np.ndarray:
+        """The samples still inside the resampler, at the end of the stream."""
+        return np.zeros(0, dtype=np.float32) if self._resampler is None else self._collect(self._resampler.resample(None))
+
+    @staticmethod
+    def _collect(frames) -> np.ndarray:
+        chunks = [frame.to_ndarray().reshape(-1) for frame in frames]
+        audio = np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, dtype=np.float32)
+        return np.clip(np.nan_to_num(audio, copy=False), -1.0, 1.0)
+
+
+def _decode_pcm16(data: bytes, sample_rate_hz: int | None, limits: AudioLimits) -> np.ndarray:
+    """Headerless little-endian int16 mono at a declared rate -> 16 kHz float32."""
+    _check_pcm_rate(sample_rate_hz)
     if len(data) % 2:
         raise UndecodableAudio(f"raw PCM16 needs an even number of bytes, got {len(data)}")
     _check_duration(len(data) / 2 / sample_rate_hz, limits)
@@ -180,19 +229,25 @@ def _decode_container(data: bytes, limits: AudioLimits) -> np.ndarray:
 
 
 def _open_container(data: bytes) -> av.container.InputContainer:
-    """Probes the bytes, letting only the demuxers we accept look at them."""
-    options = {"format_whitelist": ",".join(ACCEPTED_DEMUXERS)}
+    """Probes the bytes, letting only the demuxers and decoders we accept look at them."""
+    options = {
+        "format_whitelist": ",".join(ACCEPTED_DEMUXERS),
+        "codec_whitelist": ",".join(sorted(ACCEPTED_DECODERS)),
+        "probesize": str(PROBE_BYTES),
+        "analyzeduration": str(PROBE_DURATION_US),
+    }
     try:
         return av.open(io.BytesIO(data), mode="r", options=options, metadata_errors="ignore")
     except av.error.ArgumentError:  # FFmpeg's answer when the probed demuxer is not whitelisted
-        raise UnsupportedFormat(
-            "not a supported audio format; accepted: WAV, OGG, WebM, MP3, FLAC, M4A, AAC, or raw PCM16"
-        ) from None
+        raise UnsupportedFormat(f"not a supported audio format; accepted: {ACCEPTED_DESCRIPTION}") from None
     except av.error.FFmpegError as err:
         raise UndecodableAudio(f"audio could not be decoded (not audio, or corrupt): {err.strerror}") from None
 
 
 def _audio_stream(container: av.container.InputContainer) -> av.audio.stream.AudioStream:
+    if container.streams.video:
+        raise UnsupportedFormat(f"the {container.format.name} file has a video stream; accepted: "
+                                f"{ACCEPTED_DESCRIPTION}")
     if not container.streams.audio:
         raise UndecodableAudio(f"the {container.format.name} file has no audio stream")
     stream = container.streams.audio[0]
@@ -200,9 +255,7 @@ def _audio_stream(container: av.container.InputContainer) -> av.audio.stream.Aud
         raise UndecodableAudio(f"the {container.format.name} file's audio stream has no usable codec")
     codec = stream.codec_context.name
     if codec not in ACCEPTED_CODECS:
-        raise UnsupportedFormat(
-            f"audio codec {codec!r} is not supported; accepted: PCM, Opus, Vorbis, MP3, FLAC, AAC"
-        )
+        raise UnsupportedFormat(f"audio codec {codec!r} is not supported; accepted: {ACCEPTED_DESCRIPTION}")
     return stream
 
 

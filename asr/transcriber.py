@@ -127,9 +127,17 @@ class TranscriberOptions:
             raise ValueError(f"compute_type {self.compute_type} needs device='cuda'")
 
 
+def whisper_languages() -> frozenset[str]:
+    """The language codes Whisper knows ("en", "de", "haw", ...); an unknown one fails inside the model."""
+    from faster_whisper.tokenizer import _LANGUAGE_CODES  # the list the tokenizer itself checks against
+
+    return frozenset(_LANGUAGE_CODES)
+
+
 def check_language(language: str | None) -> None:
-    if language is not None and not _LANGUAGE_CODE.fullmatch(language):
-        raise ValueError(f"language must be a Whisper language code such as 'en', got {language!r}")
+    if language is not None and (not _LANGUAGE_CODE.fullmatch(language) or language not in whisper_languages()):
+        raise ValueError(f"language must be a Whisper language code such as 'en', got {language[:16]!r}; "
+                         f"known: {', '.join(sorted(whisper_languages()))}")
 
 
 class Transcriber(abc.ABC):

@@ -22,7 +22,7 @@ from gateway.errors import (
     Overloaded,
     Unimplemented,
 )
-from gateway.inputs import accepted_languages, check_language, is_invisible
+from gateway.inputs import is_invisible
 from gateway.model_version import ServingModel
 from gateway.policy import Policy
 from gateway.settings import Settings
@@ -130,8 +130,7 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
         if self.voice is None:
             raise Unimplemented("voice is not enabled on this gateway")
         started = time.perf_counter()
-        self.voice.check_size(request)
-        self._check_language(request.language)
+        self.voice.check_size(request)  # the language too
         with self.voice.admitted() as place:
             audio = self.voice.decode(request)
             transcript = self.voice.transcribe(audio, request.language, context.time_remaining(), place)
@@ -157,37 +156,14 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
         yield from self._stream_voice(request_iterator, context, log)
 
     def _stream_voice(self, chunks, context, log: RequestLog):
-        from asr.utterances import WHISPER_SAMPLE_RATE_HZ, UtteranceSegmenter, silero_detector
-
         if self.voice is None:
             raise Unimplemented("voice is not enabled on this gateway")
         if not self._stream_slots.acquire(blocking=False):
             raise Overloaded(f"overloaded: {self.settings.max_streams} voice streams are open, retry later")
-        try:
-            # 0.3 s of silence ends an utterance; checked every 0.1 s: verdicts come soon after speech stops
-            segmenter = UtteranceSegmenter(silero_detector(min_silence_s=0.3), min_silence_s=0.3, check_every_s=0.1)
-            rate, language = 0, ""
-            for chunk in chunks:
-                if not rate:
-                    if chunk.sample_rate_hz <= 0:
-                        raise InvalidInput("the first chunk must carry sample_rate_hz")
-                    rate, language = chunk.sample_rate_hz, chunk.language
-                    log.name(chunk.request_id)
-                    self._check_language(language)
-                elif chunk.sample_rate_hz not in (0, rate):
-                    raise InvalidInput(f"sample_rate_hz changed from {rate} to {chunk.sample_rate_hz} mid-stream")
-                if len(chunk.pcm16) > self.settings.max_chunk_bytes:
-                    raise InvalidInput(f"chunk is {len(chunk.pcm16)} bytes; the limit is {self.settings.max_chunk_bytes}")
-                if not chunk.pcm16:
-                    continue
-                samples = self.voice.decode_pcm16(chunk.pcm16, rate)
-                log.size, log.chars = log.size + 1, log.chars + len(chunk.pcm16)
-                if segmenter.total_s + len(samples) / WHISPER_SAMPLE_RATE_HZ > self.settings.max_stream_s:
-                    raise InvalidInput(f"stream is over its limit of {self.settings.max_stream_s:.0f} s of audio")
-                for utterance in segmenter.feed(samples):
-                    yield self._utterance_event(utterance, language, context, log)
-            for utterance in segmenter.finish():
-                yield self._utterance_event(utterance, language, context, log)
+        try:  # limits, VAD and utterance cutting: gateway/voice_stream.py
+            stream = self.voice.open_stream(log)
+            for utterance in stream.utterances(chunks):
+                yield self._utterance_event(utterance, stream.language, context, log)
         finally:
             self._stream_slots.release()
 
@@ -207,8 +183,6 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
             speech_detected=heard_speech(transcript),
         )
 
-    def _check_language(self, language: str) -> None:
-        check_language(language, accepted_languages(self.settings.whisper_model))
 
     def _no_words_verdict(self, transcript, log: RequestLog):
         """non_toxic scores without a model call; for speech that Whisper could not transcribe (even

@@ -119,6 +119,12 @@ class Settings:
     # Known toxic and clean texts a version must judge right before activation moves traffic to
     # it; empty: the shipped gateway/smoke_texts.toml.
     smoke_texts_path: str = ""
+    # --- StreamVoice limits (gateway/voice.py; issue 15, part 5) ---
+    stream_min_chunk_ms: float = 20.0  # shorter chunks, the last excepted, are refused: cost per message, no audio
+    stream_max_speed: float = 2.0  # audio arriving faster than this x real time is refused: live voice comes at 1x
+    stream_burst_s: float = 5.0  # audio a stream may send ahead of that pace (chunks queued while it connected)
+    stream_idle_timeout_s: float = 10.0  # no chunk for this long: DEADLINE_EXCEEDED, the stream's slot is freed
+    stream_max_wall_s: float = 900.0  # a stream's whole life, pauses and speech recognition included
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "length_buckets", parse_buckets(self.length_buckets))
@@ -138,9 +144,12 @@ class Settings:
             raise ValueError(f"coalesce_wait_us must be >= 0, got {self.coalesce_wait_us}")
         if not 1.0 <= self.asr_window_s <= 30.0:  # Whisper's own window is 30 s
             raise ValueError(f"asr_window_s must be in 1..30 seconds, got {self.asr_window_s}")
-        for name in ("triton_timeout_s", "health_poll_s", "max_audio_s", "max_stream_s", "asr_timeout_s"):
+        for name in ("triton_timeout_s", "health_poll_s", "max_audio_s", "max_stream_s", "asr_timeout_s",
+                     "stream_min_chunk_ms", "stream_burst_s", "stream_idle_timeout_s", "stream_max_wall_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.stream_max_speed < 1.0:  # under 1x, live audio itself would be refused
+            raise ValueError(f"stream_max_speed must be >= 1, got {self.stream_max_speed}")
         if list(self.length_buckets) != sorted(set(self.length_buckets)) or any(b < 2 for b in self.length_buckets):
             raise ValueError(f"length_buckets must be increasing token counts >= 2, got {self.length_buckets}")
         for name in ("policy_max_bytes", "admin_max_auth_failures"):

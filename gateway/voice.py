@@ -74,11 +74,25 @@ class VoicePipeline:
     def check_size(self, request) -> None:
         """The checks that need no decoding, made before a clip takes its place: a request that can
         never succeed gets INVALID_ARGUMENT even when the gateway is busy, not a retry hint."""
+        self.check_language(request.language)
         if not request.audio:
             raise InvalidInput("audio is empty")
         if len(request.audio) > self.limits.max_bytes:
             raise InvalidInput(f"audio rejected: audio is {len(request.audio)} bytes; the limit is "
                                f"{self.limits.max_bytes} bytes")
+
+    def check_language(self, language: str) -> None:
+        """An unknown language code is the caller's mistake: INVALID_ARGUMENT listing the codes, not a
+        failure inside Whisper (issue 15, part 4)."""
+        from asr.transcriber import check_language
+        from gateway.inputs import accepted_languages
+        from gateway.inputs import check_language as check_accepted
+
+        check_accepted(language, accepted_languages(self.settings.whisper_model))  # e.g. tiny.en: English only
+        try:
+            check_language(language or None)
+        except ValueError as err:
+            raise InvalidInput(f"{err}; or leave language empty for the gateway's default") from None
 
     def decode(self, request):
         """The clip -> 16 kHz float32 samples; `check_size` has passed. asr's AudioError becomes
@@ -88,13 +102,21 @@ class VoicePipeline:
         return asr.decode_audio(request.audio, format_hint=request.format,
                                 sample_rate_hz=request.sample_rate_hz or None, limits=self.limits)
 
-    def decode_pcm16(self, data: bytes, sample_rate_hz: int):
-        """One stream chunk -> 16 kHz float32 samples."""
+    def pcm16_stream(self, sample_rate_hz: int):
+        """A decoder for one stream's PCM16 chunks (asr.Pcm16Stream): one resampler per stream."""
         import asr
 
-        if len(data) % 2:
-            raise InvalidInput(f"a PCM16 chunk must hold whole samples; got {len(data)} bytes")
-        return asr.decode_audio(data, format_hint="pcm16", sample_rate_hz=sample_rate_hz, limits=self.limits)
+        return asr.Pcm16Stream(sample_rate_hz)
+
+    def open_stream(self, log):
+        """The input side of one StreamVoice call (gateway.voice_stream.StreamInput), with its own VAD state."""
+        from asr.utterances import UtteranceSegmenter
+        from asr.vad import StreamingSileroVad
+        from gateway.voice_stream import StreamInput, StreamLimits
+
+        # 0.3 s of silence ends an utterance: verdicts come soon after the player stops speaking
+        segmenter = UtteranceSegmenter(StreamingSileroVad(), min_silence_s=0.3, pad_s=0.1)
+        return StreamInput(self, StreamLimits.from_settings(self.settings), segmenter, log)
 
     def transcribe(self, audio, language: str, remaining_s: float | None, place=None):
         """Runs Whisper through the speech queue, in `place` (from `admitted`) or a place of its own;

@@ -154,8 +154,29 @@ def test_unknown_format_hint_is_unsupported(encoded_toxic):
 def test_container_outside_the_accepted_list_is_unsupported(toxic_speech, tmp_path):
     aiff = ffmpeg(toxic_speech.path, tmp_path / "clip.aiff")
 
-    with pytest.raises(UnsupportedFormat, match="accepted: WAV, OGG"):
+    with pytest.raises(UnsupportedFormat, match="accepted: WAV"):
         decode_audio(aiff.read_bytes())
+
+
+@pytest.mark.parametrize("suffix, video_args", [
+    ("mp4", ("-c:v", "mpeg4", "-c:a", "aac")),
+    ("mkv", ("-c:v", "mpeg4", "-c:a", "libopus")),
+    ("mp3", ("-c:v", "mjpeg", "-c:a", "libmp3lame", "-disposition:v", "attached_pic")),
+], ids=["mp4-video", "matroska-video", "mp3-cover-picture"])
+def test_a_file_with_a_video_stream_is_refused(toxic_speech, tmp_path, suffix, video_args):
+    """Issue 15, part 6: voice endpoints take audio only, whatever else the container carries."""
+    clip = ffmpeg(toxic_speech.path, tmp_path / f"clip.{suffix}", "-f", "lavfi", "-i", "testsrc=size=64x64:rate=5",
+                  "-map", "1:v", "-map", "0:a", "-shortest", *video_args)
+
+    with pytest.raises(UnsupportedFormat, match="video stream; accepted: WAV"):
+        decode_audio(clip.read_bytes())
+
+
+def test_a_decoder_outside_the_list_is_refused_by_name(toxic_speech, tmp_path):
+    mulaw = ffmpeg(toxic_speech.path, tmp_path / "clip.wav", "-c:a", "pcm_mulaw")
+
+    with pytest.raises(UnsupportedFormat, match="'pcm_mulaw' is not supported; accepted: WAV"):
+        decode_audio(mulaw.read_bytes())
 
 
 def test_codec_outside_the_accepted_list_is_unsupported(toxic_speech, tmp_path):
@@ -173,3 +194,27 @@ def test_audio_errors_are_value_errors():
 def test_limits_are_checked_when_built():
     with pytest.raises(ValueError, match="max_audio_s"):
         AudioLimits(max_audio_s=0)
+
+
+@pytest.mark.parametrize("rate", [16000, 22050, 48000])
+def test_a_stream_of_pcm16_chunks_decodes_as_the_whole_does(rate):
+    """One resampler per stream: chunk boundaries leave no trace (issue 15, part 5)."""
+    from asr import Pcm16Stream
+
+    tone = np.sin(np.arange(rate) * 2 * np.pi * 440 / rate) * 0.5
+    pcm = (tone * 32767).astype("<i2").tobytes()
+    whole = decode_audio(pcm, format_hint="pcm16", sample_rate_hz=rate)
+    stream, step = Pcm16Stream(rate), int(0.1 * rate) * 2
+    pieces = [stream.decode(pcm[offset : offset + step]) for offset in range(0, len(pcm), step)]
+    streamed = np.concatenate(pieces + [stream.flush()])
+    assert len(streamed) == len(whole)
+    np.testing.assert_allclose(streamed, whole, atol=1e-6)
+
+
+def test_a_pcm16_stream_checks_its_rate_and_whole_samples():
+    from asr import Pcm16Stream
+
+    with pytest.raises(InvalidSampleRate):
+        Pcm16Stream(4000)
+    with pytest.raises(UndecodableAudio, match="even number"):
+        Pcm16Stream(16000).decode(b"\0\0\0")

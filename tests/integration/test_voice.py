@@ -127,8 +127,13 @@ def _two_utterances_pcm16(toxic_speech, clean_speech, tmp_path) -> bytes:
 
 
 def _chunks(pcm: bytes, rate: int = 16000, **first):
+    """Paced at 1.5x real time: the gateway refuses audio faster than 2x (stream_max_speed)."""
+    import time
+
     step = int(CHUNK_S * rate) * 2
+    started = time.monotonic()
     for i, offset in enumerate(range(0, len(pcm), step)):
+        time.sleep(max(0.0, started + i * CHUNK_S / 1.5 - time.monotonic()))
         fields = dict(first, sample_rate_hz=rate) if i == 0 else {}
         yield moderation_pb2.AudioChunk(pcm16=pcm[offset : offset + step], **fields)
 
