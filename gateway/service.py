@@ -183,7 +183,6 @@ class ModerationService(moderation_pb2_grpc.ModerationServicer):
             speech_detected=heard_speech(transcript),
         )
 
-
     def _no_words_verdict(self, transcript, log: RequestLog):
         """non_toxic scores without a model call; for speech that Whisper could not transcribe (even
         with the full window), the action is UNTRANSCRIBED_SPEECH_ACTION, so it never reads as clean."""
