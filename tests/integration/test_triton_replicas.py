@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from contract import tensors
 from contract.pb import moderation_pb2
 from export.repository import publish_directory
+from gateway.secrets_files import generate_secret
 from loadtest.model_variants import copy_repository
 from tests.integration.conftest import MODEL_REPOSITORY, _has_version, start_gateway, start_triton
 
@@ -34,9 +35,10 @@ def replicas(tmp_path_factory):
     repository = tmp_path_factory.mktemp("replicas") / "repo"
     copy_repository(MODEL_REPOSITORY, repository)  # the shipped model as version 1; a test publishes 2
     started = []
+    key = generate_secret()  # replicas of one fleet share the model-control key the gateway holds
     try:
         for name in ("a", "b"):  # same model repository, different ports
-            started.append(start_triton(tmp_path_factory.mktemp(f"triton-{name}"), repository))
+            started.append(start_triton(tmp_path_factory.mktemp(f"triton-{name}"), repository, control_key=key))
         yield started
     finally:
         for triton in started:
@@ -53,7 +55,8 @@ def inference_count(triton) -> int:
 def pool_gateway(tritons, **overrides):
     url = ",".join(t.grpc_url for t in tritons)
     # start_gateway takes the Triton address from the object it is given
-    target = SimpleNamespace(grpc_url=url, model_repository=tritons[0].model_repository)
+    target = SimpleNamespace(grpc_url=url, model_repository=tritons[0].model_repository,
+                             control_key=tritons[0].control_key)
     return start_gateway(target, triton_timeout_s=20.0, **overrides)
 
 
@@ -76,7 +79,8 @@ def test_calls_reach_both_replicas(replicas):
 
 def test_a_dns_target_serves(replicas):
     port = replicas[0].grpc_port  # localhost may resolve to ::1 too, where nothing listens: round robin skips it
-    target = SimpleNamespace(grpc_url=f"dns:///localhost:{port}", model_repository=replicas[0].model_repository)
+    target = SimpleNamespace(grpc_url=f"dns:///localhost:{port}", model_repository=replicas[0].model_repository,
+                             control_key=replicas[0].control_key)
     running = start_gateway(target, triton_timeout_s=20.0)
     try:
         for text in TEXTS:
