@@ -99,7 +99,9 @@ class CallerInterceptor(grpc.ServerInterceptor):
         except CallerRejected as rejection:
             presented = api_key or (names[0] if names else "")
             who = CALLER_ID.get() if CALLER_ID.get() != "-" else short_id(presented) if presented else "-"
-            logger.info("rpc %s refused caller=%s status=%s: %s", method, who, rejection.code, rejection)
+            # the message, not the exception: a handler that keeps records (pytest's, a memory
+            # buffer) would keep its traceback, and with it the call and its HTTP/2 stream, alive
+            logger.info("rpc %s refused caller=%s status=%s: %s", method, who, rejection.code, str(rejection))
             if rejection.retry_after_ms:
                 context.set_trailing_metadata(((RETRY_AFTER_KEY, str(rejection.retry_after_ms)),))
             context.abort(grpc.StatusCode[rejection.code], str(rejection))

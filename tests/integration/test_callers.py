@@ -75,7 +75,11 @@ def _send_for(stub, key: str, seconds: float, outcomes: list) -> None:
 
 def test_two_callers_with_different_limits_each_get_their_own_share_under_load(keyed_gateway, keys):
     outcomes = {"slow": [], "fast": []}
-    threads = [threading.Thread(target=_send_for, args=(keyed_gateway.stub, key, LOAD_S, outcomes[name]))
+    # each caller on its own connection, as two game servers are; the slow one retries at once
+    # (ignoring retry-after-ms), the worst neighbour the fast one can have
+    channels = {name: grpc.insecure_channel(keyed_gateway.address) for name in outcomes}
+    stubs = {name: moderation_pb2_grpc.ModerationStub(channel) for name, channel in channels.items()}
+    threads = [threading.Thread(target=_send_for, args=(stubs[name], key, LOAD_S, outcomes[name]))
                for name, key in (("slow", keys.slow), ("fast", keys.fast)) for _ in range(THREADS_PER_CALLER)]
     started = time.monotonic()
     for thread in threads:
@@ -83,6 +87,8 @@ def test_two_callers_with_different_limits_each_get_their_own_share_under_load(k
     for thread in threads:
         thread.join(LOAD_S + 120)
     elapsed = time.monotonic() - started
+    for channel in channels.values():
+        channel.close()
     slow_ok = sum(code == "OK" for code, _ in outcomes["slow"])
     slow_refused = [(code, retry) for code, retry in outcomes["slow"] if code != "OK"]
     assert {code for code, _ in outcomes["fast"]} == {"OK"}, "the fast caller must not feel the slow one's limit"
