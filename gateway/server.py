@@ -11,7 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
 
-from contract.pb import admin_pb2_grpc, moderation_pb2
+from contract.pb import moderation_pb2
 from gateway.access import Access
 from gateway.admin import AdminAuthInterceptor, AdminService, load_admin_token
 from gateway.admin_guard import AuthFailureLimiter
@@ -28,7 +28,7 @@ from gateway.settings import Settings, load_settings
 from gateway.tls import ServerTls, triton_client_options
 from gateway.voice import create_voice_pipeline
 from gateway.watch import GatewayWatcher
-from gateway.wire import NO_REUSEPORT, Front, listen, return_large_buffers_to_the_system
+from gateway.wire import NO_REUSEPORT, Front, add_admin_to_server, listen, return_large_buffers_to_the_system
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ def _create_admin_server(settings: Settings, admin: AdminService, tls: ServerTls
     limiter = AuthFailureLimiter(settings.admin_max_auth_failures, settings.admin_auth_window_s)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="admin"),
                          interceptors=[AdminAuthInterceptor(token, limiter)], options=[NO_REUSEPORT])
-    admin_pb2_grpc.add_ModelAdminServicer_to_server(admin, server)
+    add_admin_to_server(admin, server)  # malformed requests: INVALID_ARGUMENT (gateway/wire.py)
     return server, listen(server, settings.admin_listen_address, "admin API", tls.credentials(admin=True))
 
 

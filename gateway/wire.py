@@ -271,3 +271,23 @@ def listen(server: grpc.Server, address: str, what: str, credentials=None) -> in
         raise GatewayStartError(f"cannot listen on {address} for the {what}: port {address.rpartition(':')[2]} "
                                 "is in use by another process, or the address is not this machine's")
     return port
+
+
+ADMIN_REQUEST_LIMIT_BYTES = 64 * 1024  # admin requests hold a version number or a file path
+
+
+def add_admin_to_server(admin, server: grpc.Server) -> None:
+    """Registers `admin` (a ModelAdminServicer) like the generated code, but with deserializers
+    that never raise, so a malformed admin request gets INVALID_ARGUMENT from the boundary."""
+    from contract.pb import admin_pb2
+
+    service = admin_pb2.DESCRIPTOR.services_by_name["ModelAdmin"]
+    handlers = {}
+    for method in service.methods:
+        request_class = getattr(admin_pb2, method.input_type.name)
+        response_class = getattr(admin_pb2, method.output_type.name)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            getattr(admin, method.name), _deserializer(method.name, request_class, ADMIN_REQUEST_LIMIT_BYTES),
+            response_class.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_registered_method_handlers(service.full_name, handlers)

@@ -483,6 +483,13 @@ def test_admin_calls_get_their_status_codes(model_repo, tmp_path):
                 error = rpc_error(call, request, metadata=metadata)
                 assert error.code() == code
                 assert details in error.details()
+            # bytes that are no ActivateVersionRequest (a string field that is not UTF-8): the
+            # caller's mistake, not an internal error
+            with pytest.raises(grpc.RpcError) as malformed:
+                activate_raw = channel.unary_unary("/moderation.admin.v1.ModelAdmin/ActivateVersion")  # bytes as they are
+                activate_raw(b"\x0a\x02\xff\xfe", metadata=auth, timeout=5)
+            assert malformed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "malformed request" in malformed.value.details()
     finally:
         gateway.stop(0)
 
