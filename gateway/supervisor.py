@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from gateway.errors import ModerationError
 from gateway.triton_process import TritonProcess
 
 logger = logging.getLogger(__name__)
@@ -106,6 +107,22 @@ class TritonSupervisor:
                 return True
         return False
 
+    def _after_ready_with_retries(self) -> None:
+        """Reloads the served versions; retried while the gateway's own connection to the new
+        Triton is still reconnecting, for at most start_timeout_s."""
+        deadline = time.monotonic() + self.start_timeout_s
+        while True:
+            try:
+                self.after_ready()
+                return
+            except ModerationError:  # e.g. UNAVAILABLE while the channel reconnects
+                if time.monotonic() >= deadline or self._stop.wait(AFTER_READY_RETRY_S):
+                    logger.exception("reloading the served versions after a restart failed")
+                    return
+            except Exception:  # Triton is up; the readiness monitor reports what serves
+                logger.exception("reloading the served versions after a restart failed")
+                return
+
     def _try_restart(self) -> bool:
         with self.restart_lock:
             if self._stop.is_set():
@@ -119,12 +136,12 @@ class TritonSupervisor:
                 return False
             self._up_since = time.monotonic()
             self.restarts += 1
-            try:
-                self.after_ready()
-            except Exception:  # Triton is up; the readiness monitor reports what serves
-                logger.exception("reloading the served versions after a restart failed")
+            self._after_ready_with_retries()
         logger.info("tritonserver is back (pid %s)", self.triton.pid)
         return True
+
+
+AFTER_READY_RETRY_S = 0.5  # the gateway's channel may still be in its reconnect backoff (<= 2 s)
 
 
 def _describe(status: int | None) -> str:
