@@ -199,28 +199,43 @@ class Front:
         if name == "ClassifyVoice":
             timeout_s = max(timeout_s, self.settings.default_deadline_s)
         expired = []
-        expire = lambda: (expired.append(True), context.cancel())  # noqa: E731
+
+        def expire():
+            expired.append(True)
+            end_call(context, grpc.StatusCode.DEADLINE_EXCEEDED,
+                     f"no request message arrived within the server's {timeout_s:.0f} s")
         try:
             with self.watchdog.deadline(timeout_s, expire):
                 return next(requests, missing)
         except grpc.RpcError:
             if expired:
-                self._log_peer(peer, "cancelled a %s call that sent no request message within %.0f s", name, timeout_s)
+                self._log_peer(peer, "ended a %s call that sent no request message within %.0f s", name, timeout_s)
             raise
 
     def _default_deadline(self, context, peer: str):
-        """Calls that carry no deadline are cancelled after default_deadline_s."""
+        """Calls that carry no deadline end with DEADLINE_EXCEEDED after default_deadline_s."""
         if context.time_remaining() < NO_DEADLINE_S:
             return nullcontext()
+        limit_s = self.settings.default_deadline_s
 
         def expire():
-            self._log_peer(peer, "cancelled a call with no deadline after %.0f s", self.settings.default_deadline_s)
-            context.cancel()
+            self._log_peer(peer, "ended a call with no deadline after %.0f s", limit_s)
+            end_call(context, grpc.StatusCode.DEADLINE_EXCEEDED,
+                     f"the call set no deadline and ran past the server's default of {limit_s:g} s")
         return self.watchdog.deadline(self.settings.default_deadline_s, expire)
 
     def _log_peer(self, peer: str, message: str, *args) -> None:
         if self._log_limit.ready(peer_host(peer)):
             logger.warning("peer=%s: " + message + " (logged at most every 10 s per peer)", peer, *args)
+
+
+def end_call(context: grpc.ServicerContext, code: grpc.StatusCode, details: str) -> None:
+    """Ends a call from another thread with `code` and `details`. ServicerContext.cancel() can only
+    send CANCELLED, so the underlying call's cancel-with-status is used where grpc has it."""
+    try:
+        context._rpc_event.call.cancel(code.value[0], details)
+    except (AttributeError, TypeError):  # another grpc build: the call still ends, as CANCELLED
+        context.cancel()
 
 
 def _checked(chunks):

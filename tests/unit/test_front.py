@@ -166,6 +166,29 @@ def test_idle_streams_take_a_share_and_are_cancelled_after_the_read_timeout(fron
         loris.close()
 
 
+def test_a_call_whose_message_never_comes_ends_with_deadline_exceeded(front):
+    """The read timeout (2 s here) ends the call with DEADLINE_EXCEEDED, well before the
+    caller's own 30 s deadline, and frees its place."""
+    gateway, _, channel = front
+    never = threading.Event()
+
+    def no_message():
+        never.wait(40)
+        yield moderation_pb2.ClassifyTextRequest(text="a")
+
+    call = channel.stream_unary("/moderation.v1.Moderation/ClassifyText",
+                                request_serializer=moderation_pb2.ClassifyTextRequest.SerializeToString,
+                                response_deserializer=moderation_pb2.Verdict.FromString)
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as err:
+        call(no_message(), timeout=30)
+    never.set()
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "no request message arrived within the server's 2 s" in err.value.details()
+    assert time.monotonic() - started < 20
+    assert gateway.front.admission.in_flight == 0
+
+
 @pytest.mark.parametrize("payload", [b"\x0a\x03a\xffc", b"\x0a\x05ab", b"\x12\x03\xff\xfe\xfd", b"\xff\xff\xff"])
 def test_malformed_requests_are_invalid_argument(front, payload):
     _, _, channel = front
@@ -246,12 +269,13 @@ def test_health_answers_while_every_place_is_taken(holding_gateway):
     assert all(call.result().top_category for call in held)
 
 
-def test_a_call_without_a_deadline_is_cancelled_after_the_default_one(holding_gateway):
+def test_a_call_without_a_deadline_ends_after_the_default_one(holding_gateway):
     fake, channel = holding_gateway
     stub = moderation_pb2_grpc.ModerationStub(channel)
     with pytest.raises(grpc.RpcError) as err:
         stub.ClassifyText(moderation_pb2.ClassifyTextRequest(text="a"))  # no timeout: default_deadline_s (1 s)
-    assert err.value.code() == grpc.StatusCode.CANCELLED
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert "default of 1 s" in err.value.details()
 
 
 def wait_for(condition, timeout_s: float = 10.0) -> bool:
