@@ -9,7 +9,6 @@ from concurrent import futures
 
 import grpc
 from grpc_health.v1 import health, health_pb2
-from grpc_reflection.v1alpha import reflection
 
 from contract.pb import moderation_pb2
 from gateway.access import Access
@@ -146,12 +145,8 @@ def create_server(settings: Settings, classifier: Classifier | None = None, voic
     front.add_health(health_servicer, server)
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    reflection.enable_server_reflection(
-        (moderation_pb2.DESCRIPTOR.services_by_name["Moderation"].full_name,
-         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME),
-        server,
-    )
+    front.add_reflection((moderation_pb2.DESCRIPTOR.services_by_name["Moderation"].full_name,
+                          health_pb2.DESCRIPTOR.services_by_name["Health"].full_name), server)
     port = listen(server, settings.listen_address, "public gRPC API", access.tls.credentials())
     try:
         manager = VersionManager(settings, classifier, models, policy=lambda: service.policy)

@@ -7,8 +7,10 @@ our code. So every method is registered request-streaming (the same bytes on the
 runs at HEADERS, admits the call (gateway.admission: overall and per peer), waits a bounded
 time for the request message, and parses it with a deserializer that checks the method's size
 limit first and never raises (malformed bytes or invalid UTF-8 become INVALID_ARGUMENT at the
-error boundary instead of gRPC's INTERNAL and a traceback). Health gets its own threads and
-counts against no limit of ours.
+error boundary instead of gRPC's INTERNAL and a traceback). Health and reflection come off the
+wire the same way: a client holding idle Check, Watch or reflection streams had locked everyone
+out just as one holding ClassifyText streams had. Check runs on threads of its own, with a small
+limit per address; Watch and reflection streams count against the calls' limits.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 import grpc
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from contract.pb import moderation_pb2
 from gateway.admission import Admission, PeerLogLimit, Watchdog, peer_host
@@ -34,7 +37,11 @@ logger = logging.getLogger(__name__)
 
 SERVICE = "moderation.v1.Moderation"
 HEALTH_SERVICE = "grpc.health.v1.Health"
-HEALTH_THREADS = 2  # health checks are tiny: two threads answer them while every RPC thread is busy
+HEALTH_THREADS = 16  # Check's own threads: probes are answered while every RPC thread is busy
+# Checks from one address still waiting for their request message (a real probe's arrives with its
+# HEADERS): a client sending HEADERS alone holds at most this many threads, the others stay free
+HEALTH_WAITING_PER_PEER = 4
+HEALTH_READ_TIMEOUT_S = 2.0  # a Check's request message is a few bytes
 NO_REUSEPORT = ("grpc.so_reuseport", 0)  # gRPC shares a port by default: a second gateway would split the calls
 NO_DEADLINE_S = 1e9  # context.time_remaining() of a call without a deadline is about 2**63
 REQUEST_OVERHEAD_BYTES = 4 * 1024  # request_id, flags, field tags around the limited fields
@@ -111,6 +118,7 @@ class Front:
                                    settings.max_in_flight_per_peer or settings.max_in_flight * 7 // 8)
         self.watchdog = Watchdog()
         self.health_pool = futures.ThreadPoolExecutor(HEALTH_THREADS, thread_name_prefix="health")
+        self.health_waiting = Admission(HEALTH_THREADS, HEALTH_WAITING_PER_PEER, HEALTH_WAITING_PER_PEER)
         self._log_limit = PeerLogLimit()
 
     def close(self) -> None:
@@ -150,7 +158,61 @@ class Front:
         ]
 
     def add_health(self, servicer, server: grpc.Server) -> None:
-        add_health_to_server(servicer, server, self.health_pool)
+        """Registers the standard health service (`servicer`, grpc_health's HealthServicer)."""
+        request = health_pb2.HealthCheckRequest
+        decode = _deserializer("health check", request, HEALTH_REQUEST_LIMIT_BYTES)
+        check = self._health_check(servicer)
+        check.experimental_thread_pool = self.health_pool  # read by grpc's sync server: Check runs there
+        handlers = {
+            "Check": grpc.stream_unary_rpc_method_handler(check, decode, health_pb2.HealthCheckResponse.SerializeToString),
+            "Watch": grpc.stream_stream_rpc_method_handler(
+                self._held_stream("Watch", lambda requests, context: servicer.Watch(next(requests), context)),
+                decode, health_pb2.HealthCheckResponse.SerializeToString),
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(HEALTH_SERVICE, handlers),))
+        server.add_registered_method_handlers(HEALTH_SERVICE, handlers)
+
+    def add_reflection(self, service_names, server: grpc.Server) -> None:
+        """Registers server reflection (v1alpha, what grpcurl and grpc_cli ask) for `service_names`."""
+        servicer = reflection.ReflectionServicer(tuple(service_names) + (reflection.SERVICE_NAME,))
+        decode = _deserializer("reflection", reflection_pb2.ServerReflectionRequest, HEALTH_REQUEST_LIMIT_BYTES)
+        handlers = {"ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+            self._held_stream("ServerReflectionInfo", servicer.ServerReflectionInfo), decode,
+            reflection_pb2.ServerReflectionResponse.SerializeToString)}
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(reflection.SERVICE_NAME, handlers),))
+        server.add_registered_method_handlers(reflection.SERVICE_NAME, handlers)
+
+    def _health_check(self, servicer):
+        def check(requests, context):
+            peer = context.peer()
+            try:
+                with self.health_waiting.admitted(peer):
+                    request = self._first(requests, context, peer, "Check", None, HEALTH_READ_TIMEOUT_S)
+                check_decoded(request if request is not None else Undecodable("Check needs one request message"))
+                return servicer.Check(request, context)
+            except Overloaded as err:
+                context.abort(err.code, str(err).replace("calls in flight", "health checks waiting for their message"))
+            except InvalidInput as err:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        return check
+
+    def _held_stream(self, name: str, method):
+        """A stream that may stay open (health Watch, reflection): admitted like a call, its first
+        message read within the read timeout, every message checked, ended after the default
+        deadline when the caller set none."""
+        def serve(requests, context):
+            peer = context.peer()
+            try:
+                with self.admission.admitted(peer), self._default_deadline(context, peer):
+                    first = self._first(requests, context, peer, name, None)
+                    if first is None:
+                        return
+                    yield from method(_checked(itertools.chain([first], requests)), context)
+            except Overloaded as err:
+                context.abort(err.code, str(err))
+            except InvalidInput as err:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        return serve
 
     def add_to_server(self, service, server: grpc.Server) -> None:
         """Registers `service` (a ModerationServicer) on `server` in place of the generated code."""
@@ -191,11 +253,12 @@ class Front:
                 context.abort(err.code, str(err))
         return serve
 
-    def _first(self, requests, context, peer: str, name: str, missing):
+    def _first(self, requests, context, peer: str, name: str, missing, timeout_s: float = 0.0):
         """The call's first request message, or `missing` when the client sent none; the call is
-        cancelled if it takes longer than request_read_timeout_s (a clip: default_deadline_s, as
-        a large one may come over a slow link), and grpc.RpcError then ends it."""
-        timeout_s = self.settings.request_read_timeout_s
+        ended if it takes longer than timeout_s (by default request_read_timeout_s; a clip:
+        default_deadline_s, as a large one may come over a slow link), and grpc.RpcError then
+        ends it here."""
+        timeout_s = timeout_s or self.settings.request_read_timeout_s
         if name == "ClassifyVoice":
             timeout_s = max(timeout_s, self.settings.default_deadline_s)
         expired = []
@@ -244,24 +307,6 @@ def _checked(chunks):
         yield chunk
 
 
-def add_health_to_server(servicer, server: grpc.Server, pool: futures.ThreadPoolExecutor) -> None:
-    """Registers the standard health service; Check runs in `pool`, so a probe is answered while
-    every RPC thread is busy."""
-
-    def check(request, context):
-        return servicer.Check(request, context)
-
-    check.experimental_thread_pool = pool  # read by grpc's sync server: this method runs there
-    handlers = {
-        "Check": grpc.unary_unary_rpc_method_handler(
-            check, health_pb2.HealthCheckRequest.FromString, health_pb2.HealthCheckResponse.SerializeToString),
-        "Watch": grpc.unary_stream_rpc_method_handler(
-            servicer.Watch, health_pb2.HealthCheckRequest.FromString, health_pb2.HealthCheckResponse.SerializeToString),
-    }
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(HEALTH_SERVICE, handlers),))
-    server.add_registered_method_handlers(HEALTH_SERVICE, handlers)
-
-
 def return_large_buffers_to_the_system() -> bool:
     """Fixes glibc's mmap and trim thresholds at MMAP_THRESHOLD_BYTES (both grow on their own after
     a large free); False where the C library is not glibc."""
@@ -289,6 +334,7 @@ def listen(server: grpc.Server, address: str, what: str, credentials=None) -> in
 
 
 ADMIN_REQUEST_LIMIT_BYTES = 64 * 1024  # admin requests hold a version number or a file path
+HEALTH_REQUEST_LIMIT_BYTES = 64 * 1024  # health and reflection requests hold a name
 
 
 def add_admin_to_server(admin, server: grpc.Server) -> None:

@@ -11,6 +11,7 @@ import time
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -186,7 +187,66 @@ def test_a_call_whose_message_never_comes_ends_with_deadline_exceeded(front):
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
     assert "no request message arrived within the server's 2 s" in err.value.details()
     assert time.monotonic() - started < 20
-    assert gateway.front.admission.in_flight == 0
+    assert wait_for(lambda: gateway.front.admission.in_flight == 0)
+
+
+HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+HEALTH_WATCH = "/grpc.health.v1.Health/Watch"
+REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+
+
+@pytest.mark.parametrize("path", [HEALTH_CHECK, HEALTH_WATCH, REFLECTION])
+def test_idle_health_or_reflection_streams_lock_nobody_out(front, path):
+    """Idle Check, Watch or reflection streams from one client hold only that client's share."""
+    gateway, address, channel = front
+    loris = SlowLoris(address, 40, path=path, source_host="127.0.0.2")
+    try:
+        time.sleep(0.5)
+        assert 0 < loris.held <= 12  # Check: 4 waiting per address; Watch, reflection: 12 per connection
+        for _ in range(5):
+            assert classify(channel).top_category
+            health = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+    finally:
+        loris.close()
+    assert wait_for(lambda: gateway.front.admission.in_flight == 0)
+
+
+def test_idle_health_checks_end_after_their_short_read_timeout(front):
+    gateway, address, _ = front
+    loris = SlowLoris(address, 4, path=HEALTH_CHECK, source_host="127.0.0.3")
+    try:
+        assert wait_for(lambda: loris.held == 0, timeout_s=wire.HEALTH_READ_TIMEOUT_S + 5)
+        assert gateway.front.health_waiting.in_flight == 0
+    finally:
+        loris.close()
+
+
+@pytest.mark.parametrize("path", [HEALTH_CHECK, HEALTH_WATCH, REFLECTION])
+@pytest.mark.parametrize("payload", [b"\x0a\x03a\xffc", b"\x0a\x05ab", b"\xff\xff\xff"])
+def test_malformed_health_and_reflection_requests_are_invalid_argument(front, path, payload):
+    _, _, channel = front
+    with pytest.raises(grpc.RpcError) as err:
+        if path == HEALTH_CHECK:
+            channel.unary_unary(path)(payload, timeout=10)
+        elif path == HEALTH_WATCH:
+            list(channel.unary_stream(path)(payload, timeout=10))
+        else:
+            list(channel.stream_stream(path)(iter([payload]), timeout=10))
+    assert err.value.code() == INVALID
+    assert "malformed request" in err.value.details()
+
+
+def test_watch_and_reflection_still_answer(front):
+    _, _, channel = front
+    watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=10)
+    assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+    watch.cancel()
+    info = channel.stream_stream(REFLECTION, request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+                                 response_deserializer=reflection_pb2.ServerReflectionResponse.FromString)
+    answers = list(info(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=10))
+    names = {service.name for service in answers[0].list_services_response.service}
+    assert {"moderation.v1.Moderation", "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
 
 
 @pytest.mark.parametrize("payload", [b"\x0a\x03a\xffc", b"\x0a\x05ab", b"\x12\x03\xff\xfe\xfd", b"\xff\xff\xff"])
