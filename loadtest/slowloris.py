@@ -2,8 +2,8 @@
 
     python -m loadtest.slowloris --address 127.0.0.1:50051 --streams 80 --connections 1 --calls 40
 
-Opens `--connections` connections that each send HEADERS for `--streams` ClassifyText calls and
-never any DATA, then makes `--calls` normal calls (4 at a time, each followed by a health check)
+Opens `--connections` connections that each send HEADERS for `--streams` calls of `--method`
+(ClassifyText; or the health Check or Watch, or reflection) and never any DATA, then makes `--calls` normal calls (4 at a time, each followed by a health check)
 from another connection, and prints how many succeeded. Needs the `h2` package (load extra).
 """
 
@@ -26,6 +26,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from contract.pb import moderation_pb2, moderation_pb2_grpc
 
 CLASSIFY_TEXT = "/moderation.v1.Moderation/ClassifyText"
+METHODS = {"ClassifyText": CLASSIFY_TEXT, "Check": "/grpc.health.v1.Health/Check",
+           "Watch": "/grpc.health.v1.Health/Watch",
+           "ServerReflectionInfo": "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"}
 
 
 class SlowLoris:
@@ -118,8 +121,10 @@ def main(argv=None) -> None:
     parser.add_argument("--connections", type=int, default=1)
     parser.add_argument("--source-host", default="127.0.0.1", help="local address the idle connections come from")
     parser.add_argument("--calls", type=int, default=40)
+    parser.add_argument("--method", choices=sorted(METHODS), default="ClassifyText", help="the idle streams' method")
     args = parser.parse_args(argv)
-    attackers = [SlowLoris(args.address, args.streams, source_host=args.source_host) for _ in range(args.connections)]
+    attackers = [SlowLoris(args.address, args.streams, METHODS[args.method], args.source_host)
+                 for _ in range(args.connections)]
     try:
         time.sleep(1.0)  # let the server refuse what it refuses
         calls, health = normal_calls(args.address, args.calls)
@@ -127,7 +132,7 @@ def main(argv=None) -> None:
     finally:
         for attacker in attackers:
             attacker.close()
-    print(f"idle streams sent {args.streams * args.connections}, still held {held}")
+    print(f"idle {args.method} streams sent {args.streams * args.connections}, still held {held}")
     print(f"normal calls: {dict(calls)} ({calls['OK']}/{args.calls} OK)")
     print(f"health checks: {dict(health)} ({health['SERVING']}/{args.calls} SERVING)")
 

@@ -35,6 +35,7 @@ pytestmark = [
 
 START_TIMEOUT_S = 300.0  # Triton and the model load on a shared 2-core box
 GATEWAY_LAG_S = 10.0  # from the restarted Triton's readiness to the first successful call
+RECOVERY_S = 30.0  # from kill -9 to the first successful call (issue 15); 9 to 11 s seen, 8 busy loops beside
 GONE_TIMEOUT_S = 15.0  # for killed processes to leave /proc
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -235,8 +236,9 @@ def test_triton_killed_under_load_comes_back_without_zombie_or_orphan(launcher):
     recovered = recovered_at - killed_at
     print(f"recovery: Triton ready again {back:.1f} s and first OK call {recovered:.1f} s after kill -9; "
           f"{codes['UNAVAILABLE']} UNAVAILABLE, max {max(s for c, s in after if c == 'UNAVAILABLE'):.3f} s each")
-    # Triton's own restart (model load) sets the pace and takes longer the busier the CPUs are;
-    # the gateway's share, finding the restarted Triton, must stay short.
+    assert recovered < RECOVERY_S, f"first OK call {recovered:.1f} s after kill -9"
+    # Triton's own restart (model load) sets most of the pace; the gateway's share, finding the
+    # restarted Triton, must stay short
     assert recovered - back < GATEWAY_LAG_S, f"first OK call {recovered - back:.1f} s after Triton was ready again"
     assert NOT_SERVING in health_seen
 
