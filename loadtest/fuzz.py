@@ -1,4 +1,5 @@
-"""Property-based fuzzing of every public RPC and of the audio decoder (issue 15, part 7).
+"""Property-based fuzzing of every RPC on the public port (Moderation, health, reflection) and of
+the audio decoder (issue 15, part 7).
 
 Cases come from hypothesis (loadtest/fuzz_cases.py) and go to a real in-process gateway
 (loadtest/fuzz_harness.py: real servicer, parsers, error boundary, audio decoder, stream limits

@@ -17,6 +17,9 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
+from grpc_health.v1 import health_pb2
+from grpc_reflection.v1alpha import reflection_pb2
+
 from contract.pb import moderation_pb2
 
 SEED_SENTENCE = "good game everyone"
@@ -144,6 +147,40 @@ def info_requests() -> st.SearchStrategy[Case]:
     return st.just(Case("message", "GetModelInfo", moderation_pb2.GetModelInfoRequest().SerializeToString()))
 
 
+# --- the other services on the public port ---------------------------------------------------------
+service_names = st.one_of(st.sampled_from(["", "moderation.v1.Moderation", "grpc.health.v1.Health", "nope"]),
+                          st.text(max_size=200), st.text(_HOSTILE_CHARS, max_size=50))
+
+
+@st.composite
+def health_requests(draw, method: str) -> Case:
+    return Case("message", method, health_pb2.HealthCheckRequest(service=draw(service_names)).SerializeToString())
+
+
+symbols = st.one_of(st.sampled_from(["moderation.v1.Moderation", "moderation.v1.Moderation.ClassifyText",
+                                     "moderation.v1.Verdict", "grpc.health.v1.Health", "moderation.proto",
+                                     "google/protobuf/descriptor.proto"]), st.text(max_size=100))
+
+
+@st.composite
+def reflection_requests(draw) -> Case:
+    """A reflection session: up to 4 questions of every kind, about real and made-up names."""
+    requests = []
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["list_services", "file_by_filename", "file_containing_symbol",
+                                     "file_containing_extension", "all_extension_numbers_of_type"]))
+        request = reflection_pb2.ServerReflectionRequest(host=draw(st.sampled_from(["", "localhost"])))
+        if kind == "list_services":
+            request.list_services = draw(st.text(max_size=10))
+        elif kind == "file_containing_extension":
+            request.file_containing_extension.containing_type = draw(symbols)
+            request.file_containing_extension.extension_number = draw(st.integers(-(2**31), 2**31 - 1))
+        else:
+            setattr(request, kind, draw(symbols))
+        requests.append(request.SerializeToString())
+    return Case("message", "Reflection", tuple(requests))
+
+
 # --- bytes that are not (quite) the request ------------------------------------------------------
 def _varint(value: int) -> bytes:
     out = bytearray()
@@ -197,7 +234,10 @@ def mutated_request_bytes(draw, requests) -> bytes:
 
 
 MESSAGES = {"ClassifyText": text_requests(), "ClassifyTextBatch": batch_requests(),
-            "ClassifyVoice": voice_requests(), "StreamVoice": stream_requests(), "GetModelInfo": info_requests()}
+            "ClassifyVoice": voice_requests(), "StreamVoice": stream_requests(), "GetModelInfo": info_requests(),
+            "Health.Check": health_requests("Health.Check"), "Health.Watch": health_requests("Health.Watch"),
+            "Reflection": reflection_requests()}
+STREAMS = ("StreamVoice", "Reflection")  # methods whose payload is a tuple of messages
 
 
 @st.composite
@@ -210,8 +250,8 @@ def byte_cases(draw) -> Case:
         body = draw(wire_messages())
     else:
         body = draw(mutated_request_bytes(MESSAGES[method]))
-    if method == "StreamVoice":  # a malformed chunk first, or after good ones
-        good = draw(stream_requests()).payload
+    if method in STREAMS:  # a malformed message first, or after good ones
+        good = draw(MESSAGES[method]).payload
         at = draw(st.integers(0, len(good)))
         return Case(family, method, good[:at] + (body,) + good[at:])
     return Case(family, method, body)
@@ -219,4 +259,4 @@ def byte_cases(draw) -> Case:
 
 def rpc_cases() -> st.SearchStrategy[Case]:
     """Every public RPC, well-formed and not, in one stream of cases."""
-    return st.one_of(*MESSAGES.values(), byte_cases(), byte_cases(), byte_cases())  # bytes: about 3 in 8
+    return st.one_of(*MESSAGES.values(), *(byte_cases() for _ in range(5)))  # bytes: about 5 in 13

@@ -28,6 +28,9 @@ REPO_DIR = Path(__file__).resolve().parents[1]
 SERVICE_PATH = "/" + moderation_pb2.DESCRIPTOR.services_by_name["Moderation"].full_name
 UNARY_METHODS = ("ClassifyText", "ClassifyTextBatch", "ClassifyVoice", "GetModelInfo")
 STREAM_METHODS = ("StreamVoice",)
+# the other services on the public port, by the names the fuzz cases use
+OTHER_PATHS = {"Health.Check": "/grpc.health.v1.Health/Check", "Health.Watch": "/grpc.health.v1.Health/Watch",
+               "Reflection": "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"}
 CALL_TIMEOUT_S = 30.0  # generous: a slow case is a finding, a client-side timeout is counted apart
 
 
@@ -117,7 +120,10 @@ class FuzzClient:
     def __init__(self, port: int):
         self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
         self._unary = {m: self.channel.unary_unary(f"{SERVICE_PATH}/{m}") for m in UNARY_METHODS}
+        self._unary["Health.Check"] = self.channel.unary_unary(OTHER_PATHS["Health.Check"])
         self._stream = {m: self.channel.stream_stream(f"{SERVICE_PATH}/{m}") for m in STREAM_METHODS}
+        self._stream["Reflection"] = self.channel.stream_stream(OTHER_PATHS["Reflection"])
+        self._watch = self.channel.unary_stream(OTHER_PATHS["Health.Watch"])
 
     def __enter__(self):
         return self
@@ -128,7 +134,11 @@ class FuzzClient:
     def call(self, method: str, payload) -> tuple[str, str]:
         """Sends raw bytes (a list of them for a stream); returns (status code name, details)."""
         try:
-            if method in self._stream:
+            if method == "Health.Watch":  # a stream that stays open: its first answer is the result
+                call = self._watch(payload, timeout=CALL_TIMEOUT_S)
+                next(call)
+                call.cancel()
+            elif method in self._stream:
                 list(self._stream[method](iter(payload), timeout=CALL_TIMEOUT_S))
             else:
                 self._unary[method](payload, timeout=CALL_TIMEOUT_S)

@@ -372,6 +372,68 @@ def test_old_connections_are_closed_with_their_held_streams(model_repo):  # noqa
         gateway.stop(0)
 
 
+def _goaway_within(address: str, timeout_s: float, ping_every_s: float = 0.0):
+    """Opens an HTTP/2 connection with no call on it (pinging every ping_every_s if set) and
+    returns the server's GOAWAY (h2's ConnectionTerminated), or None if none came in timeout_s."""
+    import socket
+
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    host, _, port = address.rpartition(":")
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    with socket.create_connection((host, int(port)), timeout=0.1) as sock:
+        sock.sendall(conn.data_to_send())
+        deadline, next_ping = time.monotonic() + timeout_s, time.monotonic()
+        while time.monotonic() < deadline:
+            if ping_every_s and time.monotonic() >= next_ping:
+                conn.ping(b"12345678")
+                next_ping += ping_every_s
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                data = None
+            if data == b"":
+                return None  # closed without a GOAWAY
+            for event in conn.receive_data(data) if data else ():
+                if isinstance(event, h2.events.ConnectionTerminated):
+                    return event
+            sock.sendall(conn.data_to_send())
+    return None
+
+
+def _gateway_with(model_repo, **changes):  # noqa: F811
+    settings = Settings(metrics_listen_address="", listen_address="127.0.0.1:0", model_repository=str(model_repo),
+                        health_poll_s=3600, admin_listen_address="", **changes)
+    gateway, port = create_server(settings, classifier=FakeClassifier(), voice=None)
+    gateway.start()
+    return gateway, f"127.0.0.1:{port}"
+
+
+def test_an_idle_connection_is_closed_after_max_connection_idle(model_repo):  # noqa: F811
+    gateway, address = _gateway_with(model_repo, max_connection_idle_s=1)
+    try:
+        goaway = _goaway_within(address, 15)
+        assert goaway is not None and goaway.additional_data == b"connection idle"  # gRPC's reason
+    finally:
+        gateway.stop(0)
+
+
+def test_a_client_pinging_too_often_is_sent_away(model_repo):  # noqa: F811
+    """Pings every 0.2 s with no call open: past two strikes, GOAWAY ENHANCE_YOUR_CALM."""
+    import h2.errors
+
+    gateway, address = _gateway_with(model_repo)
+    try:
+        goaway = _goaway_within(address, 15, ping_every_s=0.2)
+        assert goaway is not None and goaway.error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
+        assert _goaway_within(address, 2) is None  # a quiet client keeps its connection
+    finally:
+        gateway.stop(0)
+
+
 def test_every_server_refuses_to_share_its_port():
     front = wire.Front(Settings())
     options = dict(front.server_options())

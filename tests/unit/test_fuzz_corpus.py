@@ -36,8 +36,8 @@ def test_seeded_corpus_gets_no_internal_and_no_crash(fuzz_gateway):
     assert report["healthy_after"]
     assert report["rpc_cases"] >= CASES * 0.9 and report["decoder_cases"] >= DECODER_CASES * 0.9
     assert set(report["by_method"]) == {"ClassifyText", "ClassifyTextBatch", "ClassifyVoice", "StreamVoice",
-                                        "GetModelInfo"}
-    assert {"message", "mutated", "wire", "random_bytes"} <= set(report["by_family"])
+                                        "GetModelInfo", "Health.Check", "Health.Watch", "Reflection"}
+    assert {"message", "mutated", "wire", "random_bytes"} <= set(report["by_family"]), report["by_family"]
 
 
 def utf8_invalid_text_request() -> bytes:
@@ -51,7 +51,11 @@ def utf8_invalid_text_request() -> bytes:
     ("ClassifyTextBatch", b"\x0a\xff\xff\xff\xff\x0f"),  # a length past the end
     ("ClassifyVoice", b"\x22\x02\xc3\x28"),  # language: invalid UTF-8
     ("GetModelInfo", b"\x08"),  # a tag with no value
-], ids=["truncated", "text-not-utf8", "overrun", "language-not-utf8", "dangling-tag"])
+    ("Health.Check", b"\x0a\x02\xc3\x28"),  # service: invalid UTF-8
+    ("Health.Watch", b"\x0a\x05ab"),  # truncated
+    ("Reflection", (b"\x1a\x03\xff\xfe\xfd",)),  # file_containing_symbol: invalid UTF-8
+], ids=["truncated", "text-not-utf8", "overrun", "language-not-utf8", "dangling-tag", "health-not-utf8",
+        "watch-truncated", "reflection-not-utf8"])
 def test_malformed_requests_are_invalid_argument(fuzz_gateway, method, payload):
     code, details = fuzz_gateway.call(method, payload)
     assert code == "INVALID_ARGUMENT" and "malformed request" in details
