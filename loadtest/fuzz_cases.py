@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from hypothesis import strategies as st
-
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
+from hypothesis import strategies as st
 
 from contract.pb import moderation_pb2
 
