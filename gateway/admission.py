@@ -4,7 +4,8 @@ gRPC's `maximum_concurrent_rpcs` counts every call, health checks included, and 
 client from another: a single client holding idle streams took every slot (issue 15). Calls are
 therefore admitted here, from the moment their HEADERS arrive (gateway.wire): at most
 `max_in_flight` in all, fewer on one connection and from one address, so one client cannot lock
-the others out; health is not counted at all.
+the others out. Health checks are not counted (gateway.wire counts only those whose request
+message is late, apart).
 """
 
 from __future__ import annotations
@@ -77,19 +78,27 @@ class Admission:
           Overloaded: max_in_flight calls are in flight, max_per_connection on this connection
             or max_per_peer from this address.
         """
-        keys = (peer, "host " + peer_host(peer))
-        self._take(keys)
+        held = self.hold(peer)
         try:
             yield
         finally:
-            with self._lock:
-                self._total -= 1
-                for key in keys:
-                    left = self._held[key] - 1
-                    if left:
-                        self._held[key] = left
-                    else:
-                        del self._held[key]
+            self.release(held)
+
+    def hold(self, peer: str) -> tuple[str, str]:
+        """Takes one place for `peer` (raises Overloaded past a limit); release() gives it back."""
+        keys = (peer, "host " + peer_host(peer))
+        self._take(keys)
+        return keys
+
+    def release(self, keys: tuple[str, str]) -> None:
+        with self._lock:
+            self._total -= 1
+            for key in keys:
+                left = self._held[key] - 1
+                if left:
+                    self._held[key] = left
+                else:
+                    del self._held[key]
 
     def _take(self, keys: tuple[str, str]) -> None:
         connection, host = keys

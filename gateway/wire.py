@@ -9,8 +9,9 @@ time for the request message, and parses it with a deserializer that checks the 
 limit first and never raises (malformed bytes or invalid UTF-8 become INVALID_ARGUMENT at the
 error boundary instead of gRPC's INTERNAL and a traceback). Health and reflection come off the
 wire the same way: a client holding idle Check, Watch or reflection streams had locked everyone
-out just as one holding ClassifyText streams had. Check runs on threads of its own, with a small
-limit per address; Watch and reflection streams count against the calls' limits.
+out just as one holding ClassifyText streams had. Check and Watch run on threads of their own,
+and only one whose message is late is counted (a few per address); a Watch then holds no thread.
+Reflection sessions have threads and a small limit of their own. Neither takes a call's place.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import ctypes
 import ctypes.util
 import itertools
 import logging
+import threading
 from concurrent import futures
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -37,11 +39,20 @@ logger = logging.getLogger(__name__)
 
 SERVICE = "moderation.v1.Moderation"
 HEALTH_SERVICE = "grpc.health.v1.Health"
-HEALTH_THREADS = 16  # Check's own threads: probes are answered while every RPC thread is busy
-# Checks from one address still waiting for their request message (a real probe's arrives with its
-# HEADERS): a client sending HEADERS alone holds at most this many threads, the others stay free
+HEALTH_THREADS = 16  # health's own threads: probes are answered while every RPC thread is busy
+# A probe's request message comes with its HEADERS. A Check or Watch still waiting for it after
+# HEALTH_PROMPT_S is counted, and ended at once past HEALTH_WAITING_PER_PEER from its address or
+# HEALTH_WAITING in all, so idle health streams hold at most half the threads; the message must
+# arrive within HEALTH_READ_TIMEOUT_S.
+HEALTH_PROMPT_S = 0.05
 HEALTH_WAITING_PER_PEER = 4
-HEALTH_READ_TIMEOUT_S = 2.0  # a Check's request message is a few bytes
+HEALTH_WAITING = HEALTH_THREADS // 2
+HEALTH_READ_TIMEOUT_S = 2.0
+# reflection sessions (grpcurl, grpc_cli) run on threads of their own, so they never take a
+# call's place or thread: at most this many at once, and REFLECTION_PER_PEER from one address;
+# twice as many threads, so the excess is turned away at once instead of queued
+REFLECTION_SESSIONS = 4
+REFLECTION_PER_PEER = 2
 NO_REUSEPORT = ("grpc.so_reuseport", 0)  # gRPC shares a port by default: a second gateway would split the calls
 NO_DEADLINE_S = 1e9  # context.time_remaining() of a call without a deadline is about 2**63
 REQUEST_OVERHEAD_BYTES = 4 * 1024  # request_id, flags, field tags around the limited fields
@@ -118,12 +129,15 @@ class Front:
                                    settings.max_in_flight_per_peer or settings.max_in_flight * 7 // 8)
         self.watchdog = Watchdog()
         self.health_pool = futures.ThreadPoolExecutor(HEALTH_THREADS, thread_name_prefix="health")
-        self.health_waiting = Admission(HEALTH_THREADS, HEALTH_WAITING_PER_PEER, HEALTH_WAITING_PER_PEER)
+        self.health_waiting = Admission(HEALTH_WAITING, HEALTH_WAITING_PER_PEER, HEALTH_WAITING_PER_PEER)
+        self.reflection_pool = futures.ThreadPoolExecutor(2 * REFLECTION_SESSIONS, thread_name_prefix="reflection")
+        self.reflection_sessions = Admission(REFLECTION_SESSIONS, REFLECTION_PER_PEER, REFLECTION_PER_PEER)
         self._log_limit = PeerLogLimit()
 
     def close(self) -> None:
         self.watchdog.stop()
         self.health_pool.shutdown(wait=False)
+        self.reflection_pool.shutdown(wait=False)
 
     @property
     def rpc_threads(self) -> int:
@@ -158,16 +172,15 @@ class Front:
         ]
 
     def add_health(self, servicer, server: grpc.Server) -> None:
-        """Registers the standard health service (`servicer`, grpc_health's HealthServicer)."""
-        request = health_pb2.HealthCheckRequest
-        decode = _deserializer("health check", request, HEALTH_REQUEST_LIMIT_BYTES)
-        check = self._health_check(servicer)
-        check.experimental_thread_pool = self.health_pool  # read by grpc's sync server: Check runs there
+        """Registers the standard health service (`servicer`, grpc_health's HealthServicer built
+        with experimental_non_blocking=True)."""
+        decode = _deserializer("health check", health_pb2.HealthCheckRequest, HEALTH_REQUEST_LIMIT_BYTES)
+        check, watch = self._health_check(servicer), self._health_watch(servicer)
+        for method in (check, watch):
+            method.experimental_thread_pool = self.health_pool  # read by grpc's sync server: they run there
         handlers = {
             "Check": grpc.stream_unary_rpc_method_handler(check, decode, health_pb2.HealthCheckResponse.SerializeToString),
-            "Watch": grpc.stream_stream_rpc_method_handler(
-                self._held_stream("Watch", lambda requests, context: servicer.Watch(next(requests), context)),
-                decode, health_pb2.HealthCheckResponse.SerializeToString),
+            "Watch": grpc.stream_stream_rpc_method_handler(watch, decode, health_pb2.HealthCheckResponse.SerializeToString),
         }
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(HEALTH_SERVICE, handlers),))
         server.add_registered_method_handlers(HEALTH_SERVICE, handlers)
@@ -176,43 +189,63 @@ class Front:
         """Registers server reflection (v1alpha, what grpcurl and grpc_cli ask) for `service_names`."""
         servicer = reflection.ReflectionServicer(tuple(service_names) + (reflection.SERVICE_NAME,))
         decode = _deserializer("reflection", reflection_pb2.ServerReflectionRequest, HEALTH_REQUEST_LIMIT_BYTES)
+        session = self._reflection(servicer.ServerReflectionInfo)
+        session.experimental_thread_pool = self.reflection_pool  # read by grpc's sync server: it runs there
         handlers = {"ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
-            self._held_stream("ServerReflectionInfo", servicer.ServerReflectionInfo), decode,
-            reflection_pb2.ServerReflectionResponse.SerializeToString)}
+            session, decode, reflection_pb2.ServerReflectionResponse.SerializeToString)}
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(reflection.SERVICE_NAME, handlers),))
         server.add_registered_method_handlers(reflection.SERVICE_NAME, handlers)
 
+    def _health_request(self, requests, context, name: str):
+        """A health call's request message (INVALID_ARGUMENT if it is none or malformed), counted
+        in health_waiting only if it is late."""
+        peer = context.peer()
+        late = _LateMessage(self.health_waiting, peer, context)
+        try:
+            with self.watchdog.deadline(HEALTH_PROMPT_S, late.count):
+                request = self._first(requests, context, peer, name, Undecodable(f"{name} needs one request message"),
+                                      HEALTH_READ_TIMEOUT_S)
+        finally:
+            late.arrived()
+        try:
+            check_decoded(request)
+        except InvalidInput as err:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        return request
+
     def _health_check(self, servicer):
         def check(requests, context):
-            peer = context.peer()
-            try:
-                with self.health_waiting.admitted(peer):
-                    request = self._first(requests, context, peer, "Check", None, HEALTH_READ_TIMEOUT_S)
-                check_decoded(request if request is not None else Undecodable("Check needs one request message"))
-                return servicer.Check(request, context)
-            except Overloaded as err:
-                context.abort(err.code, str(err).replace("calls in flight", "health checks waiting for their message"))
-            except InvalidInput as err:
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+            return servicer.Check(self._health_request(requests, context, "Check"), context)
         return check
 
-    def _held_stream(self, name: str, method):
-        """A stream that may stay open (health Watch, reflection): admitted like a call, its first
-        message read within the read timeout, every message checked, ended after the default
-        deadline when the caller set none."""
+    def _health_watch(self, servicer):
+        """Once its request message is read, a Watch holds no thread: the servicer sends its
+        updates by callback while the stream stays open."""
+        def watch(requests, context, send_response_callback):
+            servicer.Watch(self._health_request(requests, context, "Watch"), context, send_response_callback)
+
+        watch.experimental_non_blocking = True  # read by grpc's sync server: responses go by callback
+        return watch
+
+    def _reflection(self, method):
+        """A reflection session: one of reflection_sessions, each message due within the read
+        timeout and checked, ended after the default deadline when the caller set none."""
         def serve(requests, context):
             peer = context.peer()
             try:
-                with self.admission.admitted(peer), self._default_deadline(context, peer):
-                    first = self._first(requests, context, peer, name, None)
-                    if first is None:
-                        return
-                    yield from method(_checked(itertools.chain([first], requests)), context)
+                with self.reflection_sessions.admitted(peer), self._default_deadline(context, peer):
+                    yield from method(self._each_in_time(requests, context, peer, "ServerReflectionInfo"), context)
             except Overloaded as err:
-                context.abort(err.code, str(err))
+                context.abort(err.code, str(err).replace("calls in flight", "reflection sessions open"))
             except InvalidInput as err:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         return serve
+
+    def _each_in_time(self, requests, context, peer: str, name: str):
+        end = object()
+        while (message := self._first(requests, context, peer, name, end)) is not end:
+            check_decoded(message)
+            yield message
 
     def add_to_server(self, service, server: grpc.Server) -> None:
         """Registers `service` (a ModerationServicer) on `server` in place of the generated code."""
@@ -290,6 +323,34 @@ class Front:
     def _log_peer(self, peer: str, message: str, *args) -> None:
         if self._log_limit.ready(peer_host(peer)):
             logger.warning("peer=%s: " + message + " (logged at most every 10 s per peer)", peer, *args)
+
+
+class _LateMessage:
+    """Counts a call in `admission` from the moment its request message is late (count(), from
+    the watchdog) until it arrives (arrived()); a call over the limits is ended at once."""
+
+    def __init__(self, admission: Admission, peer: str, context: grpc.ServicerContext):
+        self._admission, self._peer, self._context = admission, peer, context
+        self._lock = threading.Lock()
+        self._held = None
+        self._over = False
+
+    def count(self) -> None:
+        with self._lock:
+            if self._over:
+                return
+            try:
+                self._held = self._admission.hold(self._peer)
+            except Overloaded as err:
+                end_call(self._context, err.code,
+                         str(err).replace("calls in flight", "health calls waiting for their message"))
+
+    def arrived(self) -> None:
+        with self._lock:
+            self._over = True
+            if self._held is not None:
+                self._admission.release(self._held)
+                self._held = None
 
 
 def end_call(context: grpc.ServicerContext, code: grpc.StatusCode, details: str) -> None:

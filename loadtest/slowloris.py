@@ -90,23 +90,29 @@ class SlowLoris:
         self.reader.join(5)
 
 
-def normal_calls(address: str, count: int, timeout_s: float = 20.0) -> tuple[Counter, Counter]:
-    """Status codes of `count` ClassifyText calls and of the health check after each, 4 at a time."""
+def normal_calls(address: str, count: int, timeout_s: float = 20.0,
+                 health_s: list[float] | None = None, api_key: str = "") -> tuple[Counter, Counter]:
+    """Status codes of `count` ClassifyText calls and of the health check after each, 4 at a time;
+    each health check's seconds are appended to `health_s` if given."""
     with grpc.insecure_channel(address) as channel:
         stub = moderation_pb2_grpc.ModerationStub(channel)
         health = health_pb2_grpc.HealthStub(channel)
 
         def one(index: int) -> tuple[str, str]:
             try:
-                stub.ClassifyText(moderation_pb2.ClassifyTextRequest(text=f"gg wp {index}"), timeout=timeout_s)
+                stub.ClassifyText(moderation_pb2.ClassifyTextRequest(text=f"gg wp {index}"), timeout=timeout_s,
+                                  metadata=[("x-api-key", api_key)] if api_key else None)
                 call = "OK"
             except grpc.RpcError as err:
                 call = err.code().name
+            started = time.monotonic()
             try:
                 status = health.Check(health_pb2.HealthCheckRequest(), timeout=timeout_s).status
                 checked = health_pb2.HealthCheckResponse.ServingStatus.Name(status)
             except grpc.RpcError as err:
                 checked = err.code().name
+            if health_s is not None:
+                health_s.append(time.monotonic() - started)
             return call, checked
 
         with ThreadPoolExecutor(4) as pool:
@@ -119,22 +125,28 @@ def main(argv=None) -> None:
     parser.add_argument("--address", default="127.0.0.1:50051")
     parser.add_argument("--streams", type=int, default=80, help="idle streams per connection")
     parser.add_argument("--connections", type=int, default=1)
-    parser.add_argument("--source-host", default="127.0.0.1", help="local address the idle connections come from")
+    parser.add_argument("--source-host", default="127.0.0.1",
+                        help="local address(es) the idle connections come from, comma-separated: --connections from each")
     parser.add_argument("--calls", type=int, default=40)
     parser.add_argument("--method", choices=sorted(METHODS), default="ClassifyText", help="the idle streams' method")
+    parser.add_argument("--api-key", default="", help="the normal calls' key (the idle streams send none)")
     args = parser.parse_args(argv)
-    attackers = [SlowLoris(args.address, args.streams, METHODS[args.method], args.source_host)
-                 for _ in range(args.connections)]
+    hosts = args.source_host.split(",")
+    attackers = [SlowLoris(args.address, args.streams, METHODS[args.method], host)
+                 for host in hosts for _ in range(args.connections)]
     try:
         time.sleep(1.0)  # let the server refuse what it refuses
-        calls, health = normal_calls(args.address, args.calls)
+        health_s: list[float] = []  # kubelet's probes give up after 1 s
+        calls, health = normal_calls(args.address, args.calls, health_s=health_s, api_key=args.api_key)
         held = sum(a.held for a in attackers)
     finally:
         for attacker in attackers:
             attacker.close()
-    print(f"idle {args.method} streams sent {args.streams * args.connections}, still held {held}")
+    print(f"idle {args.method} streams sent {args.streams * len(attackers)} from {len(hosts)} address(es), "
+          f"still held {held}")
     print(f"normal calls: {dict(calls)} ({calls['OK']}/{args.calls} OK)")
-    print(f"health checks: {dict(health)} ({health['SERVING']}/{args.calls} SERVING)")
+    slowest = max(health_s, default=float("nan"))
+    print(f"health checks: {dict(health)} ({health['SERVING']}/{args.calls} SERVING), slowest {slowest:.3f} s")
 
 
 if __name__ == "__main__":
