@@ -57,7 +57,9 @@ class PeerLogLimit:
 class Admission:
     """Counts calls in flight: overall, per connection and per peer address; refuses past any limit."""
 
-    def __init__(self, max_in_flight: int, max_per_connection: int, max_per_peer: int):
+    def __init__(self, max_in_flight: int, max_per_connection: int, max_per_peer: int,
+                 counted: str = "calls in flight"):
+        self.counted = counted  # what the refusals say is over the limit
         self.max_in_flight = max_in_flight
         self.max_per_peer = max(1, min(max_per_peer, max_in_flight))
         self.max_per_connection = max(1, min(max_per_connection, self.max_per_peer))
@@ -104,11 +106,11 @@ class Admission:
         connection, host = keys
         with self._lock:
             if self._total >= self.max_in_flight:
-                reason = f"overloaded: {self.max_in_flight} calls in flight, retry later"
+                reason = f"overloaded: {self.max_in_flight} {self.counted}, retry later"
             elif self._held.get(connection, 0) >= self.max_per_connection:
-                reason = f"overloaded: {self.max_per_connection} calls in flight on this connection, retry later"
+                reason = f"overloaded: {self.max_per_connection} {self.counted} on this connection, retry later"
             elif self._held.get(host, 0) >= self.max_per_peer:
-                reason = f"overloaded: {self.max_per_peer} calls in flight from your address, retry later"
+                reason = f"overloaded: {self.max_per_peer} {self.counted} from your address, retry later"
             else:
                 self._total += 1
                 for key in keys:

@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 STABLE_S = 60.0  # a Triton up this long after a restart ends a run of failures
 POLL_S = 0.5  # how often the process is checked
 MAX_BACKOFF_S = 30.0
+AFTER_READY_RETRY_S = 0.5  # the gateway's channel may still be in its reconnect backoff (<= 2 s)
 CRASH_STUB_GRACE_S = 1.0  # stubs of a crashed Triton have nothing to finish; the outage lasts until they go
 
 
@@ -139,9 +140,6 @@ class TritonSupervisor:
             self._after_ready_with_retries()
         logger.info("tritonserver is back (pid %s)", self.triton.pid)
         return True
-
-
-AFTER_READY_RETRY_S = 0.5  # the gateway's channel may still be in its reconnect backoff (<= 2 s)
 
 
 def _describe(status: int | None) -> str:

@@ -30,7 +30,7 @@ from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
-from contract.pb import moderation_pb2
+from contract.pb import admin_pb2, moderation_pb2
 from gateway.admission import Admission, PeerLogLimit, Watchdog, peer_host
 from gateway.errors import GatewayStartError, InvalidInput, Overloaded
 from gateway.settings import Settings
@@ -53,6 +53,8 @@ HEALTH_READ_TIMEOUT_S = 2.0
 # twice as many threads, so the excess is turned away at once instead of queued
 REFLECTION_SESSIONS = 4
 REFLECTION_PER_PEER = 2
+HEALTH_REQUEST_LIMIT_BYTES = 64 * 1024  # health and reflection requests hold a name
+ADMIN_REQUEST_LIMIT_BYTES = 64 * 1024  # admin requests hold a version number or a file path
 NO_REUSEPORT = ("grpc.so_reuseport", 0)  # gRPC shares a port by default: a second gateway would split the calls
 NO_DEADLINE_S = 1e9  # context.time_remaining() of a call without a deadline is about 2**63
 REQUEST_OVERHEAD_BYTES = 4 * 1024  # request_id, flags, field tags around the limited fields
@@ -129,9 +131,11 @@ class Front:
                                    settings.max_in_flight_per_peer or settings.max_in_flight * 7 // 8)
         self.watchdog = Watchdog()
         self.health_pool = futures.ThreadPoolExecutor(HEALTH_THREADS, thread_name_prefix="health")
-        self.health_waiting = Admission(HEALTH_WAITING, HEALTH_WAITING_PER_PEER, HEALTH_WAITING_PER_PEER)
+        self.health_waiting = Admission(HEALTH_WAITING, HEALTH_WAITING_PER_PEER, HEALTH_WAITING_PER_PEER,
+                                        "health calls waiting for their message")
         self.reflection_pool = futures.ThreadPoolExecutor(2 * REFLECTION_SESSIONS, thread_name_prefix="reflection")
-        self.reflection_sessions = Admission(REFLECTION_SESSIONS, REFLECTION_PER_PEER, REFLECTION_PER_PEER)
+        self.reflection_sessions = Admission(REFLECTION_SESSIONS, REFLECTION_PER_PEER, REFLECTION_PER_PEER,
+                                             "reflection sessions open")
         self._log_limit = PeerLogLimit()
 
     def close(self) -> None:
@@ -236,7 +240,7 @@ class Front:
                 with self.reflection_sessions.admitted(peer), self._default_deadline(context, peer):
                     yield from method(self._each_in_time(requests, context, peer, "ServerReflectionInfo"), context)
             except Overloaded as err:
-                context.abort(err.code, str(err).replace("calls in flight", "reflection sessions open"))
+                context.abort(err.code, str(err))
             except InvalidInput as err:
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         return serve
@@ -318,7 +322,7 @@ class Front:
             self._log_peer(peer, "ended a call with no deadline after %.0f s", limit_s)
             end_call(context, grpc.StatusCode.DEADLINE_EXCEEDED,
                      f"the call set no deadline and ran past the server's default of {limit_s:g} s")
-        return self.watchdog.deadline(self.settings.default_deadline_s, expire)
+        return self.watchdog.deadline(limit_s, expire)
 
     def _log_peer(self, peer: str, message: str, *args) -> None:
         if self._log_limit.ready(peer_host(peer)):
@@ -342,8 +346,7 @@ class _LateMessage:
             try:
                 self._held = self._admission.hold(self._peer)
             except Overloaded as err:
-                end_call(self._context, err.code,
-                         str(err).replace("calls in flight", "health calls waiting for their message"))
+                end_call(self._context, err.code, str(err))
 
     def arrived(self) -> None:
         with self._lock:
@@ -394,15 +397,9 @@ def listen(server: grpc.Server, address: str, what: str, credentials=None) -> in
     return port
 
 
-ADMIN_REQUEST_LIMIT_BYTES = 64 * 1024  # admin requests hold a version number or a file path
-HEALTH_REQUEST_LIMIT_BYTES = 64 * 1024  # health and reflection requests hold a name
-
-
 def add_admin_to_server(admin, server: grpc.Server) -> None:
     """Registers `admin` (a ModelAdminServicer) like the generated code, but with deserializers
     that never raise, so a malformed admin request gets INVALID_ARGUMENT from the boundary."""
-    from contract.pb import admin_pb2
-
     service = admin_pb2.DESCRIPTOR.services_by_name["ModelAdmin"]
     handlers = {}
     for method in service.methods:

@@ -2,8 +2,9 @@
 
     python -m loadtest.slowloris --address 127.0.0.1:50051 --streams 80 --connections 1 --calls 40
 
-Opens `--connections` connections that each send HEADERS for `--streams` calls of `--method`
-(ClassifyText; or the health Check or Watch, or reflection) and never any DATA, then makes `--calls` normal calls (4 at a time, each followed by a health check)
+Opens `--connections` connections from each `--source-host` address that each send HEADERS for
+`--streams` calls of `--method` (ClassifyText; or the health Check or Watch, or reflection) and
+never any DATA, then makes `--calls` normal calls (4 at a time, each followed by a health check)
 from another connection, and prints how many succeeded. Needs the `h2` package (load extra).
 """
 

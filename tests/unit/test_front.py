@@ -24,7 +24,7 @@ from gateway.inputs import accepted_languages, check_language, check_request_id,
 from gateway.server import create_server
 from gateway.settings import Settings
 from gateway.wire import request_limits
-from loadtest.slowloris import SlowLoris
+from loadtest.slowloris import METHODS, SlowLoris
 from tests.front_probes import raw_call
 from tests.unit.test_grpc_servicer import FakeClassifier, model_repo  # noqa: F401 (model_repo: a fixture)
 
@@ -190,9 +190,7 @@ def test_a_call_whose_message_never_comes_ends_with_deadline_exceeded(front):
     assert wait_for(lambda: gateway.front.admission.in_flight == 0)
 
 
-HEALTH_CHECK = "/grpc.health.v1.Health/Check"
-HEALTH_WATCH = "/grpc.health.v1.Health/Watch"
-REFLECTION = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+HEALTH_CHECK, HEALTH_WATCH, REFLECTION = METHODS["Check"], METHODS["Watch"], METHODS["ServerReflectionInfo"]
 
 
 @pytest.mark.parametrize("path, share", [(HEALTH_CHECK, wire.HEALTH_WAITING_PER_PEER),
