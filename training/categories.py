@@ -28,6 +28,7 @@ class SourceMapping:
     # single: source label -> allowed categories; multilabel: column -> allowed categories
     labels: dict[str, frozenset[str]] = field(default_factory=dict)
     priority: tuple[str, ...] = ()  # multilabel: columns that decide the primary category
+    generic: tuple[str, ...] = ()  # multilabel: columns that count only when no other column is on
     none_label: frozenset[str] = frozenset()  # multilabel: allowed set when every column is 0
     max_train_rows: dict[str, int] = field(default_factory=dict)  # per source label, train only
     line_separator: str = ""  # how the source joins one player's consecutive lines; read as a newline
@@ -102,12 +103,17 @@ def _parse_source(path: Path, name: str, entry: dict, known: set[str]) -> Source
     unknown_priority = [column for column in priority if column not in labels]
     if unknown_priority:
         raise CategoryFileError(f"{where}: priority names unmapped columns {unknown_priority}")
+    generic = tuple(entry.get("generic", ()))
+    unknown_generic = [column for column in generic if column not in labels]
+    if unknown_generic:
+        raise CategoryFileError(f"{where}: generic names unmapped columns {unknown_generic}")
     return SourceMapping(
         name=name,
         file_prefix=str(entry.get("file_prefix", name)),
         format=fmt,
         labels=labels,
         priority=priority,
+        generic=generic,
         none_label=_category_set(f"{where} none", entry.get("none", []), known),
         max_train_rows={str(k): int(v) for k, v in (entry.get("max_train_rows") or {}).items()},
         line_separator=str(entry.get("line_separator", "")),

@@ -103,7 +103,16 @@ def _multilabel_categories(path, line, row, source: SourceMapping) -> frozenset[
     for column in source.priority:  # the most severe reading decides the primary category
         if column in on:
             return source.labels[column]
-    return frozenset().union(*(source.labels[column] for column in on))
+    specific = [column for column in on if column not in source.generic] or on
+    return frozenset().union(*(source.labels[column] for column in specific))
+
+
+def multilabel_columns(path: Path, source: SourceMapping) -> dict[str, dict[str, int]]:
+    """A multi-label file's raw 0/1 columns by de-duplication key of the text, for measures that
+    need the source's own labels rather than the mapped categories (e.g. Jigsaw `obscene`)."""
+    with open(path, encoding="utf-8", newline="") as handle:
+        return {dedup_key(_message_text(row["text"], source)): {column: int(row[column].strip() == "1")
+                for column in source.labels} for row in csv.DictReader(handle)}
 
 
 def load_split(data_dir: Path, categories: Categories, split: str) -> list[Example]:
@@ -130,17 +139,17 @@ def _cap_rows(rows: list[Example], source: SourceMapping, categories) -> list[Ex
     return rows
 
 
-def _dedup_key(text: str) -> str:
+def dedup_key(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
 def deduplicate(examples: list[Example], exclude: list[Example] = ()) -> list[Example]:
     """Keeps the first example of each text (whitespace- and case-insensitive); drops any text
     that also occurs in `exclude` (e.g. validation rows, so nothing leaks into training)."""
-    seen = {_dedup_key(example.text) for example in exclude}
+    seen = {dedup_key(example.text) for example in exclude}
     unique = []
     for example in examples:
-        key = _dedup_key(example.text)
+        key = dedup_key(example.text)
         if key and key not in seen:
             seen.add(key)
             unique.append(example)

@@ -27,8 +27,8 @@ import numpy as np
 
 from training.baseline import BaselineError
 from training.categories import DEFAULT_CATEGORIES_PATH, CategoryFileError, load_categories
-from training.data import SPLITS, DataFileError, load_split, summarize
-from training.metrics import binary_labels, binary_metrics, exact_labels, multiclass_metrics
+from training.data import SPLITS, DataFileError, dedup_key, load_split, multilabel_columns, summarize
+from training.metrics import binary_labels, binary_metrics, category_aucs, exact_labels, multiclass_metrics
 from training.scorers import ScorerError, ServedScorer, open_model
 from training.train import DEFAULT_DATA_DIR
 
@@ -149,6 +149,7 @@ def evaluate(options: EvalOptions) -> dict:
         if hasattr(scorer, "close"):
             scorer.close()
     report = build_report(probs, masks, categories.names, sources, scorer_info=dict(scorer.info, name=scorer.name))
+    report["column_auc"] = column_aucs(options, categories, rows, probs)
     report["data"] = {"dir": str(options.data_dir), "split": options.split, "rows": len(rows),
                       "categories": options.categories or str(DEFAULT_CATEGORIES_PATH),
                       "max_rows": options.max_rows, "seed": options.seed, "summary": summarize(rows, categories)}
@@ -229,7 +230,33 @@ def _sections(probs, allowed_mask, names) -> dict:
         binary = binary_metrics(probs, allowed_mask)
     else:
         binary = {"rows": 0, "precision": nan, "recall": nan, "f1": nan, "macro_f1": nan, "auc": nan}
-    return {"multiclass": multiclass, "binary": binary}
+    return {"multiclass": multiclass, "binary": binary, "category_auc": category_aucs(probs, allowed_mask, names)}
+
+
+def column_aucs(options: EvalOptions, categories, rows, probs) -> dict[str, dict[str, float]]:
+    """For each multi-label source, each column that maps to one category: the AUC of that
+    category's score against the source's own 0/1 column, over the source's scored rows (so
+    Jigsaw `obscene` is judged with the profanity score whatever the mapping's priorities)."""
+    from sklearn.metrics import roc_auc_score
+
+    result = {}
+    for source in categories.sources.values():
+        path = Path(options.data_dir) / f"{source.file_prefix}_{options.split}.csv"
+        if source.format != "multilabel" or not path.exists():
+            continue
+        raw = multilabel_columns(path, source)
+        picked = [(i, raw[dedup_key(row.text)]) for i, row in enumerate(rows)
+                  if row.source == source.name and dedup_key(row.text) in raw]
+        aucs = {}
+        for column, targets in source.labels.items():
+            truth = np.asarray([values[column] for _, values in picked])
+            if len(targets) != 1 or len(set(truth.tolist())) != 2:
+                continue
+            category = categories.index(next(iter(targets)))
+            aucs[f"{column}->{categories.names[category]}"] = float(
+                roc_auc_score(truth, probs[[i for i, _ in picked], category]))
+        result[source.name] = aucs
+    return result
 
 
 def expected_calibration_error(probs, allowed_mask, bins: int = CALIBRATION_BINS) -> float:

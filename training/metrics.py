@@ -81,12 +81,28 @@ def binary_metrics(probs: np.ndarray, allowed_mask: np.ndarray) -> dict:
     }
 
 
+def category_aucs(probs: np.ndarray, allowed_mask: np.ndarray, names) -> dict[str, float]:
+    """Each toxic category's score ranked one-vs-rest: positives are rows whose label is exactly
+    that category, negatives rows whose label excludes it; partial labels holding it are skipped
+    (they do not say whether the row is that category). NaN where a side is empty."""
+    probs, allowed_mask = np.asarray(probs), np.asarray(allowed_mask)
+    exact = exact_labels(allowed_mask)
+    aucs = {}
+    for index, name in enumerate(names[1:], start=1):
+        positive, negative = exact == index, allowed_mask[:, index] == 0
+        keep = positive | negative
+        both = positive.any() and negative.any()
+        aucs[name] = float(roc_auc_score(positive[keep], probs[keep, index])) if both else float("nan")
+    return aucs
+
+
 def evaluate_predictions(probs, allowed_mask, names, sources=None) -> dict:
     """Pooled metrics, and the same per source when `sources` (one name per row) is given."""
     probs, allowed_mask = np.asarray(probs), np.asarray(allowed_mask)
     report = {
         "multiclass": multiclass_metrics(probs, allowed_mask, names),
         "binary": binary_metrics(probs, allowed_mask),
+        "category_auc": category_aucs(probs, allowed_mask, names),
     }
     if sources is not None:
         sources = np.asarray(sources)
@@ -94,6 +110,7 @@ def evaluate_predictions(probs, allowed_mask, names, sources=None) -> dict:
             source: {
                 "multiclass": multiclass_metrics(probs[sources == source], allowed_mask[sources == source], names),
                 "binary": binary_metrics(probs[sources == source], allowed_mask[sources == source]),
+                "category_auc": category_aucs(probs[sources == source], allowed_mask[sources == source], names),
             }
             for source in sorted(set(sources.tolist()))
         }

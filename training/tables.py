@@ -60,11 +60,30 @@ def binary_table(report: dict) -> list[str]:
     return lines
 
 
+def auc_table(report: dict) -> list[str]:
+    """Each category's one-vs-rest AUC (exact positives against rows that exclude it), and each
+    multi-label source column's AUC with the score of the category it maps to."""
+    names = list(report.get("category_auc", {}))
+    if not names:
+        return []
+    lines = ["Category AUC (positives: exact label; negatives: labels without the category):", "",
+             "| data | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    sections = [(POOLED, report)] + sorted(report.get("per_source", {}).items())
+    for name, section in sections:
+        aucs = section.get("category_auc", {})
+        lines.append(f"| {name} | " + " | ".join(_num(aucs.get(n)) for n in names) + " |")
+    for source, aucs in report.get("column_auc", {}).items():
+        lines += ["", f"`{source}` columns, AUC of the mapped category's score: "
+                  + ", ".join(f"{column} {_num(value)}" for column, value in aucs.items())]
+    return lines
+
+
 def stdout_table(report: dict) -> str:
     data, timing = report.get("data", {}), report.get("timing", {})
     head = (f"{model_name(report)}: {data.get('rows', '?')} {data.get('split', '')} rows, "
             f"{timing.get('ms_per_text', float('nan')):.2f} ms per text")
-    return "\n".join([head, ""] + multiclass_table(report) + [""] + binary_table(report)) + "\n"
+    return "\n".join([head, ""] + multiclass_table(report) + [""] + binary_table(report) + [""]
+                     + auc_table(report)) + "\n"
 
 
 def summary_markdown(report: dict) -> str:
@@ -75,7 +94,7 @@ def summary_markdown(report: dict) -> str:
              f"(categories `{data.get('categories')}`; "
              f"max rows {data.get('max_rows') or 'all'}, seed {data.get('seed')})",
              f"- Scoring time: {report.get('timing', {}).get('ms_per_text')} ms per text", ""]
-    lines += multiclass_table(report) + [""] + binary_table(report) + [""]
+    lines += multiclass_table(report) + [""] + binary_table(report) + [""] + auc_table(report) + [""]
     calibration = report.get("calibration", {})
     lines += [f"Expected calibration error of the toxic score ({calibration.get('bins')} bins): "
               f"{_num(calibration.get('ece'))}.", ""]

@@ -57,6 +57,21 @@ def test_checkpoint_report_has_pooled_and_per_source_metrics(checkpoint_run):
     assert set(report["thresholds"]["categories"]) == set(CATEGORIES[1:])
 
 
+def test_column_auc_uses_the_sources_own_column(checkpoint_run):
+    """Jigsaw `obscene` is judged with the profanity score over every Jigsaw row, whatever the
+    mapping made of the row (only the third of the six rows is obscene here)."""
+    from sklearn.metrics import roc_auc_score
+
+    report = json.loads((checkpoint_run / "report.json").read_text())
+    scores = np.load(checkpoint_run / "scores.npz")
+    jigsaw = scores["probs"][scores["sources"] == "jigsaw"]
+    profanity = list(CATEGORIES).index("profanity")
+    expected = roc_auc_score([0, 0, 1, 0, 0, 0], jigsaw[:, profanity])
+    assert report["column_auc"]["jigsaw"]["obscene->profanity"] == pytest.approx(expected)
+    assert "toxic->profanity" not in report["column_auc"]["jigsaw"]  # `toxic` maps to several categories
+    assert set(report["category_auc"]) == set(CATEGORIES[1:])
+
+
 def test_checkpoint_run_writes_figures_summary_scores_and_policy(checkpoint_run):
     from gateway.policy import load_policy
 

@@ -85,6 +85,6 @@ def test_report_keeps_the_layout_of_training_metrics(report):
     from training.metrics import evaluate_predictions
 
     reference = evaluate_predictions(PROBS, ALLOWED, NAMES, SOURCES)
-    for key in ("multiclass", "binary", "per_source"):
+    for key in ("multiclass", "binary", "category_auc", "per_source"):
         assert json.dumps(report[key], sort_keys=True) == json.dumps(reference[key], sort_keys=True)
     assert np.isclose(report["binary"]["auc"], 0.6)

@@ -76,10 +76,11 @@ def test_a_valid_custom_file(tmp_path):
         (CATEGORY_LIST + SOURCE.replace('["non_toxic"]', '"non_toxic"'), "expected a list of categories"),
         (CATEGORY_LIST + '[sources.chat]\nformat = "single"\n', "[sources.chat]: maps no labels"),
         (CATEGORY_LIST + SOURCE + 'priority = ["missing"]\n', "priority names unmapped columns ['missing']"),
+        (CATEGORY_LIST + SOURCE + 'generic = ["missing"]\n', "generic names unmapped columns ['missing']"),
         ("[[category]\nname = 1\n", "not valid TOML"),
     ],
     ids=["first-not-non_toxic", "unknown-category", "duplicate", "bad-format", "bad-name", "only-negative",
-         "no-categories", "not-a-list", "no-labels", "bad-priority", "bad-toml"],
+         "no-categories", "not-a-list", "no-labels", "bad-priority", "bad-generic", "bad-toml"],
 )
 def test_bad_files_raise_an_error_naming_the_file(tmp_path, text, expected):
     path = write(tmp_path, text)

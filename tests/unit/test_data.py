@@ -12,9 +12,11 @@ from training.data import (
     DataFileError,
     Example,
     balanced_example_weights,
+    dedup_key,
     deduplicate,
     load_source_file,
     load_split,
+    multilabel_columns,
     oversample_rare,
     stratified_split,
     summarize,
@@ -108,13 +110,24 @@ def test_multilabel_priority_and_partial_labels(tmp_path):
         jigsaw_row("identity and insult", "identity_hate", "insult"),
         jigsaw_row("only toxic", "toxic"),
         jigsaw_row("toxic and severe", "toxic", "severe_toxic"),
+        jigsaw_row("toxic and obscene", "toxic", "obscene"),
         jigsaw_row("clean"),
     ])
     examples = load_source_file(path, CATEGORIES.sources["jigsaw"], CATEGORIES)
+    # threat and identity hate win outright; other specific columns add up; `toxic` alone is partial
     assert [e.allowed for e in examples] == [
-        (THREAT,), (INSULT,), (HATE,), (PROFANITY, INSULT, HATE, THREAT), (PROFANITY, INSULT, HATE, THREAT),
-        (NON_TOXIC,),
+        (THREAT,), (PROFANITY, INSULT), (HATE,), (PROFANITY, INSULT, HATE, THREAT), (PROFANITY, INSULT, HATE, THREAT),
+        (PROFANITY,), (NON_TOXIC,),
     ]
+
+
+def test_multilabel_columns_reads_the_source_labels_by_text(tmp_path):
+    path = write_csv(tmp_path / "jigsaw_val.csv", ["text"] + JIGSAW_COLUMNS, [
+        jigsaw_row("Insult  and obscene", "toxic", "obscene", "insult"), jigsaw_row("clean")])
+    columns = multilabel_columns(path, CATEGORIES.sources["jigsaw"])
+    assert columns[dedup_key("insult and OBSCENE")] == {
+        "toxic": 1, "severe_toxic": 0, "obscene": 1, "threat": 0, "insult": 1, "identity_hate": 0}
+    assert columns[dedup_key("clean")]["obscene"] == 0
 
 
 def test_multilabel_value_must_be_0_or_1(tmp_path):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from training.metrics import binary_labels, evaluate_predictions, exact_labels
+from training.metrics import binary_labels, category_aucs, evaluate_predictions, exact_labels
 
 NAMES = ["non_toxic", "profanity", "insult_harassment"]
 
@@ -69,6 +69,16 @@ def test_categories_without_exact_rows_do_not_count_in_macro_f1():
     # non_toxic f1 1, profanity f1 0; insult (no support) is left out, not averaged in as 0
     assert report["macro_f1"] == pytest.approx(0.5)
     assert report["per_category"]["insult_harassment"]["support"] == 0
+
+
+def test_category_auc_ranks_exact_rows_against_rows_without_the_category():
+    aucs = category_aucs(PROBS, MASKS, NAMES)
+    # profanity: exact row 2 (.8) against rows 0, 1, 3, 4 (.2, .6, .3, .1); rows 5 and 6 allow it: skipped
+    assert aucs["profanity"] == pytest.approx(1.0)
+    # insult: exact rows 3, 4 (.5, .3) against rows 0, 1, 2, 6 (.1, .1, .1, .8): 6 of 8 pairs ordered
+    assert aucs["insult_harassment"] == pytest.approx(6 / 8)
+    assert list(aucs) == NAMES[1:]
+    assert math.isnan(category_aucs(PROBS[:2], MASKS[:2], NAMES)["profanity"])
 
 
 def test_auc_is_nan_with_one_class():
