@@ -10,9 +10,13 @@ gateway serves and the policy it applies. Printed and written to loadtest/result
 - the same two read from verdict.action ("review" or "block" counts as flagged) where the policy
   fills it.
 
+tests/data/game_banter_holdout.csv is a second set in the same format, written blind (see
+HOLDOUT_CSV); measure it with --csv.
+
 Targets (for a future model, not asserted): flagged rate on harmless <= 5%, toxic recall >= 90%.
 
     python -m loadtest.banter --address 127.0.0.1:50051
+    python -m loadtest.banter --address 127.0.0.1:50051 --csv tests/data/game_banter_holdout.csv
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BANTER_CSV = Path(__file__).resolve().parents[1] / "tests" / "data" / "game_banter.csv"
+# Written later by someone who had not seen game_banter.csv, the policy or the misses: the set to
+# trust when the model, policy or lists were changed with game_banter.csv's misses in view.
+HOLDOUT_CSV = BANTER_CSV.with_name("game_banter_holdout.csv")
 RESULTS_DIR = Path(__file__).with_name("results")
 LABELS = ("harmless", "toxic")
 MAX_HARMLESS_FLAGGED = 0.05  # issue 14's targets

@@ -152,7 +152,7 @@ def compare_markdown(a: dict, b: dict) -> str:
     rows_a, rows_b = a.get("data", {}).get("rows"), b.get("data", {}).get("rows")
     if rows_a != rows_b:
         lines += [f"**Note:** evaluated on different rows ({rows_a} vs {rows_b}); differences are not paired.", ""]
-    lines += [f"| metric | {name_a} | {name_b} | difference |", "|---|---:|---:|---:|"]
+    lines += [f"| metric | {name_a} | {name_b} | {name_b} minus {name_a} |", "|---|---:|---:|---:|"]
     pairs = [("macro-F1 (exact rows)", a["multiclass"]["macro_f1"], b["multiclass"]["macro_f1"]),
              ("weighted-F1 (exact rows)", a["multiclass"]["weighted_f1"], b["multiclass"]["weighted_f1"])]
     categories = list(dict.fromkeys(list(a["multiclass"]["per_category"]) + list(b["multiclass"]["per_category"])))

@@ -1,17 +1,21 @@
-"""tests/data/game_banter.csv is well formed, and loadtest.banter counts what it should."""
+"""tests/data/game_banter.csv and its blind hold-out are well formed and share no line, and
+loadtest.banter counts what it should."""
 
 from __future__ import annotations
 
 import csv
 from collections import Counter
 
-from loadtest.banter import BANTER_CSV, BanterLine, Reading, load_banter, summarize
+import pytest
+
+from loadtest.banter import BANTER_CSV, HOLDOUT_CSV, BanterLine, Reading, load_banter, summarize
 
 MIN_LINES = {"harmless": 200, "toxic": 100}  # issue 14, part 10
 
 
-def test_the_csv_has_its_columns_labels_and_counts():
-    with open(BANTER_CSV, encoding="utf-8", newline="") as handle:
+@pytest.mark.parametrize("path", [BANTER_CSV, HOLDOUT_CSV], ids=["banter", "holdout"])
+def test_the_csv_has_its_columns_labels_and_counts(path):
+    with open(path, encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
         rows = list(reader)
     assert reader.fieldnames == ["text", "label", "kind"]
@@ -22,12 +26,18 @@ def test_the_csv_has_its_columns_labels_and_counts():
     assert all(row["kind"].isidentifier() and row["kind"].islower() for row in rows)
 
 
-def test_no_line_is_there_twice_and_no_kind_is_in_both_labels():
-    lines = load_banter()
+@pytest.mark.parametrize("path", [BANTER_CSV, HOLDOUT_CSV], ids=["banter", "holdout"])
+def test_no_line_is_there_twice_and_no_kind_is_in_both_labels(path):
+    lines = load_banter(path)
     texts = Counter(line.text.casefold() for line in lines)
     assert [text for text, n in texts.items() if n > 1] == []
     kinds = {label: {line.kind for line in lines if line.label == label} for label in MIN_LINES}
     assert kinds["harmless"].isdisjoint(kinds["toxic"])
+
+
+def test_the_holdout_shares_no_line_with_the_first_set():
+    first = {line.text.casefold() for line in load_banter(BANTER_CSV)}
+    assert [line.text for line in load_banter(HOLDOUT_CSV) if line.text.casefold() in first] == []
 
 
 def test_summary_rates_per_kind_and_the_lines_it_got_wrong():

@@ -1,0 +1,149 @@
+"""Two cheap probes of what CONDA offers beyond one labelled line, run before paying for a
+transformer experiment (issue 14, parts 1 and 3). Both print numbers only, never texts.
+
+    python -m training.conda_probes context        # does the conversation help a bag of words?
+    python -m training.conda_probes token-lexicon  # can T tokens name an explicit line's category?
+
+`context`: TF-IDF + logistic regression on conda_train (binary toxic vs not), scored on the
+de-duplicated conda_val rows, with and without the previous messages of the same conversation
+(`conversation_id`, ordered by `chat_time`; each marked as the same player or another) as a
+second bag of words.
+
+`token-lexicon`: a word -> category lexicon learned from the public sources' exact labels (a word
+belongs to a category when at least 8 exact toxic rows hold it, 70% of the rows that hold it are
+toxic and 60% of those are that category), applied to the `T` tokens of CONDA's explicit lines.
+It prints the lexicon's size per category, the category it gives a few everyday game-chat insults
+(our words, not the data's), and how the explicit lines' partial label would be narrowed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import re
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from training.categories import load_categories
+from training.data import dedup_key, load_source_file
+from training.train import DEFAULT_DATA_DIR
+
+TOXIC_LABELS = {"explicit_toxic": 1, "implicit_toxic": 1, "action": 0, "other": 0}
+SEPARATOR = " [SEPA] "
+WORD = re.compile(r"[a-z0-9']+")
+EVERYDAY_INSULTS = ("stupid", "dumb", "idiot", "noob", "trash", "loser", "moron")
+
+
+def read_conda(data_dir: Path, split: str) -> list[dict]:
+    with open(data_dir / f"conda_{split}.csv", encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def message(row: dict) -> str:
+    return row["text"].replace(SEPARATOR, "\n").strip()
+
+
+def previous_messages(rows: list[dict], count: int) -> dict[str, str]:
+    """Row id -> its conversation's `count` previous messages, each tagged SAME or OTHER player."""
+    conversations = defaultdict(list)
+    for row in rows:
+        conversations[row["conversation_id"]].append(row)
+    context = {}
+    for chat in conversations.values():
+        chat.sort(key=lambda row: (int(row["chat_time"]), int(row["id"])))
+        for i, row in enumerate(chat):
+            context[row["id"]] = " ".join(
+                ("SAME " if before["player_slot"] == row["player_slot"] else "OTHER ") + message(before)
+                for before in chat[max(0, i - count):i])
+    return context
+
+
+def context_probe(data_dir: Path) -> None:
+    import numpy as np
+    from scipy.sparse import hstack
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score, roc_auc_score
+    from sklearn.pipeline import make_union
+
+    train, val = read_conda(data_dir, "train"), read_conda(data_dir, "val")
+    seen, unique_val = set(), []
+    for row in val:  # the evaluation's de-duplication: the first row of each text
+        key = dedup_key(message(row))
+        if key and key not in seen:
+            seen.add(key)
+            unique_val.append(row)
+    y_train = np.array([TOXIC_LABELS[row["label"]] for row in train])
+    y_val = np.array([TOXIC_LABELS[row["label"]] for row in unique_val])
+    words = make_union(
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2))
+    x_train = words.fit_transform([message(row) for row in train])
+    x_val = words.transform([message(row) for row in unique_val])
+
+    def fit_and_score(train_features, val_features) -> str:
+        model = LogisticRegression(C=4.0, max_iter=2000, class_weight="balanced").fit(train_features, y_train)
+        toxic = model.predict_proba(val_features)[:, 1]
+        return f"{f1_score(y_val, toxic >= 0.5, average='macro'):.3f} | {roc_auc_score(y_val, toxic):.3f}"
+
+    print(f"conda_val: {len(unique_val)} rows; TF-IDF + LR trained on {len(train)} conda_train rows")
+    print("| input | macro-F1 | AUC |\n|---|---:|---:|")
+    print(f"| message only | {fit_and_score(x_train, x_val)} |")
+    for count in (1, 3):
+        context = previous_messages(train + val, count)  # texts only: what a gateway would be sent
+        vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)
+        c_train = vectorizer.fit_transform([context[row["id"]] for row in train])
+        c_val = vectorizer.transform([context[row["id"]] for row in unique_val])
+        for weight in (0.3, 1.0):
+            scores = fit_and_score(hstack([x_train, weight * c_train]).tocsr(), hstack([x_val, weight * c_val]).tocsr())
+            print(f"| message + {count} previous (weight {weight}) | {scores} |")
+
+
+def token_lexicon_probe(data_dir: Path) -> None:
+    categories = load_categories()
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for name, source in categories.sources.items():
+        path = data_dir / f"{source.file_prefix}_train.csv"
+        if name in ("conda", "own") or not path.exists():
+            continue
+        for example in load_source_file(path, source, categories):
+            if example.exact is not None:
+                for word in set(WORD.findall(example.text.lower())):
+                    counts[word][example.exact] += 1
+    lexicon = {}
+    for word, per_category in counts.items():
+        toxic = sum(n for index, n in per_category.items() if index)
+        if toxic < 8 or toxic / sum(per_category.values()) < 0.7:
+            continue
+        index, n = max(((i, n) for i, n in per_category.items() if i), key=lambda pair: pair[1])
+        if n / toxic >= 0.6:
+            lexicon[word] = index
+    per_category = Counter(categories.names[index] for index in lexicon.values())
+    print(f"lexicon: {len(lexicon)} words; per category: {dict(per_category)}")
+    print("everyday insults: " + ", ".join(
+        f"{word} -> {categories.names[lexicon[word]] if word in lexicon else '(not in the lexicon)'}"
+        for word in EVERYDAY_INSULTS))
+    narrowed = Counter()
+    for row in read_conda(data_dir, "train"):
+        if row["label"] != "explicit_toxic":
+            continue
+        found = frozenset(categories.names[lexicon[word]]
+                          for token, label in zip(row["text"].split(), row["token_labels"].split(), strict=False)
+                          if label == "T" for word in WORD.findall(token.lower()) if word in lexicon)
+        narrowed["|".join(sorted(found)) or "(no T word in the lexicon: label kept)"] += 1
+    print("explicit_toxic train lines by the categories their T words would give:")
+    for label, n in narrowed.most_common():
+        print(f"  {n:5d}  {label}")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="training.conda_probes", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("probe", choices=("context", "token-lexicon"))
+    parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    args = parser.parse_args(argv)
+    (context_probe if args.probe == "context" else token_lexicon_probe)(Path(args.data_dir))
+
+
+if __name__ == "__main__":
+    main()
