@@ -31,7 +31,7 @@ from gateway.text_scoring import ScoringOptions, score_texts
 logger = logging.getLogger(__name__)
 
 DEFAULT_DATA = Path("/work/shared/data/conda_val.csv")
-DEFAULT_VERSION_DIR = Path("model_repository/toxicity/3")
+DEFAULT_VERSION_DIR = Path("model_repository/toxicity/4")
 CHUNK_ROWS = 8  # as model_repository/toxicity/config.pbtxt's chunk_rows
 TOXIC_TOKEN = "T"  # CONDA's token label for a toxic word
 _TOKEN = re.compile(r"\S+")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.lists import ALLOWLIST, BLOCKLIST, compile_entry, find_matches, matching_key
-from gateway.policy import Evidence, Policy
+from gateway.policy import Evidence, Policy, load_policy
 
 CATEGORIES = ["non_toxic", "profanity", "insult_harassment", "hate_identity_attack", "threat"]
 CLEAN = [0.95, 0.02, 0.01, 0.01, 0.01]
@@ -126,3 +126,24 @@ def test_a_match_inside_a_longer_one_of_the_same_category_is_not_repeated():
     assert spans("GG WP, he's one shot", entries) == ["GG WP", "he's one shot"]
     blocked = [KYS, compile_entry(BLOCKLIST, "kys", category="insult_harassment", severity="low")]
     assert len(find_matches("kys", blocked)) == 2  # two categories: both are evidence
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["go hang yourself", "neck urself lol", "just end yourself already", "pls off yourself", "drink bleach",
+     "i know where u live", "I'll find out where you live", "ill leak your address", "im gonna dox you",
+     "you're getting swatted", "i'll swat u", "ddos ur router", "i'm coming to your house",
+     "we'll show up at your school"],
+)
+def test_the_shipped_blocklist_flags_self_harm_incitement_and_real_world_threats(text):
+    assert find_matches(text, load_policy().blocklist), text
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["end your turn", "hang back and farm", "off to the left", "coming to your lane", "go to your base",
+     "post your build", "leak mid", "ddos attack on the servers again", "i'll end you in the arena",
+     "show up at your spawn", "your address bar is broken"],
+)
+def test_the_shipped_blocklist_leaves_game_talk_alone(text):
+    assert find_matches(text, load_policy().blocklist) == [], text
