@@ -106,7 +106,7 @@ def _rates(flags: dict[tuple[str, str], list[bool]]) -> dict:
     names = {"harmless": "harmless_flagged", "toxic": "toxic_recall"}
     rates: dict[str, dict[str, float]] = {name: {} for name in names.values()}
     for (label, kind), values in sorted(flags.items(), key=lambda item: (item[0][0], item[0][1] != "all", item[0][1])):
-        rates[names[label]][kind] = round(sum(values) / len(values), 4)
+        rates[names[label]][kind] = round(sum(values) / len(values), 6)
     rates["meets_targets"] = (rates["harmless_flagged"].get("all", 0.0) <= MAX_HARMLESS_FLAGGED
                               and rates["toxic_recall"].get("all", 0.0) >= MIN_TOXIC_RECALL)
     return rates

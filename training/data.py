@@ -110,9 +110,12 @@ def _multilabel_categories(path, line, row, source: SourceMapping) -> frozenset[
 def multilabel_columns(path: Path, source: SourceMapping) -> dict[str, dict[str, int]]:
     """A multi-label file's raw 0/1 columns by de-duplication key of the text, for measures that
     need the source's own labels rather than the mapped categories (e.g. Jigsaw `obscene`)."""
+    columns: dict[str, dict[str, int]] = {}
     with open(path, encoding="utf-8", newline="") as handle:
-        return {dedup_key(_message_text(row["text"], source)): {column: int(row[column].strip() == "1")
-                for column in source.labels} for row in csv.DictReader(handle)}
+        for row in csv.DictReader(handle):  # the first row of a text, as deduplicate() keeps it
+            columns.setdefault(dedup_key(_message_text(row["text"], source)),
+                               {column: int(row[column].strip() == "1") for column in source.labels})
+    return columns
 
 
 def load_split(data_dir: Path, categories: Categories, split: str) -> list[Example]:

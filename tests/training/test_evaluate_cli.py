@@ -57,19 +57,36 @@ def test_checkpoint_report_has_pooled_and_per_source_metrics(checkpoint_run):
     assert set(report["thresholds"]["categories"]) == set(CATEGORIES[1:])
 
 
-def test_column_auc_uses_the_sources_own_column(checkpoint_run):
+def test_column_auc_uses_the_sources_own_column(tiny_checkpoint, tmp_path):
     """Jigsaw `obscene` is judged with the profanity score over every Jigsaw row, whatever the
-    mapping made of the row (only the third of the six rows is obscene here)."""
+    mapping made of the row: here obscene rows map to a partial label, threat and profanity."""
+    import csv
+
     from sklearn.metrics import roc_auc_score
 
-    report = json.loads((checkpoint_run / "report.json").read_text())
-    scores = np.load(checkpoint_run / "scores.npz")
-    jigsaw = scores["probs"][scores["sources"] == "jigsaw"]
-    profanity = list(CATEGORIES).index("profanity")
-    expected = roc_auc_score([0, 0, 1, 0, 0, 0], jigsaw[:, profanity])
+    from tests.training.conftest import JIGSAW_COLUMNS
+
+    rows = [("the lobby music is calm today", (0, 0, 0, 0, 0, 0)),
+            ("a rude noodle of a player", (1, 0, 1, 0, 1, 0)),  # obscene + insult: {profanity, insult}
+            ("i will throw a water balloon at you", (1, 0, 1, 1, 0, 0)),  # obscene + threat: threat
+            ("what a fudging mess this round is", (1, 0, 1, 0, 0, 0)),  # obscene: profanity
+            ("you are a clumsy noodle", (1, 0, 0, 0, 1, 0)),
+            ("i really like the new patch notes", (0, 0, 0, 0, 0, 0))]
+    data_dir, out_dir = tmp_path / "data", tmp_path / "out"
+    data_dir.mkdir()
+    with open(data_dir / "jigsaw_val.csv", "w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows([("text", *JIGSAW_COLUMNS)] + [(text, *flags) for text, flags in rows])
+    main(["--model", str(tiny_checkpoint), "--data-dir", str(data_dir), "--out-dir", str(out_dir),
+          "--max-length", str(MAX_LENGTH), "--threads", "1"])
+
+    report = json.loads((out_dir / "report.json").read_text())
+    probs = np.load(out_dir / "scores.npz")["probs"]
+    obscene = [flags[JIGSAW_COLUMNS.index("obscene")] for _, flags in rows]
+    expected = roc_auc_score(obscene, probs[:, list(CATEGORIES).index("profanity")])
     assert report["column_auc"]["jigsaw"]["obscene->profanity"] == pytest.approx(expected)
     assert "toxic->profanity" not in report["column_auc"]["jigsaw"]  # `toxic` maps to several categories
     assert set(report["category_auc"]) == set(CATEGORIES[1:])
+    assert "Category AUC" in (out_dir / "summary.md").read_text()
 
 
 def test_checkpoint_run_writes_figures_summary_scores_and_policy(checkpoint_run):

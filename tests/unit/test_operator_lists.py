@@ -131,7 +131,7 @@ def test_a_match_inside_a_longer_one_of_the_same_category_is_not_repeated():
 @pytest.mark.parametrize(
     "text",
     ["go hang yourself", "neck urself lol", "just end yourself already", "pls off yourself", "drink bleach",
-     "i know where u live", "I'll find out where you live", "ill leak your address", "im gonna dox you",
+     "i know where u live", "I'll find out where you live", "ill leak your address", "gonna leak your information", "im gonna dox you",
      "you're getting swatted", "i'll swat u", "ddos ur router", "i'm coming to your house",
      "we'll show up at your school"],
 )
@@ -143,7 +143,8 @@ def test_the_shipped_blocklist_flags_self_harm_incitement_and_real_world_threats
     "text",
     ["end your turn", "hang back and farm", "off to the left", "coming to your lane", "go to your base",
      "post your build", "leak mid", "ddos attack on the servers again", "i'll end you in the arena",
-     "show up at your spawn", "your address bar is broken"],
+     "show up at your spawn", "your address bar is broken", "go to your home base", "going to your house",
+     "post your ip so we can join", "coming to your place"],
 )
 def test_the_shipped_blocklist_leaves_game_talk_alone(text):
     assert find_matches(text, load_policy().blocklist) == [], text
