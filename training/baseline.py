@@ -26,6 +26,25 @@ class BaselineError(ValueError):
     """The baseline cannot be trained; the message says why."""
 
 
+def text_features():
+    """TF-IDF word 1-2-grams and character 2-5-grams, as one scikit-learn feature union."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import make_union
+
+    return make_union(
+        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, max_features=MAX_FEATURES),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2,
+                        max_features=MAX_FEATURES),
+    )
+
+
+def toxic_classifier(seed: int):
+    """The logistic regression on those features, classes balanced."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=4.0, max_iter=2000, class_weight="balanced", random_state=seed)
+
+
 @dataclass
 class BagOfWordsScorer:
     source: str
@@ -36,9 +55,7 @@ class BagOfWordsScorer:
     labels: list[str] = field(init=False)
 
     def __post_init__(self):
-        from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.pipeline import make_pipeline, make_union
+        from sklearn.pipeline import make_pipeline
 
         rows = [row for row in load_split(self.data_dir, self.categories, "train") if row.source == self.source]
         mask = np.zeros((len(rows), len(self.categories.names)), dtype=np.float32)
@@ -48,13 +65,7 @@ class BagOfWordsScorer:
         keep = truth >= 0
         if len(set(truth[keep].tolist())) < 2:
             raise BaselineError(f"source {self.source!r} has no toxic and non-toxic train rows in {self.data_dir}")
-        features = make_union(
-            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, max_features=MAX_FEATURES),
-            TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2,
-                            max_features=MAX_FEATURES),
-        )
-        self.pipeline = make_pipeline(features, LogisticRegression(C=4.0, max_iter=2000, class_weight="balanced",
-                                                                   random_state=self.seed))
+        self.pipeline = make_pipeline(text_features(), toxic_classifier(self.seed))
         self.pipeline.fit([row.text for row, k in zip(rows, keep, strict=True) if k], truth[keep])
         self.labels = list(self.categories.names)
         self.name = f"tfidf-{self.source}"

@@ -99,14 +99,7 @@ def _parse_source(path: Path, name: str, entry: dict, known: set[str]) -> Source
     }
     if fmt != "categories" and not labels:
         raise CategoryFileError(f"{where}: maps no labels")
-    priority = tuple(entry.get("priority", ()))
-    unknown_priority = [column for column in priority if column not in labels]
-    if unknown_priority:
-        raise CategoryFileError(f"{where}: priority names unmapped columns {unknown_priority}")
-    generic = tuple(entry.get("generic", ()))
-    unknown_generic = [column for column in generic if column not in labels]
-    if unknown_generic:
-        raise CategoryFileError(f"{where}: generic names unmapped columns {unknown_generic}")
+    priority, generic = (_mapped_columns(where, entry, key, labels) for key in ("priority", "generic"))
     return SourceMapping(
         name=name,
         file_prefix=str(entry.get("file_prefix", name)),
@@ -118,6 +111,14 @@ def _parse_source(path: Path, name: str, entry: dict, known: set[str]) -> Source
         max_train_rows={str(k): int(v) for k, v in (entry.get("max_train_rows") or {}).items()},
         line_separator=str(entry.get("line_separator", "")),
     )
+
+
+def _mapped_columns(where: str, entry: dict, key: str, labels: dict) -> tuple[str, ...]:
+    columns = tuple(entry.get(key, ()))
+    unknown = [column for column in columns if column not in labels]
+    if unknown:
+        raise CategoryFileError(f"{where}: {key} names unmapped columns {unknown}")
+    return columns
 
 
 def _category_set(where: str, targets, known: set[str]) -> frozenset[str]:

@@ -4,18 +4,18 @@ transformer experiment (issue 14, parts 1 and 3). Both print numbers only, never
     python -m training.conda_probes context        # does the conversation help a bag of words?
     python -m training.conda_probes token-lexicon  # can T tokens name an explicit line's category?
 
-`context`: TF-IDF + logistic regression on conda_train (binary toxic vs not), scored on the
-de-duplicated conda_val rows, with and without the previous messages of the same conversation
+`context`: the bag-of-words baseline's features and classifier (training.baseline) trained on
+every conda_train row (binary toxic vs not), scored on the de-duplicated conda_val rows, with and without the previous messages of the same conversation
 (`conversation_id`, ordered by `chat_time`; each marked as the same player or another) as a
 second bag of words.
 
 `token-lexicon`: a word -> category lexicon learned from the public sources' exact labels (a word
 belongs to a category when at least 8 exact toxic rows hold it, 70% of the rows that hold it are
-toxic and 60% of those are that category), applied to the `T` tokens of CONDA's explicit lines (those whose token labels line up with their
-words). Only exact labels can teach a word's category, and most of the public data's exact toxic
-labels are hate (HatEval, Davidson `hate_speech`), while its insults and profanity are mostly
-partial labels (OLID, Davidson `offensive`, Jigsaw `toxic`).
-It prints the lexicon's size per category, the category it gives a few everyday game-chat insults
+toxic and 60% of those are that category), applied to the `T` tokens of CONDA's explicit lines
+(those whose token labels line up with their words). Only exact labels can teach a word's
+category, and most of the public data's exact toxic labels are hate (HatEval, Davidson
+`hate_speech`), while its insults and profanity are mostly partial labels (OLID, Davidson
+`offensive`, Jigsaw `toxic`). It prints the lexicon's size per category, the category it gives a few everyday game-chat insults
 (our words, not the data's), and how the explicit lines' partial label would be narrowed.
 """
 
@@ -27,12 +27,10 @@ import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from training.categories import load_categories
-from training.data import dedup_key, load_source_file
+from training.categories import NEGATIVE_CATEGORY, SourceMapping, load_categories
+from training.data import dedup_key, load_source_file, message_text
 from training.train import DEFAULT_DATA_DIR
 
-TOXIC_LABELS = {"explicit_toxic": 1, "implicit_toxic": 1, "action": 0, "other": 0}
-SEPARATOR = " [SEPA] "
 WORD = re.compile(r"[a-z0-9']+")
 EVERYDAY_INSULTS = ("stupid", "dumb", "idiot", "noob", "trash", "loser", "moron")
 
@@ -42,11 +40,7 @@ def read_conda(data_dir: Path, split: str) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def message(row: dict) -> str:
-    return row["text"].replace(SEPARATOR, "\n").strip()
-
-
-def previous_messages(rows: list[dict], count: int) -> dict[str, str]:
+def previous_messages(rows: list[dict], count: int, conda: SourceMapping) -> dict[str, str]:
     """Row id -> its conversation's `count` previous messages, each tagged SAME or OTHER player."""
     conversations = defaultdict(list)
     for row in rows:
@@ -56,36 +50,35 @@ def previous_messages(rows: list[dict], count: int) -> dict[str, str]:
         chat.sort(key=lambda row: (int(row["chat_time"]), int(row["id"])))
         for i, row in enumerate(chat):
             context[row["id"]] = " ".join(
-                ("SAME " if before["player_slot"] == row["player_slot"] else "OTHER ") + message(before)
+                ("SAME " if before["player_slot"] == row["player_slot"] else "OTHER ")
+                + message_text(before["text"], conda)
                 for before in chat[max(0, i - count):i])
     return context
 
 
 def context_probe(data_dir: Path) -> None:
-    import numpy as np
     from scipy.sparse import hstack
     from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score, roc_auc_score
-    from sklearn.pipeline import make_union
 
+    from training.baseline import text_features, toxic_classifier
+
+    conda = load_categories().sources["conda"]
     train, val = read_conda(data_dir, "train"), read_conda(data_dir, "val")
     seen, unique_val = set(), []
     for row in val:  # the evaluation's de-duplication: the first row of each text
-        key = dedup_key(message(row))
+        key = dedup_key(message_text(row["text"], conda))
         if key and key not in seen:
             seen.add(key)
             unique_val.append(row)
-    y_train = np.array([TOXIC_LABELS[row["label"]] for row in train])
-    y_val = np.array([TOXIC_LABELS[row["label"]] for row in unique_val])
-    words = make_union(
-        TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2),
-        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True, min_df=2))
-    x_train = words.fit_transform([message(row) for row in train])
-    x_val = words.transform([message(row) for row in unique_val])
+    y_train, y_val = ([int(NEGATIVE_CATEGORY not in conda.labels[row["label"]]) for row in rows]
+                      for rows in (train, unique_val))
+    words = text_features()
+    x_train = words.fit_transform([message_text(row["text"], conda) for row in train])
+    x_val = words.transform([message_text(row["text"], conda) for row in unique_val])
 
     def fit_and_score(train_features, val_features) -> str:
-        model = LogisticRegression(C=4.0, max_iter=2000, class_weight="balanced").fit(train_features, y_train)
+        model = toxic_classifier(seed=13).fit(train_features, y_train)
         toxic = model.predict_proba(val_features)[:, 1]
         return f"{f1_score(y_val, toxic >= 0.5, average='macro'):.3f} | {roc_auc_score(y_val, toxic):.3f}"
 
@@ -93,7 +86,7 @@ def context_probe(data_dir: Path) -> None:
     print("| input | macro-F1 | AUC |\n|---|---:|---:|")
     print(f"| message only | {fit_and_score(x_train, x_val)} |")
     for count in (1, 3):
-        context = previous_messages(train + val, count)  # texts only: what a gateway would be sent
+        context = previous_messages(train + val, count, conda)  # texts only: what a gateway would be sent
         vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)
         c_train = vectorizer.fit_transform([context[row["id"]] for row in train])
         c_val = vectorizer.transform([context[row["id"]] for row in unique_val])

@@ -51,13 +51,13 @@ def load_source_file(path: Path, source: SourceMapping, categories: Categories) 
                 raise DataFileError(f"{path}:{reader.line_num}: expected {len(header)} fields ({', '.join(header)})")
             allowed = _allowed_for_row(path, reader.line_num, row, source, categories)
             if allowed:
-                examples.append(Example(_message_text(row["text"], source), allowed, source.name))
+                examples.append(Example(message_text(row["text"], source), allowed, source.name))
     if not examples and reader.line_num <= 1:
         raise DataFileError(f"{path}: no data rows")
     return examples
 
 
-def _message_text(text: str, source: SourceMapping) -> str:
+def message_text(text: str, source: SourceMapping) -> str:
     """Lines a source joined with a marker become lines of one message, as a client sends them."""
     return text.replace(source.line_separator, "\n").strip() if source.line_separator else text
 
@@ -113,7 +113,7 @@ def multilabel_columns(path: Path, source: SourceMapping) -> dict[str, dict[str,
     columns: dict[str, dict[str, int]] = {}
     with open(path, encoding="utf-8", newline="") as handle:
         for row in csv.DictReader(handle):  # the first row of a text, as deduplicate() keeps it
-            columns.setdefault(dedup_key(_message_text(row["text"], source)),
+            columns.setdefault(dedup_key(message_text(row["text"], source)),
                                {column: int(row[column].strip() == "1") for column in source.labels})
     return columns
 

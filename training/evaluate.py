@@ -245,16 +245,16 @@ def column_aucs(options: EvalOptions, categories, rows, probs) -> dict[str, dict
         if source.format != "multilabel" or not path.exists():
             continue
         raw = multilabel_columns(path, source)
-        picked = [(i, raw[dedup_key(row.text)]) for i, row in enumerate(rows)
-                  if row.source == source.name and dedup_key(row.text) in raw]
+        picked = [(i, raw[key]) for i, row in enumerate(rows)
+                  if row.source == source.name and (key := dedup_key(row.text)) in raw]
+        scored = probs[[i for i, _ in picked]]
         aucs = {}
         for column, targets in source.labels.items():
-            truth = np.asarray([values[column] for _, values in picked])
-            if len(targets) != 1 or len(set(truth.tolist())) != 2:
+            truth = [values[column] for _, values in picked]
+            if len(targets) != 1 or len(set(truth)) != 2:
                 continue
-            category = categories.index(next(iter(targets)))
-            aucs[f"{column}->{categories.names[category]}"] = float(
-                roc_auc_score(truth, probs[[i for i, _ in picked], category]))
+            (name,) = targets
+            aucs[f"{column}->{name}"] = float(roc_auc_score(truth, scored[:, categories.index(name)]))
         result[source.name] = aucs
     return result
 

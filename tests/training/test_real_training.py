@@ -34,17 +34,13 @@ def two_threads():
     torch.set_num_threads(before)
 
 
-def _mean_loss(model, tokenizer, rows, num_categories: int, options) -> float:
-    """The loss the trainer minimises (partial-label, weighted under class_weight, on the
-    normalised text) over all rows in one batch, with dropout off."""
+def _mean_loss(model, tokenizer, dataset) -> float:
+    """The loss the trainer minimises over its whole training set in one batch (partial-label,
+    weighted under class_weight, on the normalised text), with dropout off."""
     import torch
 
-    from contract.normalization import normalizer
-    from training.data import balanced_example_weights
-    from training.partial_label_trainer import EncodedExamples, PadCollator, partial_label_loss
+    from training.partial_label_trainer import PadCollator, partial_label_loss
 
-    weights = balanced_example_weights(rows, num_categories) if options.imbalance == "class_weight" else None
-    dataset = EncodedExamples(rows, tokenizer, num_categories, MAX_LENGTH, normalizer(options.normalization), weights)
     batch = PadCollator(tokenizer.pad_token_id)([dataset[i] for i in range(len(dataset))])
     model.eval()
     with torch.inference_mode():
@@ -72,12 +68,10 @@ def test_a_few_real_steps_lower_the_training_loss(shared_data_dir, minilm_dir, t
     transformers.set_seed(options.seed)
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir))
     model = AutoModelForSequenceClassification.from_pretrained(str(minilm_dir), num_labels=len(categories.names))
-    n = len(categories.names)
-
-    before = _mean_loss(model, tokenizer, rows, n, options)
     trainer = _make_trainer(options, model, tokenizer, categories, rows, None, tmp_path)
+    before = _mean_loss(model, tokenizer, trainer.train_dataset)
     result = trainer.train()
-    after = _mean_loss(model, tokenizer, rows, n, options)
+    after = _mean_loss(model, tokenizer, trainer.train_dataset)
 
     assert result.global_step == MAX_STEPS
     assert after < before - 0.05, f"loss on the training rows went from {before:.4f} to {after:.4f}"
