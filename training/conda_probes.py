@@ -28,8 +28,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from training.categories import NEGATIVE_CATEGORY, SourceMapping, load_categories
-from training.data import dedup_key, load_source_file, message_text
-from training.train import DEFAULT_DATA_DIR
+from training.data import DEFAULT_DATA_DIR, dedup_key, load_source_file, message_text
 
 WORD = re.compile(r"[a-z0-9']+")
 EVERYDAY_INSULTS = ("stupid", "dumb", "idiot", "noob", "trash", "loser", "moron")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import os
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -19,6 +20,10 @@ from training.categories import Categories, SourceMapping
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val")
+DEFAULT_DATA_DIR = os.environ.get("MODERATION_DATA_DIR", "../shared/data")
+# Game talk written for this project (issue 14): harmless violent-sounding lines and abuse phrased as
+# game talk, which no public source labels (docs/model.md: added with --extra-train)
+GAME_TALK_CSV = Path(__file__).with_name("game_talk_train.csv")
 
 
 class DataFileError(ValueError):
@@ -129,6 +134,21 @@ def load_split(data_dir: Path, categories: Categories, split: str) -> list[Examp
                 rows = _cap_rows(rows, source, categories)
             examples.extend(rows)
     return deduplicate(examples)
+
+
+def load_extra_file(path: Path, categories: Categories) -> list[Example]:
+    """A `text,label` CSV of category names (the `own` format), e.g. a studio's labelled lines.
+
+    Returns its rows as source `<file stem>`, which must not be a source of the categories file:
+    summaries would merge the two.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(f"{path}: extra training file not found")
+    if path.stem in categories.sources:
+        raise DataFileError(f"{path}: the name {path.stem!r} is a source of the categories file; rename the file")
+    source = SourceMapping(name=path.stem, file_prefix=path.stem, format="categories")
+    return load_source_file(path, source, categories)
 
 
 def _cap_rows(rows: list[Example], source: SourceMapping, categories) -> list[Example]:

@@ -38,7 +38,7 @@ def time_per_message_us(function, texts: list[str], repeats: int) -> float:
 
 
 def main(argv=None) -> None:
-    from training.train import DEFAULT_DATA_DIR
+    from training.data import DEFAULT_DATA_DIR
 
     parser = argparse.ArgumentParser(prog="python -m training.normalization_speed", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -9,7 +9,9 @@ gets one disguise an abusive player uses: look-alike letters (Cyrillic, Greek, f
 mathematical bold), spaced letters, leetspeak, a symbol inside the word, a stretched letter or a
 zero-width space. The choice is made by a random generator seeded with (seed, file, row), so the
 copy is the same on every run and does not depend on which files are present. Files keep their
-columns; only `text` changes, and joins such as CONDA's ` [SEPA] ` are kept. The copy holds
+columns; only `text` changes, and joins such as CONDA's ` [SEPA] ` are kept. A text repeated in a
+file is copied once (its first row), as evaluation de-duplicates the clean file, so the clean and
+the obfuscated scores are over the same rows. The copy holds
 dataset text: write it under runs/ (ignored by git), never commit it. Texts are never printed.
 """
 
@@ -23,6 +25,9 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+
+from training.categories import DEFAULT_CATEGORIES_PATH, SourceMapping, load_categories
+from training.data import Example, dedup_key, message_text
 
 DEFAULT_WORD_RATE = 0.5  # share of eligible words disguised in each row
 WORD = re.compile(r"[A-Za-z]{2,}")  # eligible: a run of two or more Latin letters
@@ -105,17 +110,42 @@ def obfuscate_text(text: str, rng: random.Random, word_rate: float, counts: Coun
     return WORD.sub(rewrite, text)
 
 
-def obfuscate_file(source: Path, target: Path, seed: int, word_rate: float) -> Counter:
-    """Copies one CSV with its `text` column obfuscated; returns disguises used and rows."""
+def obfuscated_copies(examples: list[Example], fraction: float, seed: int) -> list[Example]:
+    """Disguised copies of a seeded `fraction` of the training examples, toxic and clean alike, so
+    the model learns a disguise as noise rather than as a sign of abuse.
+
+    Returns the copies with their originals' labels and sources, in the originals' order.
+    """
+    rng = random.Random(f"obfuscate|{seed}")
+    chosen = rng.sample(range(len(examples)), round(len(examples) * fraction)) if fraction > 0 else []
+    return [Example(obfuscate_text(examples[i].text, rng, DEFAULT_WORD_RATE), examples[i].allowed,
+                    examples[i].source) for i in sorted(chosen)]
+
+
+def obfuscate_file(source: Path, target: Path, seed: int, word_rate: float, seen: set[str] | None = None,
+                   mapping: SourceMapping | None = None) -> Counter:
+    """Copies one CSV with its `text` column obfuscated; returns disguises used and rows.
+
+    A row whose text (as evaluation reads it for `mapping`, the file's source) is in `seen` is
+    left out, as evaluation leaves it out of the clean file; `seen` gains the file's texts.
+    """
     counts: Counter = Counter()
     with open(source, encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
         fields, rows = reader.fieldnames or [], list(reader)
     if "text" not in fields:
         raise ValueError(f"{source}: no text column")
+    seen = set() if seen is None else seen
+    kept = []
     for index, row in enumerate(rows):
+        key = dedup_key(message_text(row["text"], mapping) if mapping else row["text"])
+        if key in seen:  # disguised twice, a repeat would count as two rows
+            continue
+        seen.add(key)
         rng = random.Random(f"{seed}|{source.name}|{index}")
         row["text"] = obfuscate_text(row["text"], rng, word_rate, counts)
+        kept.append(row)
+    rows = kept
     counts["rows"] = len(rows)
     target.parent.mkdir(parents=True, exist_ok=True)
     with open(target, "w", encoding="utf-8", newline="") as handle:
@@ -132,15 +162,21 @@ def obfuscate_split(data_dir: Path, out_dir: Path, split: str = "val", seed: int
     files = sorted(data_dir.glob(f"*_{split}.csv"))
     if not files:
         raise FileNotFoundError(f"no *_{split}.csv files in {data_dir}")
+    mappings = {f"{source.file_prefix}_{split}.csv": source
+                for source in load_categories(DEFAULT_CATEGORIES_PATH).sources.values()}
+    order = list(mappings)  # evaluation reads the sources in this order; the first copy of a text wins
+    files.sort(key=lambda path: (order.index(path.name) if path.name in order else len(order), path.name))
     summary = {"seed": seed, "word_rate": word_rate, "split": split, "source": str(data_dir), "files": {}}
+    seen: set[str] = set()
     for path in files:
-        summary["files"][path.name] = dict(sorted(obfuscate_file(path, out_dir / path.name, seed, word_rate).items()))
+        counts = obfuscate_file(path, out_dir / path.name, seed, word_rate, seen, mappings.get(path.name))
+        summary["files"][path.name] = dict(sorted(counts.items()))
     (out_dir / "obfuscation.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
 
 
 def main(argv=None) -> None:
-    from training.train import DEFAULT_DATA_DIR
+    from training.data import DEFAULT_DATA_DIR
 
     parser = argparse.ArgumentParser(prog="python -m training.obfuscate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

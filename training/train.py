@@ -10,12 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-DEFAULT_DATA_DIR = os.environ.get("MODERATION_DATA_DIR", "../shared/data")
+from training.data import DEFAULT_DATA_DIR
 
 logger = logging.getLogger("training.train")
 
@@ -38,6 +37,9 @@ class TrainOptions:
     max_val_rows: int = 0
     max_steps: int = -1  # -1: run the epochs
     early_stopping_patience: int = 2
+    extra_train: str = ""  # a `text,label` CSV of category names added to training (e.g. your labelled chat)
+    extra_train_repeat: int = 1  # times each extra row is seen per epoch
+    obfuscate_fraction: float = 0.0  # share of training rows added again in disguise (training.obfuscate)
     seed: int = 13
     threads: int = 0  # torch CPU threads; 0: torch's default
     resume: bool = False
@@ -123,25 +125,34 @@ def train(options: TrainOptions) -> dict:
 def _load_rows(options: TrainOptions, categories):
     import random
 
-    from training.data import deduplicate, load_split, oversample_rare, stratified_split
+    from training.data import deduplicate, load_extra_file, load_split, oversample_rare, stratified_split
+    from training.obfuscate import obfuscated_copies
 
     data_dir = Path(options.data_dir)
     if not data_dir.is_dir():
         raise SystemExit(f"data directory not found: {data_dir} (pass --data-dir)")
+    if options.extra_train_repeat < 1 or not 0.0 <= options.obfuscate_fraction <= 1.0:
+        raise SystemExit("--extra-train-repeat must be at least 1 and --obfuscate-fraction in [0, 1]")
+    extra_rows = load_extra_file(Path(options.extra_train), categories) if options.extra_train else []
     train_rows = load_split(data_dir, categories, "train")
     val_rows = load_split(data_dir, categories, "val")
     if not train_rows:
         raise SystemExit(f"no training files for any source in {data_dir}")
     if not val_rows:  # no validation files: the reference story's stratified 80/20 split
         train_rows, val_rows = stratified_split(train_rows, 0.2, options.seed)
-    train_rows = deduplicate(train_rows, exclude=val_rows)
+    train_rows = deduplicate(train_rows + extra_rows, exclude=val_rows)
     rng = random.Random(options.seed)
     if options.max_train_rows and len(train_rows) > options.max_train_rows:
         train_rows = rng.sample(train_rows, options.max_train_rows)
     if options.max_val_rows and len(val_rows) > options.max_val_rows:
         val_rows = rng.sample(val_rows, options.max_val_rows)
+    if extra_rows and options.extra_train_repeat > 1:  # after de-duplication, which would undo it
+        extra = set(extra_rows)  # no public row equals one: the extra file's source name is its own
+        train_rows += [row for row in train_rows if row in extra] * (options.extra_train_repeat - 1)
     if options.imbalance == "oversample":
         train_rows = oversample_rare(train_rows, options.min_rows_per_category, options.seed)
+    # of the rows as an epoch sees them: a repeated row is disguised as often as it is repeated
+    train_rows += obfuscated_copies(train_rows, options.obfuscate_fraction, options.seed)
     return train_rows, val_rows
 
 

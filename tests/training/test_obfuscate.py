@@ -11,7 +11,8 @@ from collections import Counter
 import pytest
 
 from contract.game_text import normalize_game
-from training.obfuscate import DISGUISES, main, obfuscate_split, obfuscate_text
+from training.data import Example
+from training.obfuscate import DISGUISES, main, obfuscate_split, obfuscate_text, obfuscated_copies
 
 CLEAN = "good game everyone see you tomorrow on the north lane"
 
@@ -46,7 +47,8 @@ def test_split_copy_keeps_columns_and_sepa_and_is_deterministic(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     rows = [{"id": "1", "text": "nice play [SEPA] see you next game", "label": "other"},
-            {"id": "2", "text": "gg wp", "label": "other"}]
+            {"id": "2", "text": "gg wp", "label": "other"},
+            {"id": "3", "text": "GG  wp", "label": "other"}]  # the same text for evaluation: copied once
     with open(data / "conda_val.csv", "w", encoding="utf-8", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=["id", "text", "label"], lineterminator="\n")
         writer.writeheader()
@@ -60,6 +62,23 @@ def test_split_copy_keeps_columns_and_sepa_and_is_deterministic(tmp_path):
     assert " [SEPA] " in copied[0]["text"] and copied[0]["text"] != rows[0]["text"]
     assert summary["files"]["conda_val.csv"]["rows"] == 2
     assert json.loads((tmp_path / "a" / "obfuscation.json").read_text())["seed"] == 7
+
+
+def test_the_copy_has_the_rows_evaluation_keeps_across_files_and_joins(tmp_path):
+    from training.categories import load_categories
+    from training.data import load_split
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "davidson_val.csv").write_text('text,label\n"nice play\nsee you",neither\n', encoding="utf-8")
+    (data / "conda_val.csv").write_text(
+        "text,label\nnice play [SEPA] see you,other\ngg wp,other\nGG wp,other\n", encoding="utf-8")
+    summary = obfuscate_split(data, tmp_path / "out", seed=3, word_rate=1.0)
+    # evaluation reads davidson before conda, so the conda join of the same lines is not a row
+    assert summary["files"]["conda_val.csv"]["rows"] == 1 and summary["files"]["davidson_val.csv"]["rows"] == 1
+    categories = load_categories()
+    clean, disguised = load_split(data, categories, "val"), load_split(tmp_path / "out", categories, "val")
+    assert [(e.source, e.allowed) for e in clean] == [(e.source, e.allowed) for e in disguised]
 
 
 def test_cli_prints_counts_not_texts(tmp_path, capsys):
@@ -79,3 +98,26 @@ def test_normalization_speed_prints_timings_not_texts(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert set(result["us_per_message"]) == {"none", "chat", "game", "game+offsets"}
     assert result["messages"] == 1 and result["changed_by_game"] == 1
+
+
+NON_TOXIC, INSULT = 0, 2
+
+
+def ex(text, *allowed, source="own"):
+    return Example(text, tuple(allowed), source)
+
+
+def test_obfuscated_copies_are_seeded_disguises_with_the_original_labels():
+    rows = [ex(f"you are a worthless idiot {i}", INSULT) for i in range(30)] + \
+        [ex(f"great rotation to the river {i}", NON_TOXIC, source="conda") for i in range(30, 60)]
+    copies = obfuscated_copies(rows, 0.5, seed=4)
+    assert len(copies) == 30 and copies == obfuscated_copies(rows, 0.5, seed=4)
+    assert copies != obfuscated_copies(rows, 0.5, seed=5)
+    assert obfuscated_copies(rows, 0.0, seed=4) == []
+    disguised = 0
+    for copy in copies:  # digits are never disguised, so the number names the original row
+        original = rows[int(copy.text.split()[-1])]
+        assert (copy.allowed, copy.source) == (original.allowed, original.source)
+        disguised += copy.text != original.text
+    assert disguised >= 25  # each word is disguised with probability 0.5: few copies stay as they were
+    assert {e.allowed for e in copies} == {(INSULT,), (NON_TOXIC,)}  # clean rows are disguised too

@@ -14,6 +14,7 @@ from training.data import (
     balanced_example_weights,
     dedup_key,
     deduplicate,
+    load_extra_file,
     load_source_file,
     load_split,
     multilabel_columns,
@@ -21,6 +22,8 @@ from training.data import (
     stratified_split,
     summarize,
 )
+from training.obfuscate import obfuscated_copies
+from training.train import TrainOptions, _load_rows
 
 CATEGORIES = load_categories()
 NON_TOXIC, PROFANITY, INSULT, HATE, THREAT = range(5)
@@ -200,6 +203,76 @@ def test_oversample_rare_repeats_only_rare_exact_categories():
     extra = result[len(rows):]
     assert len(extra) == 3 and all(e in threats for e in extra)
     assert oversample_rare(rows, min_rows=2) == rows  # nothing is rare
+
+
+def test_extra_file_is_exact_category_rows_named_after_the_file(tmp_path):
+    path = write_csv(tmp_path / "studio_chat.csv", ["text", "label", "kind"],
+                     [["focus their healer", "non_toxic", "target_call"], ["uninstall, nobody wants you", "insult_harassment", "x"]])
+    rows = load_extra_file(path, CATEGORIES)
+    assert [(e.text, e.allowed, e.source) for e in rows] == [
+        ("focus their healer", (NON_TOXIC,), "studio_chat"),
+        ("uninstall, nobody wants you", (INSULT,), "studio_chat")]
+    bad = write_csv(tmp_path / "bad.csv", ["text", "label"], [["hi", "spam"]])
+    with pytest.raises(DataFileError, match=r"bad.csv:2: unknown category 'spam'"):
+        load_extra_file(bad, CATEGORIES)
+    with pytest.raises(DataFileError, match="not found"):
+        load_extra_file(tmp_path / "missing.csv", CATEGORIES)
+
+
+def test_training_rows_add_the_extra_file_repeated_after_deduplication(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    write_csv(data / "own_train.csv", ["text", "label"], [[f"public line {i}", "non_toxic"] for i in range(6)])
+    write_csv(data / "own_val.csv", ["text", "label"], [["in validation", "threat"]])
+    extra = write_csv(tmp_path / "game_talk.csv", ["text", "label"],
+                      [["i will find you irl", "threat"], ["IN  validation", "threat"], ["public line 0", "non_toxic"]])
+    train, val = _load_rows(TrainOptions(data_dir=str(data), imbalance="none", extra_train=str(extra),
+                                         extra_train_repeat=3), CATEGORIES)
+    assert [e.text for e in val] == ["in validation"]
+    # validation texts and texts already in the data are dropped before repeating
+    assert Counter((e.text, e.source) for e in train) == {
+        **{(f"public line {i}", "own"): 1 for i in range(6)}, ("i will find you irl", "game_talk"): 3}
+
+
+def test_extra_rows_never_land_in_a_split_off_validation_set(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    write_csv(data / "own_train.csv", ["text", "label"], [[f"public line {i}", "non_toxic"] for i in range(20)])
+    extra = write_csv(tmp_path / "studio.csv", ["text", "label"], [[f"studio line {i}", "threat"] for i in range(20)])
+    train, val = _load_rows(TrainOptions(data_dir=str(data), imbalance="none", extra_train=str(extra)), CATEGORIES)
+    assert len(val) == 4 and {e.source for e in val} == {"own"}
+    assert sum(e.source == "studio" for e in train) == 20
+
+
+def test_disguised_copies_follow_oversampling_and_keep_labels(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    write_csv(data / "own_train.csv", ["text", "label"],
+              [[f"public line {i}", "non_toxic"] for i in range(30)] + [["you are a worthless idiot", "insult_harassment"]])
+    write_csv(data / "own_val.csv", ["text", "label"], [["in validation", "threat"]])
+    options = TrainOptions(data_dir=str(data), min_rows_per_category=10, obfuscate_fraction=0.5)
+    train, _ = _load_rows(options, CATEGORIES)
+    originals, copies = train[:40], train[40:]  # 31 rows, the insult repeated to 10, then the copies
+    assert Counter(e.allowed for e in originals) == {(NON_TOXIC,): 30, (INSULT,): 10}
+    assert len(copies) == 20 and train == _load_rows(options, CATEGORIES)[0]
+    assert copies == obfuscated_copies(originals, 0.5, options.seed)  # labels kept: tests/training/test_obfuscate.py
+    texts = {e.text for e in originals}
+    assert sum(copy.text not in texts for copy in copies) >= 15  # half the words disguised: most copies differ
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"extra_train_repeat": 0}, "--extra-train-repeat must be at least 1"),
+    ({"obfuscate_fraction": 1.5}, r"--obfuscate-fraction in \[0, 1\]"),
+    ({"extra_train": "own.csv"}, "is a source of the categories file"),
+])
+def test_bad_extra_options_say_what_is_wrong(tmp_path, change, message):
+    data = tmp_path / "data"
+    data.mkdir()
+    write_csv(data / "own_train.csv", ["text", "label"], [["a line", "non_toxic"]])
+    if "extra_train" in change:
+        change = {"extra_train": str(write_csv(tmp_path / change["extra_train"], ["text", "label"], [["x", "threat"]]))}
+    with pytest.raises((SystemExit, DataFileError), match=message):
+        _load_rows(TrainOptions(data_dir=str(data), **change), CATEGORIES)
 
 
 def test_summarize_counts_per_source_and_label():
