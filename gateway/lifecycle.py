@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gateway.classifier import Classifier
 from gateway.errors import FailedPrecondition, ModerationError, NotFound
-from gateway.model_version import VersionFilesError, load_serving_model
+from gateway.model_version import VersionFilesError, load_serving_model, numbered_versions
 from gateway.service import ModelHolder
 from gateway.settings import Settings
 from gateway.smoke import load_smoke_texts, wrong_verdicts
@@ -66,9 +66,7 @@ class VersionManager:
         return Path(self.settings.model_repository) / self.settings.model_name
 
     def versions_on_disk(self) -> list[str]:
-        if not self.model_dir.is_dir():
-            return []
-        return sorted((p.name for p in self.model_dir.iterdir() if p.name.isdigit() and p.is_dir()), key=int)
+        return numbered_versions(self.model_dir)
 
     def list_versions(self) -> list[VersionInfo]:
         states = self.classifier.version_states()

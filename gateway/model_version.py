@@ -19,6 +19,13 @@ from gateway.text_encoder import TextEncoder
 DEFAULT_MAX_LENGTH = 128  # tokens, when a version's export.json does not say
 
 
+def numbered_versions(model_dir: Path) -> list[str]:
+    """The version directories of one model (`1`, `2`, ...), oldest first; none if it is absent."""
+    if not model_dir.is_dir():
+        return []
+    return sorted((p.name for p in model_dir.iterdir() if p.name.isdigit() and p.is_dir()), key=int)
+
+
 class VersionFilesError(RuntimeError):
     """A version directory lacks what the gateway needs."""
 

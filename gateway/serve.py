@@ -91,11 +91,11 @@ def load_pinned_version(settings: Settings, control_key: str = "") -> None:
     version = settings.model_version
     if not version:
         return
+    from gateway.model_version import numbered_versions
     from gateway.triton_classifier import TritonClassifier
 
     model_dir = Path(settings.model_repository) / settings.model_name
-    on_disk = sorted((p.name for p in model_dir.iterdir() if p.name.isdigit() and p.is_dir()), key=int) \
-        if model_dir.is_dir() else []
+    on_disk = numbered_versions(model_dir)
     if version not in on_disk:
         raise TritonStartError(f"--model-version {version}: no such version in {model_dir} "
                                f"(on disk: {', '.join(on_disk) or 'none'})")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway import processes
+from gateway.model_version import numbered_versions
 from gateway.secrets_files import generate_secret, without_secrets
 from gateway.triton_access import control_headers, restriction_args
 
@@ -199,11 +200,11 @@ class TritonProcess:
             return
         for model in self.models:
             model_dir = self.model_repository / model
-            numbered = sorted((p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-            info_path = numbered[-1] / "export.json" if numbered else None
+            numbered = numbered_versions(model_dir)
+            info_path = model_dir / numbered[-1] / "export.json" if numbered else None
             if info_path and info_path.exists() and json.loads(info_path.read_text()).get("precision") == "int8":
                 raise TritonStartError(
-                    f"{numbered[-1]} is dynamic-int8 (CPU-only kernels): publish a version exported with "
+                    f"{info_path.parent} is dynamic-int8 (CPU-only kernels): publish a version exported with "
                     "`moderation-export --precision fp16 --device cuda` for the GPU config")
 
     def check_ports_free(self) -> None:

@@ -25,13 +25,13 @@ from pathlib import Path
 import numpy as np
 
 from contract import tensors
-from gateway.model_version import load_serving_model
+from gateway.model_version import load_serving_model, numbered_versions
 from gateway.text_scoring import ScoringOptions, score_texts
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_DATA = Path("/work/shared/data/conda_val.csv")
-DEFAULT_VERSION_DIR = Path("model_repository/toxicity/4")
+MODEL_DIR = Path("model_repository/toxicity")
 CHUNK_ROWS = 8  # as model_repository/toxicity/config.pbtxt's chunk_rows
 TOXIC_TOKEN = "T"  # CONDA's token label for a toxic word
 _TOKEN = re.compile(r"\S+")
@@ -162,7 +162,7 @@ def _cost(cost: dict) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m loadtest.explain_eval", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--version-dir", type=Path, default=DEFAULT_VERSION_DIR)
+    parser.add_argument("--version-dir", type=Path, help="default: the newest version in model_repository/toxicity")
     parser.add_argument("--limit", type=int, default=0, help="rows to sample (0: all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (Triton's instances use 1)")
@@ -170,7 +170,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", type=Path, default=Path("loadtest/results/explain_eval.json"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    version_dir = args.version_dir
+    version_dir = args.version_dir or MODEL_DIR / numbered_versions(MODEL_DIR)[-1]
     model = load_serving_model(version_dir.parent, version_dir.parent.name, version_dir.name)
     options = ScoringOptions(explain_min_weight=args.min_weight)
     rows = load_rows(args.data, args.limit, args.seed)

@@ -141,3 +141,13 @@ def test_gateway_can_load_the_version(version_dir):
     assert model.labels[0] == tensors.NEGATIVE_CATEGORY
     ids, mask = model.encoder.encode(["gg"])
     assert ids.shape == mask.shape
+
+
+def test_numbered_versions_are_directories_in_numeric_order(tmp_path):
+    from gateway.model_version import numbered_versions
+
+    for name in ("10", "9", "2", "staging"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "11").write_text("a file, not a version")
+    assert numbered_versions(tmp_path) == ["2", "9", "10"]
+    assert numbered_versions(tmp_path / "absent") == []
