@@ -11,7 +11,9 @@ gateway serves and the policy it applies. Printed and written to loadtest/result
   fills it.
 
 tests/data/game_banter_holdout.csv is a second set in the same format, written blind (see
-HOLDOUT_CSV); measure it with --csv.
+HOLDOUT_CSV); measure it with --csv. So is tests/data/ordinary_chat.csv (ORDINARY_CSV): harmless
+lines only, ordinary chat that shares words with threats ("see you tomorrow", "i'll find you on
+the map"), which the banter sets lack.
 
 Targets (for a future model, not asserted): flagged rate on harmless <= 5%, toxic recall >= 90%.
 
@@ -32,6 +34,9 @@ BANTER_CSV = Path(__file__).resolve().parents[1] / "tests" / "data" / "game_bant
 # Written later by someone who had not seen game_banter.csv, the policy or the misses: the set to
 # trust when the model, policy or lists were changed with game_banter.csv's misses in view.
 HOLDOUT_CSV = BANTER_CSV.with_name("game_banter_holdout.csv")
+# Written blind, before any model's scores were seen: lines a model that learned threat words as
+# shortcuts would flag (decision 0021)
+ORDINARY_CSV = BANTER_CSV.with_name("ordinary_chat.csv")
 RESULTS_DIR = Path(__file__).with_name("results")
 LABELS = ("harmless", "toxic")
 MAX_HARMLESS_FLAGGED = 0.05  # issue 14's targets
@@ -108,7 +113,7 @@ def _rates(flags: dict[tuple[str, str], list[bool]]) -> dict:
     for (label, kind), values in sorted(flags.items(), key=lambda item: (item[0][0], item[0][1] != "all", item[0][1])):
         rates[names[label]][kind] = round(sum(values) / len(values), 6)
     rates["meets_targets"] = (rates["harmless_flagged"].get("all", 0.0) <= MAX_HARMLESS_FLAGGED
-                              and rates["toxic_recall"].get("all", 0.0) >= MIN_TOXIC_RECALL)
+                              and rates["toxic_recall"].get("all", 1.0) >= MIN_TOXIC_RECALL)  # a set may hold no toxic line
     return rates
 
 

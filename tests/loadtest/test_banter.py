@@ -8,7 +8,7 @@ from collections import Counter
 
 import pytest
 
-from loadtest.banter import BANTER_CSV, HOLDOUT_CSV, BanterLine, Reading, load_banter, summarize
+from loadtest.banter import BANTER_CSV, HOLDOUT_CSV, ORDINARY_CSV, BanterLine, Reading, load_banter, summarize
 
 MIN_LINES = {"harmless": 200, "toxic": 100}  # issue 14, part 10
 
@@ -33,6 +33,24 @@ def test_no_line_is_there_twice_and_no_kind_is_in_both_labels(path):
     assert [text for text, n in texts.items() if n > 1] == []
     kinds = {label: {line.kind for line in lines if line.label == label} for label in MIN_LINES}
     assert kinds["harmless"].isdisjoint(kinds["toxic"])
+
+
+def test_the_ordinary_chat_set_is_harmless_lines_only_and_shares_none_with_the_banter_sets():
+    lines = load_banter(ORDINARY_CSV)
+    assert len(lines) >= 200 and {line.label for line in lines} == {"harmless"}
+    assert all(line.text.strip() == line.text and line.text for line in lines)
+    assert all(line.kind.isidentifier() and line.kind.islower() for line in lines)
+    texts = Counter(line.text.casefold() for line in lines)
+    assert [text for text, n in texts.items() if n > 1] == []
+    banter = {line.text.casefold() for line in load_banter(BANTER_CSV) + load_banter(HOLDOUT_CSV)}
+    assert [text for text in texts if text in banter] == []
+
+
+def test_a_set_without_toxic_lines_meets_targets_on_its_flagged_rate_alone():
+    lines = [BanterLine(f"see you tomorrow {i}", "harmless", "farewell") for i in range(20)]
+    clean, flagged = Reading(False, "allow", "non_toxic"), Reading(True, "review", "threat")
+    assert summarize(lines, [clean] * 19 + [flagged])["by_toxic_flag"]["meets_targets"]  # 5%
+    assert not summarize(lines, [clean] * 18 + [flagged] * 2)["by_toxic_flag"]["meets_targets"]  # 10%
 
 
 def test_the_holdout_shares_no_line_with_the_first_set():
