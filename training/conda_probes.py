@@ -5,9 +5,9 @@ transformer experiment (issue 14, parts 1 and 3). Both print numbers only, never
     python -m training.conda_probes token-lexicon  # can T tokens name an explicit line's category?
 
 `context`: the bag-of-words baseline's features and classifier (training.baseline) trained on
-every conda_train row (binary toxic vs not), scored on the de-duplicated conda_val rows, with and without the previous messages of the same conversation
-(`conversation_id`, ordered by `chat_time`; each marked as the same player or another) as a
-second bag of words.
+every conda_train row (binary toxic vs not), scored on the de-duplicated conda_val rows, with and
+without the previous messages of the same conversation (`conversation_id`, ordered by
+`chat_time`; each marked as the same player or another) as a second bag of words.
 
 `token-lexicon`: a word -> category lexicon learned from the public sources' exact labels (a word
 belongs to a category when at least 8 exact toxic rows hold it, 70% of the rows that hold it are
@@ -15,8 +15,9 @@ toxic and 60% of those are that category), applied to the `T` tokens of CONDA's 
 (those whose token labels line up with their words). Only exact labels can teach a word's
 category, and most of the public data's exact toxic labels are hate (HatEval, Davidson
 `hate_speech`), while its insults and profanity are mostly partial labels (OLID, Davidson
-`offensive`, Jigsaw `toxic`). It prints the lexicon's size per category, the category it gives a few everyday game-chat insults
-(our words, not the data's), and how the explicit lines' partial label would be narrowed.
+`offensive`, Jigsaw `toxic`). It prints the lexicon's size per category, the category it gives a
+few everyday game-chat insults (our words, not the data's), and how the explicit lines' partial
+label would be narrowed.
 """
 
 from __future__ import annotations

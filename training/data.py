@@ -21,9 +21,6 @@ logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val")
 DEFAULT_DATA_DIR = os.environ.get("MODERATION_DATA_DIR", "../shared/data")
-# Game talk written for this project (issue 14): harmless violent-sounding lines and abuse phrased as
-# game talk, which no public source labels (docs/model.md: added with --extra-train)
-GAME_TALK_CSV = Path(__file__).with_name("game_talk_train.csv")
 
 
 class DataFileError(ValueError):

@@ -9,10 +9,10 @@ gets one disguise an abusive player uses: look-alike letters (Cyrillic, Greek, f
 mathematical bold), spaced letters, leetspeak, a symbol inside the word, a stretched letter or a
 zero-width space. The choice is made by a random generator seeded with (seed, file, row), so the
 copy is the same on every run and does not depend on which files are present. Files keep their
-columns; only `text` changes, and joins such as CONDA's ` [SEPA] ` are kept. A text repeated in a
-file is copied once (its first row), as evaluation de-duplicates the clean file, so the clean and
-the obfuscated scores are over the same rows. The copy holds
-dataset text: write it under runs/ (ignored by git), never commit it. Texts are never printed.
+columns; only `text` changes, and joins such as CONDA's ` [SEPA] ` are kept. A text repeated in
+the files is copied once (its first row), as evaluation de-duplicates the clean files, so the clean
+and the obfuscated scores are over the same rows. The copy holds dataset text: write it under runs/
+(ignored by git), never commit it. Texts are never printed.
 """
 
 from __future__ import annotations

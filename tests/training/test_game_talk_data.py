@@ -7,11 +7,13 @@ from __future__ import annotations
 import csv
 import re
 from collections import Counter
+from pathlib import Path
 
 from loadtest.banter import BANTER_CSV, HOLDOUT_CSV, ORDINARY_CSV, load_banter
 from training.categories import load_categories
-from training.data import GAME_TALK_CSV, dedup_key, load_extra_file
+from training.data import dedup_key, load_extra_file
 
+GAME_TALK_CSV = Path(__file__).resolve().parents[2] / "training" / "game_talk_train.csv"
 CATEGORIES = load_categories()
 MAX_OVERLAP = 0.5  # token Jaccard; from it up, a training line is a paraphrase of a test line
 
