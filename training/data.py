@@ -195,18 +195,25 @@ def stratified_split(
 
 
 def oversample_rare(
-    examples: list[Example], min_rows: int, seed: int = 13
+    examples: list[Example], min_rows: int, seed: int = 13, fixed_sources: frozenset[str] = frozenset()
 ) -> list[Example]:
-    """Repeats exact-label examples of categories with fewer than min_rows rows (e.g. threat)."""
-    by_category: dict[int, list[Example]] = defaultdict(list)
+    """Repeats exact-label examples of categories with fewer than min_rows rows (e.g. threat).
+
+    Rows of `fixed_sources` count toward a category's size but are never repeated: a small
+    hand-written file keeps the balance between its harmless and toxic lines.
+    """
+    counts: Counter = Counter()
+    drawable: dict[int, list[Example]] = defaultdict(list)
     for example in examples:
         if example.exact is not None:
-            by_category[example.exact].append(example)
+            counts[example.exact] += 1
+            if example.source not in fixed_sources:
+                drawable[example.exact].append(example)
     extra = []
     rng = random.Random(seed)
-    for rows in by_category.values():
-        if 0 < len(rows) < min_rows:
-            extra.extend(rng.choices(rows, k=min_rows - len(rows)))
+    for category, rows in drawable.items():
+        if rows and counts[category] < min_rows:
+            extra.extend(rng.choices(rows, k=min_rows - counts[category]))
     return examples + extra
 
 

@@ -150,7 +150,8 @@ def _load_rows(options: TrainOptions, categories):
         extra = set(extra_rows)  # no public row equals one: the extra file's source name is its own
         train_rows += [row for row in train_rows if row in extra] * (options.extra_train_repeat - 1)
     if options.imbalance == "oversample":
-        train_rows = oversample_rare(train_rows, options.min_rows_per_category, options.seed)
+        fixed = frozenset(row.source for row in extra_rows)  # seen --extra-train-repeat times, no more
+        train_rows = oversample_rare(train_rows, options.min_rows_per_category, options.seed, fixed)
     # of the rows as an epoch sees them: a repeated row is disguised as often as it is repeated
     train_rows += obfuscated_copies(train_rows, options.obfuscate_fraction, options.seed)
     return train_rows, val_rows

@@ -1,6 +1,6 @@
 """training/game_talk_train.csv, game talk written for training (not in the shipped recipe:
 decision 0021): loadable, labelled with the shipped categories, and far from every line of the sets
-that measure it (the banter sets and the ordinary-chat set)."""
+that measure it (the banter sets, the ordinary-chat set and the activation smoke texts)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from gateway.smoke import load_smoke_texts
 from loadtest.banter import BANTER_CSV, HOLDOUT_CSV, ORDINARY_CSV, load_banter
 from training.categories import load_categories
 from training.data import dedup_key, load_extra_file
@@ -38,6 +39,7 @@ def test_every_row_loads_as_one_exact_category():
 
 def test_no_training_line_paraphrases_a_banter_line():
     measured = [words(line.text) for path in (BANTER_CSV, HOLDOUT_CSV, ORDINARY_CSV) for line in load_banter(path)]
+    measured += [words(text) for _, text, _ in load_smoke_texts().labelled()]
     close = []
     for example in load_extra_file(GAME_TALK_CSV, CATEGORIES):
         mine = words(example.text)

@@ -205,6 +205,17 @@ def test_oversample_rare_repeats_only_rare_exact_categories():
     assert oversample_rare(rows, min_rows=2) == rows  # nothing is rare
 
 
+def test_oversample_rare_counts_but_never_repeats_fixed_sources():
+    public = [ex(f"public threat {i}", THREAT) for i in range(2)]
+    own = [ex(f"own threat {i}", THREAT, source="studio_chat") for i in range(2)]
+    rows = public + own
+    result = oversample_rare(rows, min_rows=6, seed=3, fixed_sources=frozenset({"studio_chat"}))
+    extra = result[len(rows):]
+    assert len(extra) == 2 and all(e in public for e in extra)  # own rows count toward the 6
+    only_own = oversample_rare(own, min_rows=6, fixed_sources=frozenset({"studio_chat"}))
+    assert only_own == own  # nothing may be drawn
+
+
 def test_extra_file_is_exact_category_rows_named_after_the_file(tmp_path):
     path = write_csv(tmp_path / "studio_chat.csv", ["text", "label", "kind"],
                      [["focus their healer", "non_toxic", "target_call"], ["uninstall, nobody wants you", "insult_harassment", "x"]])
@@ -232,6 +243,19 @@ def test_training_rows_add_the_extra_file_repeated_after_deduplication(tmp_path)
     # validation texts and texts already in the data are dropped before repeating
     assert Counter((e.text, e.source) for e in train) == {
         **{(f"public line {i}", "own"): 1 for i in range(6)}, ("i will find you irl", "game_talk"): 3}
+
+
+def test_oversampling_repeats_public_rows_and_leaves_the_extra_file_at_its_repeat(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    write_csv(data / "own_train.csv", ["text", "label"],
+              [[f"public line {i}", "non_toxic"] for i in range(30)] + [["public threat", "threat"]])
+    write_csv(data / "own_val.csv", ["text", "label"], [["in validation", "threat"]])
+    extra = write_csv(tmp_path / "game_talk.csv", ["text", "label"], [["i will find you irl", "threat"]])
+    train, _ = _load_rows(TrainOptions(data_dir=str(data), min_rows_per_category=10, extra_train=str(extra),
+                                       extra_train_repeat=3), CATEGORIES)
+    threats = Counter(e.text for e in train if e.allowed == (THREAT,))
+    assert threats == {"i will find you irl": 3, "public threat": 7}
 
 
 def test_extra_rows_never_land_in_a_split_off_validation_set(tmp_path):
