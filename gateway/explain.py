@@ -6,6 +6,11 @@ row. A word's weight is how much the top toxic category's score drops without it
 tokens keeps the explained row identical to the scored one; words are cut from the text as sent
 and found among the tokens through a character map, because the version's normalisation may
 change the text's length (issue 14, part 9).
+
+Two cues that each suffice ("idiot ... uninstall the game") hide each other: removing either
+leaves the score up. When no span reaches the minimum weight, a second call leaves out the
+strongest span together with each other one, and the pair that lowers the score most is the
+evidence, both spans carrying the pair's drop.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -39,6 +44,18 @@ class Occlusion:
     text: int
     spans: list[tuple[int, int]]
     rows: list[list[int]]  # rows[0] is the window's own row
+    ids: list[int] = field(default_factory=list)  # the window's tokens, without special tokens
+    dropped: list[frozenset[int]] = field(default_factory=list)  # per span, its token positions in ids
+
+
+@dataclass(frozen=True)
+class PairOcclusion:
+    """Rows leaving out the strongest span together with each other span, after the unchanged row."""
+
+    text: int
+    anchor: tuple[int, int]
+    partners: list[tuple[int, int]]
+    rows: list[list[int]]
 
 
 def word_spans(text: str) -> list[tuple[int, int]]:
@@ -81,13 +98,55 @@ def plan_occlusion(text: str, tokens: Tokens, window: Window, encoder: TextEncod
             found.append(((start, end), positions))
     size = max(1, math.ceil(len(found) / max_words))
     ids = tokens.ids[window.start : window.end]
-    spans, rows = [], [window.row]
+    spans, rows, dropped = [], [window.row], []
     for first in range(0, len(found), size):
         group = found[first : first + size]
-        dropped = set().union(*(positions for _, positions in group))
+        dropped.append(frozenset().union(*(positions for _, positions in group)))
         spans.append((group[0][0][0], group[-1][0][1]))
-        rows.append(encoder.with_special_tokens([t for k, t in enumerate(ids) if k not in dropped]))
-    return Occlusion(window.text, spans, rows)
+        rows.append(_without(ids, dropped[-1], encoder))
+    return Occlusion(window.text, spans, rows, list(ids), dropped)
+
+
+def _without(ids: list[int], dropped: frozenset[int], encoder: TextEncoder) -> list[int]:
+    return encoder.with_special_tokens([t for k, t in enumerate(ids) if k not in dropped])
+
+
+def _top_toxic(row: np.ndarray, non_toxic: int) -> int:
+    return max((k for k in range(len(row)) if k != non_toxic), key=lambda k: (row[k], -k))
+
+
+def plan_pairs(scores: np.ndarray, occlusion: Occlusion, non_toxic: int, encoder: TextEncoder,
+               min_weight: float) -> PairOcclusion | None:
+    """The pair rows for an occlusion whose single spans all fell short, or None where pairs cannot help.
+
+    Pairs cannot help with fewer than two spans, or when the top toxic score is itself below
+    min_weight (no removal can lower it by more).
+    """
+    top = _top_toxic(scores[0], non_toxic)
+    if len(occlusion.spans) < 2 or scores[0, top] < min_weight:
+        return None
+    weights = scores[0, top] - scores[1:, top]
+    anchor = min(range(len(weights)), key=lambda k: (-weights[k], k))
+    partners = [k for k in range(len(weights)) if k != anchor]
+    rows = [occlusion.rows[0]] + [_without(occlusion.ids, occlusion.dropped[anchor] | occlusion.dropped[k], encoder)
+                                  for k in partners]
+    return PairOcclusion(occlusion.text, occlusion.spans[anchor], [occlusion.spans[k] for k in partners], rows)
+
+
+def rank_pair(scores: np.ndarray, pairs: PairOcclusion, labels: tuple[str, ...], non_toxic: int,
+              min_weight: float, max_spans: int) -> list[Span]:
+    """The anchor and its partner of the pair that lowers the top toxic category most, if by min_weight.
+
+    Args:
+        scores: [1 + partners, categories] for pairs.rows, in that order.
+    """
+    top = _top_toxic(scores[0], non_toxic)
+    weights = scores[0, top] - scores[1:, top]
+    best = min(range(len(weights)), key=lambda k: (-weights[k], pairs.partners[k]))
+    if weights[best] < min_weight:
+        return []
+    both = sorted([pairs.anchor, pairs.partners[best]])
+    return [Span(*span, labels[top], float(weights[best])) for span in both][:max_spans]
 
 
 def rank_spans(scores: np.ndarray, occlusion: Occlusion, labels: tuple[str, ...], non_toxic: int,
@@ -97,8 +156,7 @@ def rank_spans(scores: np.ndarray, occlusion: Occlusion, labels: tuple[str, ...]
     Args:
         scores: [1 + spans, categories] for occlusion.rows, in that order.
     """
-    toxic = [k for k in range(len(labels)) if k != non_toxic]
-    top = toxic[int(np.argmax(scores[0, toxic]))]
+    top = _top_toxic(scores[0], non_toxic)
     weights = scores[0, top] - scores[1:, top]
     order = sorted(range(len(weights)), key=lambda k: (-weights[k], occlusion.spans[k]))
     return [Span(*occlusion.spans[k], labels[top], float(weights[k]))

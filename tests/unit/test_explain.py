@@ -102,6 +102,32 @@ def test_a_clean_text_has_no_evidence(encoder, idiot):
     assert np.allclose(scored.scores[0], [0.9, 0.1])
 
 
+def test_two_cues_that_each_suffice_are_found_together_in_one_more_call(encoder, idiot):
+    trash = encoder.tokenizer.convert_tokens_to_ids("trash")
+    calls = []
+
+    def infer(ids, mask):  # either word alone keeps the insult score up; "idiot" adds a little
+        calls.append(ids.copy())
+        has = [{int(t) for t in row[m == 1]} for row, m in zip(ids, mask)]
+        insult = np.array([0.1 + 0.8 * bool({idiot, trash} & h) + 0.02 * (idiot in h) for h in has], np.float32)
+        return np.stack([1 - insult, insult], axis=1)
+
+    text = "well, you idiot, that was trash"
+    scored = score_texts([text], encoder, LABELS, infer, OPTIONS, explain=True)
+    assert len(calls) == 2 and len(calls[1]) == len(word_spans(text))  # the row again, then 6 - 1 pairs
+    assert [(text[s.start : s.end], s.category) for s in scored.evidence[0]] == [
+        ("idiot", "insult_harassment"), ("trash", "insult_harassment")]
+    assert [s.weight for s in scored.evidence[0]] == pytest.approx([0.82, 0.82])  # the pair's drop
+    assert scored.scores[0, 1] == pytest.approx(0.92)
+
+
+def test_pairs_are_not_tried_when_no_toxic_score_could_drop_enough(encoder, idiot):
+    calls = []
+    quiet = ScoringOptions(explain_max_words=16, explain_min_weight=0.2)  # above the clean rows' 0.1
+    scored = score_texts(["good game all"], encoder, LABELS, keyed_infer(idiot, calls), quiet, explain=True)
+    assert scored.evidence == [[]] and len(calls) == 1
+
+
 class KeyedFake(FakeClassifier):
     """The servicer tests' fake, but insult_harassment scores 0.9 exactly when token_id is in a row."""
 
