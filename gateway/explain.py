@@ -8,9 +8,11 @@ and found among the tokens through a character map, because the version's normal
 change the text's length (issue 14, part 9).
 
 Two cues that each suffice ("idiot ... uninstall the game") hide each other: removing either
-leaves the score up. When no span reaches the minimum weight, a second call leaves out the
-strongest span together with each other one, and the pair that lowers the score most is the
-evidence, both spans carrying the pair's drop.
+leaves the score up. When the model tops a window as toxic and no span reaches the minimum
+weight, one more call leaves spans out in pairs (all pairs where they fit in one call, else those
+whose single drops add up most). The pair that lowers the score most is the evidence if each of
+its spans lowers the score by the minimum weight once the other is gone; both spans carry the
+pair's drop, which is not to be added up.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,7 +36,7 @@ class Span:
     start: int  # [start, end): characters of the text as sent
     end: int
     category: str
-    weight: float  # drop of the category's score without the span
+    weight: float  # drop of the category's score without the span (a pair's spans: without both)
 
 
 @dataclass(frozen=True)
@@ -44,17 +46,18 @@ class Occlusion:
     text: int
     spans: list[tuple[int, int]]
     rows: list[list[int]]  # rows[0] is the window's own row
-    ids: list[int] = field(default_factory=list)  # the window's tokens, without special tokens
-    dropped: list[frozenset[int]] = field(default_factory=list)  # per span, its token positions in ids
+    ids: list[int]  # the window's tokens, without special tokens
+    dropped: list[frozenset[int]]  # per span, its token positions in ids
 
 
 @dataclass(frozen=True)
 class PairOcclusion:
-    """Rows leaving out the strongest span together with each other span, after the unchanged row."""
+    """Rows leaving out two spans each, after the unchanged row."""
 
     text: int
-    anchor: tuple[int, int]
-    partners: list[tuple[int, int]]
+    pairs: list[tuple[int, int]]  # span indices into the occlusion, one pair per row after the first
+    spans: list[tuple[int, int]]  # the occlusion's spans
+    single_drops: np.ndarray  # each span's drop alone, from the occlusion's call
     rows: list[list[int]]
 
 
@@ -116,37 +119,44 @@ def _top_toxic(row: np.ndarray, non_toxic: int) -> int:
 
 
 def plan_pairs(scores: np.ndarray, occlusion: Occlusion, non_toxic: int, encoder: TextEncoder,
-               min_weight: float) -> PairOcclusion | None:
-    """The pair rows for an occlusion whose single spans all fell short, or None where pairs cannot help.
+               max_rows: int) -> PairOcclusion | None:
+    """Rows leaving out pairs of spans, at most max_rows of them, or None where pairs do not apply.
 
-    Pairs cannot help with fewer than two spans, or when the top toxic score is itself below
-    min_weight (no removal can lower it by more).
+    They apply to a window the model tops as toxic (one it does not flag needs no evidence) with
+    at least two spans. All pairs are tried where they fit; otherwise those whose single drops
+    add up most, which holds the strongest spans' pairs.
     """
     top = _top_toxic(scores[0], non_toxic)
-    if len(occlusion.spans) < 2 or scores[0, top] < min_weight:
+    n = len(occlusion.spans)
+    if n < 2 or scores[0, top] <= scores[0, non_toxic]:
         return None
-    weights = scores[0, top] - scores[1:, top]
-    anchor = min(range(len(weights)), key=lambda k: (-weights[k], k))
-    partners = [k for k in range(len(weights)) if k != anchor]
-    rows = [occlusion.rows[0]] + [_without(occlusion.ids, occlusion.dropped[anchor] | occlusion.dropped[k], encoder)
-                                  for k in partners]
-    return PairOcclusion(occlusion.text, occlusion.spans[anchor], [occlusion.spans[k] for k in partners], rows)
+    drops = scores[0, top] - scores[1:, top]
+    pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
+    if len(pairs) > max_rows:
+        pairs = sorted(pairs, key=lambda p: (-(drops[p[0]] + drops[p[1]]), p))[:max_rows]
+    rows = [occlusion.rows[0]] + [_without(occlusion.ids, occlusion.dropped[a] | occlusion.dropped[b], encoder)
+                                  for a, b in pairs]
+    return PairOcclusion(occlusion.text, pairs, occlusion.spans, drops, rows)
 
 
-def rank_pair(scores: np.ndarray, pairs: PairOcclusion, labels: tuple[str, ...], non_toxic: int,
+def rank_pair(scores: np.ndarray, plan: PairOcclusion, labels: tuple[str, ...], non_toxic: int,
               min_weight: float, max_spans: int) -> list[Span]:
-    """The anchor and its partner of the pair that lowers the top toxic category most, if by min_weight.
+    """The two spans of the pair that lowers the top toxic category most, if each of them lowers
+    it by min_weight once the other is gone (two words that merely add up are not a pair).
 
     Args:
-        scores: [1 + partners, categories] for pairs.rows, in that order.
+        scores: [1 + pairs, categories] for plan.rows, in that order.
     """
     top = _top_toxic(scores[0], non_toxic)
-    weights = scores[0, top] - scores[1:, top]
-    best = min(range(len(weights)), key=lambda k: (-weights[k], pairs.partners[k]))
-    if weights[best] < min_weight:
+    drops = scores[0, top] - scores[1:, top]
+    single = plan.single_drops
+    masking = [k for k, (a, b) in enumerate(plan.pairs)
+               if drops[k] - single[a] >= min_weight and drops[k] - single[b] >= min_weight]
+    if not masking:
         return []
-    both = sorted([pairs.anchor, pairs.partners[best]])
-    return [Span(*span, labels[top], float(weights[best])) for span in both][:max_spans]
+    best = min(masking, key=lambda k: (-drops[k], plan.pairs[k]))
+    a, b = sorted(plan.pairs[best], key=lambda k: (-single[k], k))  # the stronger alone first
+    return [Span(*plan.spans[k], labels[top], float(drops[best])) for k in (a, b)][:max_spans]
 
 
 def rank_spans(scores: np.ndarray, occlusion: Occlusion, labels: tuple[str, ...], non_toxic: int,

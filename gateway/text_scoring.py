@@ -4,13 +4,15 @@ Rows go to the model in as few calls as `max_rows_per_call` (Triton's max_batch_
 a text's rows kept in one call where they fit, so an explained row and its occluded copies are
 scored side by side. Without explain, a text that fits one window costs one row, as before.
 A long text being explained costs a second call: its worst window is known only after the first.
-An explained text whose words each fall short as evidence costs one more (gateway/explain.py).
+An explained toxic text whose words each fall short as evidence costs one more, for pairs of
+words (gateway/explain.py); it is best-effort: if that call fails, the verdict has no spans.
 The model call is a plain function, so the gateway (Triton) and offline scripts (TorchScript in
 process) run the same code.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +24,8 @@ from gateway.errors import ModerationError
 from gateway.explain import Occlusion, Span, plan_occlusion, plan_pairs, rank_pair, rank_spans
 from gateway.text_encoder import TextEncoder
 from gateway.windows import Window, split_windows, worst_windows
+
+logger = logging.getLogger(__name__)
 
 Infer = Callable[[np.ndarray, np.ndarray], np.ndarray]  # ids, mask [rows, seq] -> scores [rows, categories]
 
@@ -86,13 +90,17 @@ def score_texts(texts: list[str], encoder: TextEncoder, labels: tuple[str, ...],
         result.evidence[occlusion.text] = rank_spans(scores, occlusion, labels, non_toxic,
                                                      options.explain_min_weight, options.explain_max_spans)
         if not result.evidence[occlusion.text]:
-            pair_plans.append(plan_pairs(scores, occlusion, non_toxic, encoder, options.explain_min_weight))
+            pair_plans.append(plan_pairs(scores, occlusion, non_toxic, encoder, options.max_rows_per_call - 1))
     pair_plans = [p for p in pair_plans if p is not None]
     if pair_plans:  # cues that each suffice alone: one more call, leaving them out in pairs
-        more = _infer_groups([p.rows for p in pair_plans], encoder, infer, options.max_rows_per_call,
-                             len(labels), result)
-        for pairs, scores in zip(pair_plans, more, strict=True):
-            result.evidence[pairs.text] = rank_pair(scores, pairs, labels, non_toxic, options.explain_min_weight,
+        try:
+            more = _infer_groups([p.rows for p in pair_plans], encoder, infer, options.max_rows_per_call,
+                                 len(labels), result)
+        except ModerationError as err:  # the scores are known: the verdict goes out without these spans
+            logger.warning("explain: pair occlusion skipped for %d texts: %s", len(pair_plans), err)
+            return result
+        for pairing, scores in zip(pair_plans, more, strict=True):
+            result.evidence[pairing.text] = rank_pair(scores, pairing, labels, non_toxic, options.explain_min_weight,
                                                     options.explain_max_spans)
     return result
 

@@ -16,6 +16,7 @@ import csv
 import dataclasses
 import json
 import logging
+import os
 import random
 import re
 import statistics
@@ -30,7 +31,7 @@ from gateway.text_scoring import ScoringOptions, score_texts
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_DATA = Path("/work/shared/data/conda_val.csv")
+DEFAULT_DATA = Path(os.environ.get("MODERATION_DATA_DIR", "../shared/data")) / "conda_val.csv"  # as training's
 MODEL_DIR = Path("model_repository/toxicity")
 CHUNK_ROWS = 8  # as model_repository/toxicity/config.pbtxt's chunk_rows
 TOXIC_TOKEN = "T"  # CONDA's token label for a toxic word
@@ -84,35 +85,43 @@ SWEEP_MIN_WEIGHTS = (0.02, 0.05, 0.1, 0.2)  # explain_min_weight values also rep
 
 
 def evaluate(rows, model, infer, options: ScoringOptions) -> dict:
-    """Span metrics at options.explain_min_weight (and the sweep), and the cost with and without explain."""
-    lowest = min((options.explain_min_weight, *SWEEP_MIN_WEIGHTS))
-    explaining = dataclasses.replace(options, explain_min_weight=lowest)  # filtered per threshold below
+    """Span metrics at options.explain_min_weight and each sweep value, and the cost with and without explain.
+
+    Each minimum weight gets its own explained pass: whether word pairs are tried depends on it.
+    """
+    by_weight, flagged_top = {}, 0
+    for weight in sorted({options.explain_min_weight, *SWEEP_MIN_WEIGHTS}):
+        explaining = dataclasses.replace(options, explain_min_weight=weight)
+        found = []
+        for text, is_toxic in rows:
+            scored = score_texts([text], model.encoder, model.labels, infer, explaining, True)
+            found.append((text, is_toxic, scored.evidence[0]))
+            if weight == options.explain_min_weight:
+                flagged_top += int(model.labels[int(np.argmax(scored.scores[0]))] != tensors.NEGATIVE_CATEGORY)
+        by_weight[weight] = span_metrics(found)
+        logger.info("min weight %.2f: %s", weight, by_weight[weight])
     cost = {False: {"rows": [], "ms": []}, True: {"rows": [], "ms": []}}
-    found, flagged_top = [], 0
-    for text, is_toxic in rows:
+    for text, _ in rows:
         for explain in (False, True):
             started = time.perf_counter()
-            scored = score_texts([text], model.encoder, model.labels, infer, explaining, explain)
+            scored = score_texts([text], model.encoder, model.labels, infer, options, explain)
             cost[explain]["ms"].append((time.perf_counter() - started) * 1e3)
             cost[explain]["rows"].append(scored.rows)
-        found.append((text, is_toxic, scored.evidence[0]))
-        flagged_top += int(model.labels[int(np.argmax(scored.scores[0]))] != tensors.NEGATIVE_CATEGORY)
     gold = sum(sum(t) for _, t in rows)
     return {
         "rows": len(rows),
-        **span_metrics(found, options.explain_min_weight),
-        "by_min_weight": {str(w): span_metrics(found, w) for w in SWEEP_MIN_WEIGHTS},
+        **by_weight[options.explain_min_weight],
+        "by_min_weight": {str(w): by_weight[w] for w in SWEEP_MIN_WEIGHTS},
         "rows_top_category_toxic": flagged_top,
         "T_token_share": round(gold / sum(len(t) for _, t in rows), 4),  # precision of picking words at random
         "cost": {("with_explain" if explain else "without_explain"): _cost(c) for explain, c in cost.items()},
     }
 
 
-def span_metrics(found, min_weight: float) -> dict:
-    """Word precision and recall of the spans weighing at least min_weight."""
+def span_metrics(found) -> dict:
+    """Word precision and recall of the evidence spans."""
     hits = predicted = gold = top_hits = with_spans = 0
     for text, is_toxic, spans in found:
-        spans = [s for s in spans if s.weight >= min_weight]
         guess = predicted_tokens(text, spans)
         hits += sum(g and t for g, t in zip(guess, is_toxic))
         predicted += sum(guess)

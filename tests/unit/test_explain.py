@@ -7,6 +7,7 @@ import pytest
 
 from contract.normalization import normalize_chat
 from contract.pb import moderation_pb2, moderation_pb2_grpc
+from gateway.errors import BackendTimeout
 from gateway.explain import position_map, word_spans
 from gateway.text_encoder import TextEncoder
 from gateway.text_scoring import ScoringOptions, score_texts
@@ -97,35 +98,73 @@ def test_without_explain_nothing_extra_is_computed(encoder, idiot):
 
 
 def test_a_clean_text_has_no_evidence(encoder, idiot):
-    scored = score_texts(["good game all"], encoder, LABELS, keyed_infer(idiot, []), OPTIONS, explain=True)
-    assert scored.evidence == [[]]
+    calls = []
+    scored = score_texts(["good game all"], encoder, LABELS, keyed_infer(idiot, calls), OPTIONS, explain=True)
+    assert scored.evidence == [[]] and len(calls) == 1  # not topped as toxic: no pairs either
     assert np.allclose(scored.scores[0], [0.9, 0.1])
 
 
-def test_two_cues_that_each_suffice_are_found_together_in_one_more_call(encoder, idiot):
-    trash = encoder.tokenizer.convert_tokens_to_ids("trash")
-    calls = []
-
-    def infer(ids, mask):  # either word alone keeps the insult score up; "idiot" adds a little
+def two_cue_infer(idiot: int, trash: int, calls: list, bonus: float = 0.0, fail_after: int = 0):
+    """Either word alone keeps the insult score at 0.9 (else 0.1); "idiot" adds `bonus`."""
+    def infer(ids, mask):
         calls.append(ids.copy())
+        if fail_after and len(calls) > fail_after:
+            raise BackendTimeout("model call timed out")
         has = [{int(t) for t in row[m == 1]} for row, m in zip(ids, mask)]
-        insult = np.array([0.1 + 0.8 * bool({idiot, trash} & h) + 0.02 * (idiot in h) for h in has], np.float32)
+        insult = np.array([0.1 + 0.8 * bool({idiot, trash} & h) + bonus * (idiot in h) for h in has], np.float32)
+        return np.stack([1 - insult, insult], axis=1)
+    return infer
+
+
+@pytest.fixture(scope="module")
+def trash(encoder):
+    return encoder.tokenizer.convert_tokens_to_ids("trash")
+
+
+TWO_CUES = "well, you idiot, that was trash"
+
+
+def test_two_cues_that_each_suffice_are_found_together_in_one_more_call(encoder, idiot, trash):
+    calls = []
+    scored = score_texts([TWO_CUES], encoder, LABELS, two_cue_infer(idiot, trash, calls), OPTIONS, explain=True)
+    assert len(calls) == 2 and len(calls[1]) == 1 + 15  # the row again, then every pair of its 6 words
+    assert [(TWO_CUES[s.start : s.end], s.category) for s in scored.evidence[0]] == [
+        ("idiot", "insult_harassment"), ("trash", "insult_harassment")]
+    assert [s.weight for s in scored.evidence[0]] == pytest.approx([0.8, 0.8])  # the pair's drop
+    assert scored.scores[0, 1] == pytest.approx(0.9)
+
+
+def test_two_words_that_merely_add_up_are_not_a_pair(encoder, idiot, trash):
+    def infer(ids, mask):  # 0.04 and 0.02 apart: neither alone nor together past 0.05 each
+        has = [{int(t) for t in row[m == 1]} for row, m in zip(ids, mask)]
+        insult = np.array([0.5 + 0.04 * (idiot in h) + 0.02 * (trash in h) for h in has], np.float32)
         return np.stack([1 - insult, insult], axis=1)
 
-    text = "well, you idiot, that was trash"
-    scored = score_texts([text], encoder, LABELS, infer, OPTIONS, explain=True)
-    assert len(calls) == 2 and len(calls[1]) == len(word_spans(text))  # the row again, then 6 - 1 pairs
-    assert [(text[s.start : s.end], s.category) for s in scored.evidence[0]] == [
-        ("idiot", "insult_harassment"), ("trash", "insult_harassment")]
-    assert [s.weight for s in scored.evidence[0]] == pytest.approx([0.82, 0.82])  # the pair's drop
-    assert scored.scores[0, 1] == pytest.approx(0.92)
+    assert score_texts([TWO_CUES], encoder, LABELS, infer, OPTIONS, explain=True).evidence == [[]]
 
 
-def test_pairs_are_not_tried_when_no_toxic_score_could_drop_enough(encoder, idiot):
+def test_pairs_in_a_batch_and_in_the_worst_window_of_a_long_text(encoder, idiot, trash):
     calls = []
-    quiet = ScoringOptions(explain_max_words=16, explain_min_weight=0.2)  # above the clean rows' 0.1
-    scored = score_texts(["good game all"], encoder, LABELS, keyed_infer(idiot, calls), quiet, explain=True)
-    assert scored.evidence == [[]] and len(calls) == 1
+    texts = ["you are an idiot", TWO_CUES, "good game all"]
+    scored = score_texts(texts, encoder, LABELS, two_cue_infer(idiot, trash, calls), OPTIONS, explain=True)
+    assert len(calls) == 2 and len(calls[1]) == 1 + 15  # only the two-cue text needs pairs
+    assert [[texts[i][s.start : s.end] for s in spans] for i, spans in enumerate(scored.evidence)] == [
+        ["idiot"], ["idiot", "trash"], []]
+    calls = []
+    text = harmless(200) + " " + TWO_CUES + " " + harmless(10)
+    options = ScoringOptions(explain_max_words=30)
+    scored = score_texts([text], encoder, LABELS, two_cue_infer(idiot, trash, calls, bonus=0.02), options,
+                         explain=True)
+    assert len(calls) == 3 and len(calls[2]) == 64  # windows, single words, then the 63 strongest pairs
+    assert [text[s.start : s.end] for s in scored.evidence[0]] == ["idiot", "trash"]
+    assert scored.evidence[0][0].start > len(harmless(200))
+
+
+def test_a_failed_pair_call_leaves_the_scores_and_no_spans(encoder, idiot, trash):
+    calls = []
+    scored = score_texts([TWO_CUES], encoder, LABELS, two_cue_infer(idiot, trash, calls, fail_after=1), OPTIONS,
+                         explain=True)
+    assert len(calls) == 2 and scored.evidence == [[]] and scored.scores[0, 1] == pytest.approx(0.9)
 
 
 class KeyedFake(FakeClassifier):
