@@ -1,0 +1,175 @@
+"""Averages the weights of fine-tuned checkpoints of one base model into one checkpoint (a "model
+soup"), then rescales its logits so that its scores stay calibrated.
+
+Two runs from the same base and recipe can be averaged weight by weight: the mean keeps much of
+what each learned (version 4's ordinary chat, a game-talk run's banter) in one model that costs
+no more to serve. The mean's logits are smaller than either parent's, so its softmax is flatter
+than the truth; one temperature, fitted on the validation rows and folded into the output layer,
+restores calibration without changing any row's top category (docs/decisions/0023-model-soup-v5.md).
+
+    moderation-soup runs/a/model runs/b/model --out-dir runs/soup/model
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from training.data import DEFAULT_DATA_DIR, DataFileError, load_split
+
+logger = logging.getLogger(__name__)
+
+MAX_LENGTH = 128  # tokens: what the gateway scores
+# Keys of a checkpoint's config that must agree for the weights to mean the same thing.
+SAME_CONFIG = ("architectures", "model_type", "num_labels", "id2label", "hidden_size", "num_hidden_layers",
+               "vocab_size", "text_normalization")
+TEMPERATURES = np.exp(np.linspace(np.log(0.05), np.log(5.0), 401))  # 1.2% apart
+
+
+class SoupError(ValueError):
+    """The checkpoints cannot be averaged; the message says why."""
+
+
+def average_state_dicts(states: list[dict]) -> dict:
+    """The element-wise mean of floating-point tensors; other tensors (position ids) must be equal."""
+    import torch
+
+    keys = set(states[0])
+    for state in states[1:]:
+        if set(state) != keys:
+            raise SoupError(f"the checkpoints hold different weights: {sorted(keys ^ set(state))[:5]}")
+    mean = {}
+    for key, first in states[0].items():
+        if any(state[key].shape != first.shape for state in states):
+            raise SoupError(f"weight {key} has different shapes: {[tuple(s[key].shape) for s in states]}")
+        if first.is_floating_point():
+            mean[key] = torch.stack([state[key].float() for state in states]).mean(0).to(first.dtype)
+        elif all(torch.equal(state[key], first) for state in states):
+            mean[key] = first.clone()
+        else:
+            raise SoupError(f"integer weight {key} differs between the checkpoints")
+    return mean
+
+
+def check_configs(configs: list[dict]) -> None:
+    for key in SAME_CONFIG:
+        values = [config.get(key) for config in configs]
+        if any(value != values[0] for value in values):
+            raise SoupError(f"the checkpoints differ in {key}: {values} (only runs of one base and recipe can be averaged)")
+
+
+def fit_temperature(probs: np.ndarray, allowed: np.ndarray) -> tuple[float, float, float]:
+    """(temperature, loss at 1, loss at the temperature): the T that minimises the mean partial-label
+    loss -log(sum of softmax(log p / T) over each row's allowed categories).
+
+    Args:
+        probs: softmax scores [rows, categories] at temperature 1.
+        allowed: 0/1 [rows, categories], the categories each row's label allows.
+    """
+    logits = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0))
+    allowed = np.asarray(allowed, dtype=bool)
+    if not allowed.any(axis=1).all():
+        raise SoupError("a validation row allows no category")
+
+    def loss(t: float) -> float:
+        z = logits / t
+        z -= z.max(axis=1, keepdims=True)
+        log_total = np.log(np.exp(z).sum(axis=1))
+        log_kept = np.log(np.where(allowed, np.exp(z), 0.0).sum(axis=1))
+        return float(np.mean(log_total - log_kept))
+
+    losses = [loss(t) for t in TEMPERATURES]
+    best = int(np.argmin(losses))
+    return float(TEMPERATURES[best]), loss(1.0), losses[best]
+
+
+def output_layer(model, num_labels: int):
+    """The one Linear layer that produces the logits (BERT's `classifier`, RoBERTa's `out_proj`)."""
+    import torch
+
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == num_labels]
+    if len(layers) != 1:
+        raise SoupError(f"expected one output layer with {num_labels} outputs, found {len(layers)}")
+    return layers[0]
+
+
+def scale_logits(model, temperature: float) -> None:
+    """Divides the output layer's weight and bias by temperature: logits / T, exactly, in the weights."""
+    import torch
+
+    layer = output_layer(model, model.config.num_labels)
+    with torch.no_grad():
+        layer.weight.div_(temperature)
+        if layer.bias is not None:
+            layer.bias.div_(temperature)
+
+
+def make_soup(checkpoints: list[Path], out_dir: Path, data_dir: Path | None, categories_path: str = "") -> dict:
+    """Writes the averaged (and, with data_dir, calibrated) checkpoint to out_dir; returns soup.json."""
+    from transformers import AutoModelForSequenceClassification
+
+    from training.categories import DEFAULT_CATEGORIES_PATH, load_categories
+    from training.scorers import load_tokenizer
+    from training.train import predict_probs
+
+    if len(checkpoints) < 2:
+        raise SoupError("give at least two checkpoints")
+    models = [AutoModelForSequenceClassification.from_pretrained(str(path)) for path in checkpoints]
+    check_configs([model.config.to_dict() for model in models])
+    soup = models[0]
+    soup.load_state_dict(average_state_dicts([model.state_dict() for model in models]))
+    del models[1:]
+    soup.eval()
+    info = {"checkpoints": [str(path) for path in checkpoints], "temperature": 1.0}
+    if data_dir is not None:
+        categories = load_categories(categories_path or DEFAULT_CATEGORIES_PATH)
+        if [soup.config.id2label[i] for i in range(soup.config.num_labels)] != list(categories.names):
+            raise SoupError("the checkpoints' categories differ from the categories file's (pass --categories)")
+        rows = load_split(Path(data_dir), categories, "val")
+        if not rows:
+            raise DataFileError(f"no validation files in {data_dir}")
+        tokenizer = load_tokenizer(checkpoints[0])
+        logger.info("fitting the temperature on %d validation rows", len(rows))
+        probs = predict_probs(soup, tokenizer, [row.text for row in rows], MAX_LENGTH)
+        allowed = np.zeros_like(probs)
+        for i, row in enumerate(rows):
+            allowed[i, list(row.allowed)] = 1.0
+        temperature, before, after = fit_temperature(probs, allowed)
+        scale_logits(soup, temperature)
+        info.update(temperature=round(temperature, 4), validation_rows=len(rows), data_dir=str(data_dir),
+                    loss_at_1=round(before, 5), loss_at_temperature=round(after, 5))
+        logger.info("temperature %.3f: validation loss %.4f -> %.4f", temperature, before, after)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    soup.save_pretrained(str(out_dir))
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        if (checkpoints[0] / name).exists():
+            shutil.copyfile(checkpoints[0] / name, out_dir / name)
+    (out_dir / "soup.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    return info
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="moderation-soup", description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoints", nargs="+", type=Path, help="checkpoint directories of one base and recipe")
+    parser.add_argument("--out-dir", type=Path, required=True, help="where the averaged checkpoint goes")
+    parser.add_argument("--data-dir", type=Path, default=Path(DEFAULT_DATA_DIR),
+                        help="validation files the temperature is fitted on (default: %(default)s)")
+    parser.add_argument("--no-calibrate", action="store_true", help="average only; keep temperature 1")
+    parser.add_argument("--categories", default="", help="categories file (default: the packaged one)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        info = make_soup(args.checkpoints, args.out_dir, None if args.no_calibrate else args.data_dir, args.categories)
+    except (SoupError, DataFileError, OSError) as err:
+        sys.exit(f"moderation-soup: {err}")
+    print(json.dumps(info, indent=2))
+
+
+if __name__ == "__main__":
+    main()
