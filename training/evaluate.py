@@ -1,7 +1,7 @@
 """`moderation-evaluate`: score a split with a checkpoint, TorchScript file or served model.
 
     moderation-evaluate --model runs/default-v1/model
-    moderation-evaluate --model model_repository/toxicity/4 --compare runs/eval-default-v1-model/report.json
+    moderation-evaluate --model model_repository/toxicity/5 --compare runs/eval-default-v1-model/report.json
     moderation-evaluate --served 127.0.0.1:50051 --propose-thresholds --target-precision 0.9
 
 The output directory gets report.json (pooled and per-source metrics from training.metrics),

@@ -159,7 +159,7 @@ def test_policy_and_version_are_directory_mounts_so_changes_reach_the_pods():
     for mount in pod["containers"][0]["volumeMounts"]:
         assert "subPath" not in mount, "subPath mounts never see ConfigMap or Secret updates"
     config_maps = {c["metadata"]["name"]: c for c in manifests({}, "ConfigMap")}
-    assert config_maps["mod-moderation-model-version"]["data"]["version"] == "4"
+    assert config_maps["mod-moderation-model-version"]["data"]["version"] == "5"
     shipped = (ROOT / "gateway" / "default_policy.toml").read_text()
     assert config_maps["mod-moderation-policy"]["data"]["policy.toml"].strip() == shipped.strip()
     assert (CHART_DIR / "files" / "policy.toml").read_text() == shipped, "the chart ships the gateway's default policy"
@@ -168,8 +168,8 @@ def test_policy_and_version_are_directory_mounts_so_changes_reach_the_pods():
 def test_restart_rollout_pins_the_version_and_rolls_pods_on_change():
     values = VALUES_MATRIX["monitoring-pvc-restart"]
     template = one(values, "Deployment", "gateway")["spec"]["template"]
-    assert "--model-version=4" in template["spec"]["containers"][0]["args"]
-    changed = {**values, "model": {"name": "toxicity", "version": "5"}}
+    assert "--model-version=5" in template["spec"]["containers"][0]["args"]
+    changed = {**values, "model": {"name": "toxicity", "version": "6"}}
     new_template = one(changed, "Deployment", "gateway")["spec"]["template"]
     key = "checksum/model-version"
     assert template["metadata"]["annotations"][key] != new_template["metadata"]["annotations"][key]

@@ -127,7 +127,7 @@ def test_version_holds_data_only_and_matches_its_manifest(version_dir):
 
 
 def test_one_shipped_version():
-    assert [p.name for p in VERSION_DIRS] == ["4"]
+    assert [p.name for p in VERSION_DIRS] == ["5"]
 
 
 def test_cpu_config_names_the_backend_that_ships_once():

@@ -19,9 +19,9 @@ def test_default_policy_loads_with_its_thresholds():
     policy = load_policy()
     assert policy.source == str(DEFAULT_POLICY_PATH)
     assert policy.default_threshold == 0.5
-    assert policy.toxic_threshold == 0.425  # proposed for the shipped version (the file's header says how)
+    assert policy.toxic_threshold == 0.58  # proposed for the shipped version (the file's header says how)
     assert policy.thresholds == {
-        "profanity": 0.902, "insult_harassment": 0.924, "hate_identity_attack": 0.961, "threat": 1.0,
+        "profanity": 0.804, "insult_harassment": 0.868, "hate_identity_attack": 0.931, "threat": 0.869,
     }
     policy.check_categories(CATEGORIES)  # the shipped policy fits the shipped categories
 
@@ -139,8 +139,8 @@ def test_overall_threshold_is_inclusive_and_can_be_raised(tmp_path):
 
 def test_shipped_bands_and_actions():
     policy = load_policy()
-    assert policy.bands == {"low": 0.425, "medium": 0.654, "high": 0.884}
-    assert [policy.decide([1 - t, t, 0.0, 0.0, 0.0], CATEGORIES).action for t in (0.4, 0.5, 0.7, 0.9)] == [
+    assert policy.bands == {"low": 0.58, "medium": 0.694, "high": 0.808}
+    assert [policy.decide([1 - t, t, 0.0, 0.0, 0.0], CATEGORIES).action for t in (0.4, 0.6, 0.75, 0.9)] == [
         "allow", "review", "review", "block"]
 
 
