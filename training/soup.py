@@ -1,11 +1,11 @@
 """Averages the weights of fine-tuned checkpoints of one base model into one checkpoint (a "model
 soup"), then rescales its logits so that its scores stay calibrated.
 
-Two runs from the same base and recipe can be averaged weight by weight: the mean keeps much of
-what each learned (version 4's ordinary chat, a game-talk run's banter) in one model that costs
-no more to serve. The mean's logits are smaller than either parent's, so its softmax is flatter
-than the truth; one temperature, fitted on the validation rows and folded into the output layer,
-restores calibration without changing any row's top category (docs/decisions/0023-model-soup-v5.md).
+Runs of one base and recipe can be averaged weight by weight, keeping much of what each learned
+in one model of the same size. The mean's logits are smaller than either parent's, so its scores
+are flatter than the truth; one temperature, fitted on the validation rows and folded into the
+output layer, recalibrates them without changing any row's top category
+(docs/decisions/0023-model-soup-v5.md).
 
     moderation-soup runs/a/model runs/b/model --out-dir runs/soup/model
 """
@@ -13,6 +13,7 @@ restores calibration without changing any row's top category (docs/decisions/002
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import shutil
@@ -21,15 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
+from training.categories import CategoryFileError
 from training.data import DEFAULT_DATA_DIR, DataFileError, load_split
+from training.scorers import DEFAULT_MAX_LENGTH, ScorerError
 
 logger = logging.getLogger(__name__)
 
-MAX_LENGTH = 128  # tokens: what the gateway scores
 # Keys of a checkpoint's config that must agree for the weights to mean the same thing.
 SAME_CONFIG = ("architectures", "model_type", "num_labels", "id2label", "hidden_size", "num_hidden_layers",
-               "vocab_size", "text_normalization")
-TEMPERATURES = np.exp(np.linspace(np.log(0.05), np.log(5.0), 401))  # 1.2% apart
+               "num_attention_heads", "vocab_size", "problem_type", "text_normalization")
+# 1.2% apart, and 1 itself so that a calibrated model is left alone
+TEMPERATURES = np.union1d(np.exp(np.linspace(np.log(0.05), np.log(5.0), 401)), [1.0])
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
 
 
 class SoupError(ValueError):
@@ -79,14 +83,19 @@ def fit_temperature(probs: np.ndarray, allowed: np.ndarray) -> tuple[float, floa
 
     def loss(t: float) -> float:
         z = logits / t
-        z -= z.max(axis=1, keepdims=True)
-        log_total = np.log(np.exp(z).sum(axis=1))
-        log_kept = np.log(np.where(allowed, np.exp(z), 0.0).sum(axis=1))
-        return float(np.mean(log_total - log_kept))
+        kept = np.where(allowed, z, -np.inf)
+        return float(np.mean(_logsumexp(z) - _logsumexp(kept)))
 
     losses = [loss(t) for t in TEMPERATURES]
     best = int(np.argmin(losses))
+    if best in (0, len(TEMPERATURES) - 1):
+        logger.warning("the best temperature, %.3f, is at the edge of the searched range", TEMPERATURES[best])
     return float(TEMPERATURES[best]), loss(1.0), losses[best]
+
+
+def _logsumexp(z: np.ndarray) -> np.ndarray:
+    top = z.max(axis=1, keepdims=True)
+    return top[:, 0] + np.log(np.exp(z - top).sum(axis=1))
 
 
 def output_layer(model, num_labels: int):
@@ -111,15 +120,22 @@ def scale_logits(model, temperature: float) -> None:
 
 
 def make_soup(checkpoints: list[Path], out_dir: Path, data_dir: Path | None, categories_path: str = "") -> dict:
-    """Writes the averaged (and, with data_dir, calibrated) checkpoint to out_dir; returns soup.json."""
+    """Writes the averaged (and, with data_dir, calibrated) checkpoint to out_dir; returns soup.json.
+
+    Everything is checked before anything is written, and the checkpoint appears in out_dir only
+    when complete (it is written next to it, then renamed).
+    """
     from transformers import AutoModelForSequenceClassification
 
     from training.categories import DEFAULT_CATEGORIES_PATH, load_categories
     from training.scorers import load_tokenizer
     from training.train import predict_probs
 
-    if len(checkpoints) < 2:
-        raise SoupError("give at least two checkpoints")
+    check_paths(checkpoints, out_dir)
+    try:
+        tokenizer = load_tokenizer(checkpoints[0])  # the soup needs one, calibrated or not
+    except ScorerError as err:
+        raise SoupError(f"{checkpoints[0]} has no usable tokenizer ({err})") from None
     models = [AutoModelForSequenceClassification.from_pretrained(str(path)) for path in checkpoints]
     check_configs([model.config.to_dict() for model in models])
     soup = models[0]
@@ -134,9 +150,8 @@ def make_soup(checkpoints: list[Path], out_dir: Path, data_dir: Path | None, cat
         rows = load_split(Path(data_dir), categories, "val")
         if not rows:
             raise DataFileError(f"no validation files in {data_dir}")
-        tokenizer = load_tokenizer(checkpoints[0])
         logger.info("fitting the temperature on %d validation rows", len(rows))
-        probs = predict_probs(soup, tokenizer, [row.text for row in rows], MAX_LENGTH)
+        probs = predict_probs(soup, tokenizer, [row.text for row in rows], DEFAULT_MAX_LENGTH)
         allowed = np.zeros_like(probs)
         for i, row in enumerate(rows):
             allowed[i, list(row.allowed)] = 1.0
@@ -145,13 +160,41 @@ def make_soup(checkpoints: list[Path], out_dir: Path, data_dir: Path | None, cat
         info.update(temperature=round(temperature, 4), validation_rows=len(rows), data_dir=str(data_dir),
                     loss_at_1=round(before, 5), loss_at_temperature=round(after, 5))
         logger.info("temperature %.3f: validation loss %.4f -> %.4f", temperature, before, after)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    soup.save_pretrained(str(out_dir))
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    soup.save_pretrained(str(staging))
+    for name in TOKENIZER_FILES:
         if (checkpoints[0] / name).exists():
-            shutil.copyfile(checkpoints[0] / name, out_dir / name)
-    (out_dir / "soup.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+            shutil.copyfile(checkpoints[0] / name, staging / name)
+    (staging / "soup.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    if out_dir.exists():
+        out_dir.rmdir()  # check_paths allowed only an empty one
+    staging.rename(out_dir)
     return info
+
+
+def check_paths(checkpoints: list[Path], out_dir: Path) -> None:
+    """At least two checkpoints with the same tokenizer; out_dir new or empty and none of them."""
+    if len(checkpoints) < 2:
+        raise SoupError("give at least two checkpoints")
+    if out_dir.resolve() in {path.resolve() for path in checkpoints}:
+        raise SoupError(f"--out-dir {out_dir} is one of the checkpoints")
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise SoupError(f"--out-dir {out_dir} exists and is not an empty directory")
+    for path in checkpoints:
+        if not path.is_dir():
+            raise SoupError(f"checkpoint directory not found: {path}")
+    tokenizers = {_tokenizer_digest(path) for path in checkpoints}
+    if len(tokenizers) > 1:
+        raise SoupError("the checkpoints' tokenizer files differ")
+
+
+def _tokenizer_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    for name in TOKENIZER_FILES:
+        if (path / name).is_file():
+            digest.update(name.encode() + b"\0" + (path / name).read_bytes())
+    return digest.hexdigest()
 
 
 def main(argv=None) -> None:
@@ -166,7 +209,7 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         info = make_soup(args.checkpoints, args.out_dir, None if args.no_calibrate else args.data_dir, args.categories)
-    except (SoupError, DataFileError, OSError) as err:
+    except (SoupError, DataFileError, CategoryFileError, OSError) as err:
         sys.exit(f"moderation-soup: {err}")
     print(json.dumps(info, indent=2))
 
