@@ -210,6 +210,7 @@ def test_triton_killed_under_load_comes_back_without_zombie_or_orphan(launcher):
     old_stubs = _stubs(old_triton)
     assert old_stubs, "the python backend runs its model in stub processes"
     callers = Callers(launcher.stub)
+    readies_before = launcher.output().count("tritonserver ready at")
     try:
         time.sleep(2)
         killed_at, killed_wall = time.monotonic(), time.time()
@@ -232,6 +233,12 @@ def test_triton_killed_under_load_comes_back_without_zombie_or_orphan(launcher):
     assert set(codes) <= {"OK", "UNAVAILABLE"}, codes
     assert codes["UNAVAILABLE"] > 0, "calls during the outage should have failed"
     assert all(seconds < 5.0 for code, seconds in after if code == "UNAVAILABLE"), "outage calls must fail fast"
+    # the supervisor logs the restart once its own probe and listener check pass, which can come
+    # after the gateway's first OK call on a busy box: wait for that line, not an older one
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while launcher.output().count("tritonserver ready at") <= readies_before and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert launcher.output().count("tritonserver ready at") > readies_before, "the restart was never logged ready"
     back = _logged_at(launcher.output(), "tritonserver ready at", last=True) - killed_wall
     recovered = recovered_at - killed_at
     print(f"recovery: Triton ready again {back:.1f} s and first OK call {recovered:.1f} s after kill -9; "
