@@ -26,6 +26,8 @@ MODEL_FILENAME = "model.pt"  # TorchScript, in each version directory
 LABELS_FILENAME = "labels.txt"  # one category per line, in output order, in each version directory
 MODEL_CARD_FILENAME = "MODEL_CARD.md"
 EXPORT_INFO_FILENAME = "export.json"  # how the version was exported (precision, max length, ...)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")  # a saved fast tokenizer; needed
+OPTIONAL_TOKENIZER_FILES = ("special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt", "bpe.codes")
 
 NEGATIVE_CATEGORY = "non_toxic"  # always the first label
 

@@ -16,8 +16,8 @@ from pathlib import Path
 from contract import tensors
 from contract.manifest import MANIFEST_FILENAME, ManifestError, verify_manifest, write_manifest
 
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")  # needed; others copied if present
-OPTIONAL_TOKENIZER_FILES = ("special_tokens_map.json", "vocab.txt", "vocab.json", "merges.txt", "bpe.codes")
+TOKENIZER_FILES = tensors.TOKENIZER_FILES  # needed; the optional ones copied if present
+OPTIONAL_TOKENIZER_FILES = tensors.OPTIONAL_TOKENIZER_FILES
 OTHER_FILES = (tensors.MODEL_FILENAME, tensors.LABELS_FILENAME, tensors.MODEL_CARD_FILENAME,
                tensors.EXPORT_INFO_FILENAME, MANIFEST_FILENAME)
 ALLOWED_FILES = frozenset(TOKENIZER_FILES + OPTIONAL_TOKENIZER_FILES + OTHER_FILES)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from contract import tensors
 from training.categories import CategoryFileError
 from training.data import DEFAULT_DATA_DIR, DataFileError, load_split
 from training.scorers import DEFAULT_MAX_LENGTH, ScorerError
@@ -33,7 +34,7 @@ SAME_CONFIG = ("architectures", "model_type", "num_labels", "id2label", "hidden_
                "num_attention_heads", "vocab_size", "problem_type", "text_normalization")
 # 1.2% apart, and 1 itself so that a calibrated model is left alone
 TEMPERATURES = np.union1d(np.exp(np.linspace(np.log(0.05), np.log(5.0), 401)), [1.0])
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")
+TOKENIZER_FILES = tensors.TOKENIZER_FILES + tensors.OPTIONAL_TOKENIZER_FILES
 
 
 class SoupError(ValueError):
@@ -76,26 +77,23 @@ def fit_temperature(probs: np.ndarray, allowed: np.ndarray) -> tuple[float, floa
         probs: softmax scores [rows, categories] at temperature 1.
         allowed: 0/1 [rows, categories], the categories each row's label allows.
     """
-    logits = np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, 1.0))
-    allowed = np.asarray(allowed, dtype=bool)
-    if not allowed.any(axis=1).all():
+    import torch
+
+    from training.partial_label_trainer import partial_label_loss
+
+    logits = torch.log(torch.as_tensor(np.asarray(probs), dtype=torch.float64).clamp(1e-12, 1.0))
+    mask = torch.as_tensor(np.asarray(allowed), dtype=torch.float64)
+    if not (mask > 0).any(dim=1).all():
         raise SoupError("a validation row allows no category")
 
     def loss(t: float) -> float:
-        z = logits / t
-        kept = np.where(allowed, z, -np.inf)
-        return float(np.mean(_logsumexp(z) - _logsumexp(kept)))
+        return float(partial_label_loss(logits / t, mask))
 
     losses = [loss(t) for t in TEMPERATURES]
     best = int(np.argmin(losses))
     if best in (0, len(TEMPERATURES) - 1):
         logger.warning("the best temperature, %.3f, is at the edge of the searched range", TEMPERATURES[best])
     return float(TEMPERATURES[best]), loss(1.0), losses[best]
-
-
-def _logsumexp(z: np.ndarray) -> np.ndarray:
-    top = z.max(axis=1, keepdims=True)
-    return top[:, 0] + np.log(np.exp(z - top).sum(axis=1))
 
 
 def output_layer(model, num_labels: int):
@@ -128,6 +126,7 @@ def make_soup(checkpoints: list[Path], out_dir: Path, data_dir: Path | None, cat
     from transformers import AutoModelForSequenceClassification
 
     from training.categories import DEFAULT_CATEGORIES_PATH, load_categories
+    from training.experiments import allowed_masks
     from training.scorers import load_tokenizer
     from training.train import predict_probs
 
@@ -152,10 +151,7 @@ def make_soup(checkpoints: list[Path], out_dir: Path, data_dir: Path | None, cat
             raise DataFileError(f"no validation files in {data_dir}")
         logger.info("fitting the temperature on %d validation rows", len(rows))
         probs = predict_probs(soup, tokenizer, [row.text for row in rows], DEFAULT_MAX_LENGTH)
-        allowed = np.zeros_like(probs)
-        for i, row in enumerate(rows):
-            allowed[i, list(row.allowed)] = 1.0
-        temperature, before, after = fit_temperature(probs, allowed)
+        temperature, before, after = fit_temperature(probs, allowed_masks(rows, len(categories.names)))
         scale_logits(soup, temperature)
         info.update(temperature=round(temperature, 4), validation_rows=len(rows), data_dir=str(data_dir),
                     loss_at_1=round(before, 5), loss_at_temperature=round(after, 5))
