@@ -1,13 +1,19 @@
-"""Two cheap probes of what CONDA offers beyond one labelled line, run before paying for a
-transformer experiment (issue 14, parts 1 and 3). Both print numbers only, never texts.
+"""Cheap probes of what CONDA offers beyond one labelled line, run before paying for a
+transformer experiment (issue 14, parts 1 and 3). They print numbers only, never texts.
 
     python -m training.conda_probes context        # does the conversation help a bag of words?
+    python -m training.conda_probes context-cost   # what would context cost the served model?
     python -m training.conda_probes token-lexicon  # can T tokens name an explicit line's category?
 
 `context`: the bag-of-words baseline's features and classifier (training.baseline) trained on
 every conda_train row (binary toxic vs not), scored on the de-duplicated conda_val rows, with and
 without the previous messages of the same conversation (`conversation_id`, ordered by
 `chat_time`; each marked as the same player or another) as a second bag of words.
+
+`context-cost`: tokens per conda_val line and eager CPU time per line of the served architecture
+(a checkpoint, `--model`, default the packaged MiniLM with a 5-way head) at 128 tokens, scored
+alone and as a pair with its previous three messages (`moderation-train --context-messages 3`),
+on the current torch threads (`--threads`).
 
 `token-lexicon`: a word -> category lexicon learned from the public sources' exact labels (a word
 belongs to a category when at least 8 exact toxic rows hold it, 70% of the rows that hold it are
@@ -28,8 +34,8 @@ import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from training.categories import NEGATIVE_CATEGORY, SourceMapping, load_categories
-from training.data import DEFAULT_DATA_DIR, dedup_key, load_source_file, message_text
+from training.categories import NEGATIVE_CATEGORY, load_categories
+from training.data import DEFAULT_DATA_DIR, dedup_key, load_source_file, load_split, message_text, previous_messages
 
 WORD = re.compile(r"[a-z0-9']+")
 EVERYDAY_INSULTS = ("stupid", "dumb", "idiot", "noob", "trash", "loser", "moron")
@@ -38,22 +44,6 @@ EVERYDAY_INSULTS = ("stupid", "dumb", "idiot", "noob", "trash", "loser", "moron"
 def read_conda(data_dir: Path, split: str) -> list[dict]:
     with open(data_dir / f"conda_{split}.csv", encoding="utf-8", newline="") as handle:
         return list(csv.DictReader(handle))
-
-
-def previous_messages(rows: list[dict], count: int, conda: SourceMapping) -> dict[str, str]:
-    """Row id -> its conversation's `count` previous messages, each tagged SAME or OTHER player."""
-    conversations = defaultdict(list)
-    for row in rows:
-        conversations[row["conversation_id"]].append(row)
-    context = {}
-    for chat in conversations.values():
-        chat.sort(key=lambda row: (int(row["chat_time"]), int(row["id"])))
-        for i, row in enumerate(chat):
-            context[row["id"]] = " ".join(
-                ("SAME " if before["player_slot"] == row["player_slot"] else "OTHER ")
-                + message_text(before["text"], conda)
-                for before in chat[max(0, i - count):i])
-    return context
 
 
 def context_probe(data_dir: Path) -> None:
@@ -132,13 +122,49 @@ def token_lexicon_probe(data_dir: Path) -> None:
         print(f"  {n:5d}  {label}")
 
 
+def context_cost_probe(data_dir: Path, model_path: str, threads: int) -> None:
+    import time
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from contract.normalization import normalizer
+    from training.base_models import resolve_base_model
+    from training.partial_label_trainer import encode_texts
+    from training.train import predict_probs
+
+    if threads:
+        torch.set_num_threads(threads)
+    categories = load_categories()
+    rows = load_split(data_dir, categories, "val", context_messages=3)
+    rows = [row for row in rows if row.source == "conda"]
+    path = resolve_base_model(model_path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=len(categories.names)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    texts, contexts = [row.text for row in rows], [row.context for row in rows]
+    print(f"conda_val: {len(rows)} lines, {sum(map(bool, contexts))} with a context; {torch.get_num_threads()} threads")
+    print("| input | tokens per line | ms per line |\n|---|---:|---:|")
+    for name, pairs in (("message only", None), ("message + 3 previous", contexts)):
+        ids = encode_texts(tokenizer, texts, pairs, 128, normalizer(getattr(model.config, "text_normalization", None)))
+        predict_probs(model, tokenizer, texts[:256], 128, contexts=pairs[:256] if pairs else None)  # warm-up
+        started = time.perf_counter()
+        predict_probs(model, tokenizer, texts, 128, batch_size=32, contexts=pairs)
+        ms = 1000 * (time.perf_counter() - started) / len(texts)
+        print(f"| {name} | {sum(map(len, ids)) / len(ids):.1f} | {ms:.2f} |")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="training.conda_probes", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("probe", choices=("context", "token-lexicon"))
+    parser.add_argument("probe", choices=("context", "context-cost", "token-lexicon"))
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    parser.add_argument("--model", default="", help="context-cost: a checkpoint (default: the packaged MiniLM)")
+    parser.add_argument("--threads", type=int, default=0, help="context-cost: torch threads (0: torch's default)")
     args = parser.parse_args(argv)
-    (context_probe if args.probe == "context" else token_lexicon_probe)(Path(args.data_dir))
+    if args.probe == "context-cost":
+        context_cost_probe(Path(args.data_dir), args.model, args.threads)
+    else:
+        (context_probe if args.probe == "context" else token_lexicon_probe)(Path(args.data_dir))
 
 
 if __name__ == "__main__":

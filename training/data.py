@@ -32,6 +32,7 @@ class Example:
     text: str
     allowed: tuple[int, ...]  # sorted category indices the label allows
     source: str
+    context: str = ""  # previous messages of the conversation (--context-messages), else empty
 
     @property
     def exact(self) -> int | None:
@@ -39,8 +40,10 @@ class Example:
         return self.allowed[0] if len(self.allowed) == 1 else None
 
 
-def load_source_file(path: Path, source: SourceMapping, categories: Categories) -> list[Example]:
-    """Reads one CSV of a source. Rows whose label maps to no category are skipped."""
+def load_source_file(path: Path, source: SourceMapping, categories: Categories,
+                     contexts: dict[str, str] | None = None) -> list[Example]:
+    """Reads one CSV of a source. Rows whose label maps to no category are skipped. `contexts`
+    (row `id` -> text, from `previous_messages`) gives each row its conversation context."""
     with open(path, encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
@@ -53,7 +56,8 @@ def load_source_file(path: Path, source: SourceMapping, categories: Categories) 
                 raise DataFileError(f"{path}:{reader.line_num}: expected {len(header)} fields ({', '.join(header)})")
             allowed = _allowed_for_row(path, reader.line_num, row, source, categories)
             if allowed:
-                examples.append(Example(message_text(row["text"], source), allowed, source.name))
+                context = contexts.get(row["id"], "") if contexts else ""
+                examples.append(Example(message_text(row["text"], source), allowed, source.name, context))
     if not examples and reader.line_num <= 1:
         raise DataFileError(f"{path}: no data rows")
     return examples
@@ -120,13 +124,51 @@ def multilabel_columns(path: Path, source: SourceMapping) -> dict[str, dict[str,
     return columns
 
 
-def load_split(data_dir: Path, categories: Categories, split: str) -> list[Example]:
-    """All sources' files for one split that exist in data_dir, de-duplicated."""
+CONVERSATION_COLUMNS = ("id", "conversation_id", "chat_time", "player_slot")
+
+
+def previous_messages(rows: list[dict], count: int, source: SourceMapping) -> dict[str, str]:
+    """Row id -> the `count` messages before it in its conversation (ordered by `chat_time`),
+    oldest first, each tagged SAME or OTHER player: the context a gateway would be sent."""
+    conversations = defaultdict(list)
+    for row in rows:
+        conversations[row["conversation_id"]].append(row)
+    context = {}
+    for chat in conversations.values():
+        chat.sort(key=lambda row: (float(row["chat_time"]), int(row["id"])))
+        for i, row in enumerate(chat):
+            context[row["id"]] = " ".join(
+                ("SAME " if before["player_slot"] == row["player_slot"] else "OTHER ")
+                + message_text(before["text"], source)
+                for before in chat[max(0, i - count):i])
+    return context
+
+
+def conversation_contexts(data_dir: Path, source: SourceMapping, count: int) -> dict[str, str] | None:
+    """Contexts for a source whose files carry conversations (CONDA), built from ALL its split
+    files: CONDA splits a match's lines between train and val, and a gateway would see them all.
+    Only texts cross splits, never labels. None for a source without those columns."""
+    rows = []
+    for split in SPLITS:
+        path = Path(data_dir) / f"{source.file_prefix}_{split}.csv"
+        if path.exists():
+            with open(path, encoding="utf-8", newline="") as handle:
+                reader = csv.DictReader(handle)
+                if not set(CONVERSATION_COLUMNS) <= set(reader.fieldnames or ()):
+                    return None
+                rows.extend(reader)
+    return previous_messages(rows, count, source) if rows else None
+
+
+def load_split(data_dir: Path, categories: Categories, split: str, context_messages: int = 0) -> list[Example]:
+    """All sources' files for one split that exist in data_dir, de-duplicated. With
+    `context_messages`, rows of conversation sources carry their previous messages."""
     examples: list[Example] = []
     for source in categories.sources.values():
         path = Path(data_dir) / f"{source.file_prefix}_{split}.csv"
         if path.exists():
-            rows = load_source_file(path, source, categories)
+            contexts = conversation_contexts(data_dir, source, context_messages) if context_messages else None
+            rows = load_source_file(path, source, categories, contexts)
             if split == "train":
                 rows = _cap_rows(rows, source, categories)
             examples.extend(rows)

@@ -36,6 +36,29 @@ class PartialLabelTrainer(Trainer):
         return (loss, outputs) if return_outputs else loss
 
 
+def encode_texts(tokenizer, texts: list[str], contexts: list[str] | None, max_length: int,
+                 normalize=None) -> list[list[int]]:
+    """Token ids of each text, or of the pair (text, context) where a context is given, message
+    first. Token type ids are not kept: the served model takes ids and mask only, and the [SEP]
+    between the two tells them apart."""
+    if normalize is not None:
+        texts = [normalize(text) for text in texts]
+        contexts = [normalize(context) for context in contexts] if contexts else contexts
+    if not contexts or not any(contexts):
+        return tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    ids: list[list[int]] = [[] for _ in texts]
+    paired = [i for i, context in enumerate(contexts) if context]
+    single = [i for i, context in enumerate(contexts) if not context]
+    if single:
+        for i, row in zip(single, tokenizer([texts[i] for i in single], truncation=True, max_length=max_length)["input_ids"], strict=True):
+            ids[i] = row
+    encoded = tokenizer([texts[i] for i in paired], [contexts[i] for i in paired], truncation="longest_first",
+                        max_length=max_length)["input_ids"]
+    for i, row in zip(paired, encoded, strict=True):
+        ids[i] = row
+    return ids
+
+
 class EncodedExamples(Dataset):
     """Tokenised examples; padding happens per batch in `PadCollator`.
 
@@ -45,11 +68,8 @@ class EncodedExamples(Dataset):
 
     def __init__(self, examples: list[Example], tokenizer, num_categories: int, max_length: int,
                  normalize=None, weights: list[float] | None = None):
-        texts = [example.text for example in examples]
-        if normalize is not None:
-            texts = [normalize(text) for text in texts]
-        encoded = tokenizer(texts, truncation=True, max_length=max_length)
-        self._input_ids = encoded["input_ids"]
+        self._input_ids = encode_texts(tokenizer, [example.text for example in examples],
+                                       [example.context for example in examples], max_length, normalize)
         self._masks = np.zeros((len(examples), num_categories), dtype=np.float32)
         for row, example in enumerate(examples):
             self._masks[row, list(example.allowed)] = 1.0

@@ -156,7 +156,8 @@ def compare_stages(options: StagesOptions) -> dict:
     approaches["single_stage"]["inference"] = timings["single_stage"]
     approaches["two_stage"]["inference"] = timings["two_stage"]
     approaches["two_stage"]["inference_stage2_on_every_message"] = timings["two_stage_all"]
-    report = {"options": asdict(options), "threads": torch.get_num_threads(),
+    device = str(next(fitted["single_stage"].model.parameters()).device)  # cuda where Trainer found a GPU
+    report = {"options": asdict(options), "threads": torch.get_num_threads(), "device": device,
               "data": {"train_rows": len(train_rows), "train_rows_available": available, "eval_rows": len(eval_rows),
                        "stage_rows": {name: len(rows) for name, (_, rows) in plan.items()}},
               "approaches": approaches}
@@ -250,7 +251,7 @@ def report_markdown(report: dict) -> str:
     two_all = approaches["two_stage"]["inference_stage2_on_every_message"]
     lines = [
         "# Two-stage cascade vs single-stage model", "",
-        f"- Training rows: {data['train_rows']} of {data['train_rows_available']} "
+        f"- Training rows: {_train_rows(data)} "
         f"(stage 1 {data['stage_rows']['stage1']}, stage 2 {data['stage_rows']['stage2']}, "
         f"single stage {data['stage_rows']['single_stage']}); the same {data['eval_rows']} held-out rows for both.",
         "- P/R/F1: toxic vs non_toxic on rows of known toxicity; AUC on the toxic score (two-stage: p_toxic; "
@@ -260,11 +261,18 @@ def report_markdown(report: dict) -> str:
     ]
     lines += metrics_table(approaches, extra) + [""] + category_table(approaches) + [""]
     lines.append(f"Inference cost: {two_all['messages']} messages, batch {report['options']['timing_batch_size']}, "
-                 f"{report['threads']} threads; median of {two_all['repeats']} passes (minimum in brackets). "
+                 f"{report['threads']} threads on {report.get('device', 'cpu')}; median of {two_all['repeats']} passes (minimum in brackets). "
                  f"single_stage {_ms(approaches['single_stage']['inference'])}, two_stage {_ms(approaches['two_stage']['inference'])} "
                  f"(stage 2 only on flagged messages), {_ms(two_all)} with stage 2 on every message."
 )
     return "\n".join(lines) + "\n"
+
+
+def _train_rows(data: dict) -> str:
+    rows, available = data["train_rows"], data["train_rows_available"]
+    if rows > available:  # oversampling repeated rare categories
+        return f"{rows} ({available} loaded, rare categories repeated)"
+    return f"{rows} of {available}"
 
 
 def _ms(timing: dict) -> str:

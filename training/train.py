@@ -43,6 +43,9 @@ class TrainOptions:
     seed: int = 13
     threads: int = 0  # torch CPU threads; 0: torch's default
     resume: bool = False
+    # previous messages of the same conversation (CONDA) as a second segment; an experiment
+    # (issue 14, part 3): the gateway does not send context yet
+    context_messages: int = 0
 
 
 IMBALANCE_CHOICES = {
@@ -134,8 +137,8 @@ def _load_rows(options: TrainOptions, categories):
     if options.extra_train_repeat < 1 or not 0.0 <= options.obfuscate_fraction <= 1.0:
         raise SystemExit("--extra-train-repeat must be at least 1 and --obfuscate-fraction in [0, 1]")
     extra_rows = load_extra_file(Path(options.extra_train), categories) if options.extra_train else []
-    train_rows = load_split(data_dir, categories, "train")
-    val_rows = load_split(data_dir, categories, "val")
+    train_rows = load_split(data_dir, categories, "train", options.context_messages)
+    val_rows = load_split(data_dir, categories, "val", options.context_messages)
     if not train_rows:
         raise SystemExit(f"no training files for any source in {data_dir}")
     if not val_rows:  # no validation files: the reference story's stratified 80/20 split
@@ -234,25 +237,50 @@ def _training_arguments(options, run_dir, select_best: bool = True):
     )
 
 
-def predict_probs(model, tokenizer, texts, max_length: int, batch_size: int = 128):
+def predict_probs(model, tokenizer, texts, max_length: int, batch_size: int = 128, contexts=None):
     """Softmax scores for texts with an eager HF model (batches sorted by length for speed), after
-    the text normalisation the model was trained with (its config's `text_normalization`)."""
+    the text normalisation the model was trained with (its config's `text_normalization`).
+    `contexts` (one per text, empty for none) are scored as (text, context) pairs."""
     import numpy as np
     import torch
 
     from contract.normalization import normalizer
 
     normalize = normalizer(getattr(model.config, "text_normalization", None))
+    if contexts is not None and any(contexts):
+        return _predict_pairs(model, tokenizer, texts, contexts, max_length, batch_size, normalize)
     texts = [normalize(text) for text in texts]
     model.eval()
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     probs = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
+    device = next(model.parameters()).device  # after Trainer on a GPU machine the model is on cuda
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             encoded = tokenizer([texts[i] for i in chunk], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-            logits = model(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"]).logits
-            probs[chunk] = torch.softmax(logits.float(), dim=-1).numpy()
+            logits = model(input_ids=encoded["input_ids"].to(device), attention_mask=encoded["attention_mask"].to(device)).logits
+            probs[chunk] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    return probs
+
+
+def _predict_pairs(model, tokenizer, texts, contexts, max_length, batch_size, normalize):
+    import numpy as np
+    import torch
+
+    from training.partial_label_trainer import PadCollator, encode_texts
+
+    ids = encode_texts(tokenizer, texts, contexts, max_length, normalize)
+    pad = PadCollator(tokenizer.pad_token_id)
+    model.eval()
+    device = next(model.parameters()).device
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    probs = np.zeros((len(ids), model.config.num_labels), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            batch = pad([{"input_ids": ids[i], "labels": np.zeros(1, np.float32)} for i in chunk])
+            logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
+            probs[chunk] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
     return probs
 
 
@@ -261,7 +289,8 @@ def evaluate_rows(model, tokenizer, rows, categories, options) -> dict:
 
     from training.metrics import evaluate_predictions
 
-    probs = predict_probs(model, tokenizer, [row.text for row in rows], options.max_length)
+    probs = predict_probs(model, tokenizer, [row.text for row in rows], options.max_length,
+                          contexts=[row.context for row in rows])
     masks = np.zeros_like(probs)
     for i, row in enumerate(rows):
         masks[i, list(row.allowed)] = 1.0

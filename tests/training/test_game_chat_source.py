@@ -4,7 +4,7 @@ lines become one message of several lines."""
 from __future__ import annotations
 
 from training.categories import load_categories
-from training.data import load_source_file
+from training.data import load_source_file, load_split
 
 HEADER = "id,match_id,conversation_id,chat_time,player_slot,text,label,token_labels,token_spans\n"
 
@@ -22,3 +22,66 @@ def test_conda_rows_map_and_lines_are_split(tmp_path):
     assert [row.text for row in rows] == ["ez mid\nnoob", "gg wp", "report him", "you are trash"]
     assert names[:3] == [{"insult_harassment"}, {"non_toxic"}, {"non_toxic"}]
     assert names[3] == set(categories.toxic_names)  # which kind is not labelled: a partial label
+
+
+def _write_conversation(data_dir):
+    """One conversation split across train and val, as CONDA splits a match's lines."""
+    (data_dir / "conda_train.csv").write_text(HEADER
+        + '11,7,3,10,2,need mid,other,O O,"need (O)"\n'
+        + '13,7,3,30,2,ez mid,implicit_toxic,S O,"ez (S)"\n'
+        + '20,8,9,5,0,glhf,other,S,"glhf (S)"\n', encoding="utf-8")
+    (data_dir / "conda_val.csv").write_text(HEADER
+        + '12,7,3,20,6,omw top,other,O O,"omw (O)"\n'
+        + '14,7,3,40,6,report him,action,O P,"report (O)"\n', encoding="utf-8")
+    (data_dir / "tweeteval_offensive_val.csv").write_text("text,label\nnice game,not_offensive\n", encoding="utf-8")
+
+
+def test_context_is_the_previous_messages_of_the_conversation_across_splits(tmp_path):
+    categories = load_categories()
+    _write_conversation(tmp_path)
+    val = {row.text: row.context for row in load_split(tmp_path, categories, "val", context_messages=2)}
+    train = {row.text: row.context for row in load_split(tmp_path, categories, "train", context_messages=2)}
+    # val row 14 (player 6) follows 11 and 12 and 13; the last two, oldest first, tagged by speaker
+    assert val["report him"] == "SAME omw top OTHER ez mid"
+    assert val["omw top"] == "OTHER need mid"  # a train line is context for a val line: texts only
+    assert train["ez mid"] == "SAME need mid OTHER omw top"
+    assert train["glhf"] == "" and train["need mid"] == ""  # first of their conversations
+    assert val["nice game"] == ""  # a source without conversations
+    assert all(row.context == "" for row in load_split(tmp_path, categories, "val"))  # off by default
+
+
+def test_a_context_is_the_second_segment_and_leaves_plain_rows_alone(minilm_dir):
+    from transformers import AutoTokenizer
+
+    from training.partial_label_trainer import encode_texts
+
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir))
+    plain = tokenizer(["ez mid"])["input_ids"][0]
+    ids = encode_texts(tokenizer, ["ez mid", "ez mid", "gg"], ["SAME omw top", "", ""], 64)
+    assert ids[1] == plain and ids[2] == tokenizer(["gg"])["input_ids"][0]
+    assert ids[0][: len(plain)] == plain  # the message first, then [SEP] context [SEP]
+    assert tokenizer.decode(ids[0][len(plain):]) == "same omw top [SEP]"
+    long_context = " ".join(["word"] * 200)
+    cut = encode_texts(tokenizer, ["ez mid"], [long_context], 16)[0]
+    assert len(cut) == 16 and cut[: len(plain)] == plain  # truncation takes the context, not the message
+
+
+def test_pairs_score_alike_alone_and_in_a_batch_and_context_changes_the_score(tiny_checkpoint):
+    import numpy as np
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from training.train import predict_probs
+
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_checkpoint)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_checkpoint))
+    texts = ["ez mid", "gg wp all", "report him now please"]
+    contexts = ["SAME omw top OTHER you are slow", "", "OTHER ez"]
+    batch = predict_probs(model, tokenizer, texts, 64, contexts=contexts)
+    for i in range(3):
+        alone = predict_probs(model, tokenizer, [texts[i]], 64, contexts=[contexts[i]])
+        np.testing.assert_allclose(batch[i], alone[0], atol=1e-5)
+    without = predict_probs(model, tokenizer, texts, 64)
+    np.testing.assert_allclose(batch[1], without[1], atol=1e-5)  # no context: the plain score
+    model.classifier.weight.data *= 100  # a random tiny model's scores are near uniform: sharpen them
+    with_context = predict_probs(model, tokenizer, texts[:1], 64, contexts=contexts[:1])
+    assert np.abs(with_context[0] - predict_probs(model, tokenizer, texts[:1], 64)[0]).max() > 1e-3
