@@ -24,6 +24,7 @@ import random
 import re
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from training.categories import DEFAULT_CATEGORIES_PATH, SourceMapping, load_categories
@@ -118,8 +119,8 @@ def obfuscated_copies(examples: list[Example], fraction: float, seed: int) -> li
     """
     rng = random.Random(f"obfuscate|{seed}")
     chosen = rng.sample(range(len(examples)), round(len(examples) * fraction)) if fraction > 0 else []
-    return [Example(obfuscate_text(examples[i].text, rng, DEFAULT_WORD_RATE), examples[i].allowed,
-                    examples[i].source) for i in sorted(chosen)]
+    return [replace(examples[i], text=obfuscate_text(examples[i].text, rng, DEFAULT_WORD_RATE))
+            for i in sorted(chosen)]
 
 
 def obfuscate_file(source: Path, target: Path, seed: int, word_rate: float, seen: set[str] | None = None,

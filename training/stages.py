@@ -101,7 +101,7 @@ def stage1_rows(rows: list[Example]) -> list[Example]:
     relabelled = []
     for row in rows:
         if 0 not in row.allowed:
-            relabelled.append(Example(row.text, (1,), row.source))
+            relabelled.append(replace(row, allowed=(1,)))
         elif row.allowed == (0,):
             relabelled.append(row)
     return relabelled
@@ -109,7 +109,7 @@ def stage1_rows(rows: list[Example]) -> list[Example]:
 
 def stage2_rows(rows: list[Example]) -> list[Example]:
     """Rows whose label set excludes non_toxic, with indices over the toxic categories only."""
-    return [Example(row.text, tuple(i - 1 for i in row.allowed), row.source) for row in rows if 0 not in row.allowed]
+    return [replace(row, allowed=tuple(i - 1 for i in row.allowed)) for row in rows if 0 not in row.allowed]
 
 
 def cascade_scores(p_toxic: np.ndarray, stage2_probs: np.ndarray) -> np.ndarray:

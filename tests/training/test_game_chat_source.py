@@ -85,3 +85,15 @@ def test_pairs_score_alike_alone_and_in_a_batch_and_context_changes_the_score(ti
     model.classifier.weight.data *= 100  # a random tiny model's scores are near uniform: sharpen them
     with_context = predict_probs(model, tokenizer, texts[:1], 64, contexts=contexts[:1])
     assert np.abs(with_context[0] - predict_probs(model, tokenizer, texts[:1], 64)[0]).max() > 1e-3
+
+
+def test_disguised_copies_and_cascade_rows_keep_their_context():
+    from training.data import Example
+    from training.obfuscate import obfuscated_copies
+    from training.stages import stage1_rows, stage2_rows
+
+    rows = [Example("you are trash", (2,), "conda", "OTHER ez mid"), Example("gg", (0,), "conda", "SAME glhf")]
+    copies = obfuscated_copies(rows, 1.0, seed=13)
+    assert [copy.context for copy in copies] == ["OTHER ez mid", "SAME glhf"]
+    assert [row.context for row in stage1_rows(rows)] == ["OTHER ez mid", "SAME glhf"]
+    assert [(row.allowed, row.context) for row in stage2_rows(rows)] == [((1,), "OTHER ez mid")]
