@@ -84,6 +84,9 @@ def export(args: argparse.Namespace) -> Path | None:
     logger.info("[1/5] loading %s", args.checkpoint)
     model, tokenizer = torchscript.load_classifier(args.checkpoint)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    if getattr(model.config, "context_messages", 0):
+        raise torchscript.ExportError(f"{args.checkpoint} was trained with --context-messages; the gateway sends "
+                                      "single messages, so its served scores would not be the ones it was validated on")
     normalization = args.normalization or getattr(model.config, "text_normalization", None) or "none"
     from contract.normalization import normalizer
 

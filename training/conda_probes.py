@@ -146,7 +146,7 @@ def context_cost_probe(data_dir: Path, model_path: str, threads: int) -> None:
     print("| input | tokens per line | ms per line |\n|---|---:|---:|")
     for name, pairs in (("message only", None), ("message + 3 previous", contexts)):
         ids = encode_texts(tokenizer, texts, pairs, 128, normalizer(getattr(model.config, "text_normalization", None)))
-        predict_probs(model, tokenizer, texts[:256], 128, contexts=pairs[:256] if pairs else None)  # warm-up
+        predict_probs(model, tokenizer, texts[:256], 128, batch_size=32, contexts=pairs[:256] if pairs else None)  # warm-up
         started = time.perf_counter()
         predict_probs(model, tokenizer, texts, 128, batch_size=32, contexts=pairs)
         ms = 1000 * (time.perf_counter() - started) / len(texts)

@@ -39,24 +39,41 @@ class PartialLabelTrainer(Trainer):
 def encode_texts(tokenizer, texts: list[str], contexts: list[str] | None, max_length: int,
                  normalize=None) -> list[list[int]]:
     """Token ids of each text, or of the pair (text, context) where a context is given, message
-    first. Token type ids are not kept: the served model takes ids and mask only, and the [SEP]
-    between the two tells them apart."""
+    first. Only the context is truncated, from its start, so the most recent messages stay; a
+    message that leaves no room for context is encoded alone. Token type ids are not kept: the
+    served model takes ids and mask only, and the [SEP] between the two tells them apart."""
     if normalize is not None:
         texts = [normalize(text) for text in texts]
         contexts = [normalize(context) for context in contexts] if contexts else contexts
-    if not contexts or not any(contexts):
-        return tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    ids: list[list[int]] = [[] for _ in texts]
-    paired = [i for i, context in enumerate(contexts) if context]
-    single = [i for i, context in enumerate(contexts) if not context]
-    if single:
-        for i, row in zip(single, tokenizer([texts[i] for i in single], truncation=True, max_length=max_length)["input_ids"], strict=True):
+    ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    if not contexts:
+        return ids
+    if len(contexts) != len(texts):
+        raise ValueError(f"{len(contexts)} contexts for {len(texts)} texts")
+    room = max_length - tokenizer.num_special_tokens_to_add(pair=True)
+    single_specials = tokenizer.num_special_tokens_to_add(pair=False)
+    paired = [i for i, context in enumerate(contexts) if context.strip() and len(ids[i]) - single_specials < room]
+    if paired:
+        side, tokenizer.truncation_side = tokenizer.truncation_side, "left"
+        try:
+            encoded = tokenizer([texts[i] for i in paired], [contexts[i] for i in paired],
+                                truncation="only_second", max_length=max_length)["input_ids"]
+        finally:
+            tokenizer.truncation_side = side
+        for i, row in zip(paired, encoded, strict=True):
             ids[i] = row
-    encoded = tokenizer([texts[i] for i in paired], [contexts[i] for i in paired], truncation="longest_first",
-                        max_length=max_length)["input_ids"]
-    for i, row in zip(paired, encoded, strict=True):
-        ids[i] = row
     return ids
+
+
+def pad_ids(rows: list[list[int]], pad_token_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded input ids and their attention mask."""
+    longest = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), longest), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), longest), dtype=torch.long)
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        attention_mask[i, : len(row)] = 1
+    return input_ids, attention_mask
 
 
 class EncodedExamples(Dataset):
@@ -94,13 +111,7 @@ class PadCollator:
         self.pad_token_id = pad_token_id
 
     def __call__(self, batch: list[dict]) -> dict:
-        longest = max(len(item["input_ids"]) for item in batch)
-        input_ids = torch.full((len(batch), longest), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(batch), longest), dtype=torch.long)
-        for row, item in enumerate(batch):
-            length = len(item["input_ids"])
-            input_ids[row, :length] = torch.tensor(item["input_ids"])
-            attention_mask[row, :length] = 1
+        input_ids, attention_mask = pad_ids([item["input_ids"] for item in batch], self.pad_token_id)
         labels = torch.from_numpy(np.stack([item["labels"] for item in batch]))
         collated = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
         if "weights" in batch[0]:

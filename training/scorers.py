@@ -111,6 +111,8 @@ class CheckpointScorer:
         if self.normalization:  # predict_probs applies the config's scheme
             config.text_normalization = self.normalization
         self.normalization = getattr(config, "text_normalization", None) or "none"
+        if getattr(config, "context_messages", 0):
+            logger.warning("%s was trained with conversation context; it is scored here on single messages", self.path)
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
         self.name = safe_name(self.path.resolve().parts[-2:])
         self.info = {"kind": self.kind, "path": str(self.path), "max_length": self.max_length,

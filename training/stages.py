@@ -261,11 +261,16 @@ def report_markdown(report: dict) -> str:
     ]
     lines += metrics_table(approaches, extra) + [""] + category_table(approaches) + [""]
     lines.append(f"Inference cost: {two_all['messages']} messages, batch {report['options']['timing_batch_size']}, "
-                 f"{report['threads']} threads on {report.get('device', 'cpu')}; median of {two_all['repeats']} passes (minimum in brackets). "
+                 f"{_where(report)}; median of {two_all['repeats']} passes (minimum in brackets). "
                  f"single_stage {_ms(approaches['single_stage']['inference'])}, two_stage {_ms(approaches['two_stage']['inference'])} "
                  f"(stage 2 only on flagged messages), {_ms(two_all)} with stage 2 on every message."
 )
     return "\n".join(lines) + "\n"
+
+
+def _where(report: dict) -> str:
+    device = report.get("device", "cpu")
+    return f"{report['threads']} threads" if device == "cpu" else f"on {device}"  # threads mean nothing on a GPU
 
 
 def _train_rows(data: dict) -> str:

@@ -105,6 +105,8 @@ def train(options: TrainOptions) -> dict:
         label2id={name: i for i, name in enumerate(categories.names)},
     )
     model.config.text_normalization = options.normalization  # saved with every checkpoint; export reads it
+    if options.context_messages:  # export refuses such a checkpoint: the gateway sends no context
+        model.config.context_messages = options.context_messages
     started = time.monotonic()
     trainer = _make_trainer(options, model, tokenizer, categories, train_rows, val_rows, run_dir)
     trainer.train(resume_from_checkpoint=True if options.resume else None)
@@ -134,8 +136,9 @@ def _load_rows(options: TrainOptions, categories):
     data_dir = Path(options.data_dir)
     if not data_dir.is_dir():
         raise SystemExit(f"data directory not found: {data_dir} (pass --data-dir)")
-    if options.extra_train_repeat < 1 or not 0.0 <= options.obfuscate_fraction <= 1.0:
-        raise SystemExit("--extra-train-repeat must be at least 1 and --obfuscate-fraction in [0, 1]")
+    if options.extra_train_repeat < 1 or not 0.0 <= options.obfuscate_fraction <= 1.0 or options.context_messages < 0:
+        raise SystemExit("--extra-train-repeat must be at least 1, --obfuscate-fraction in [0, 1] "
+                         "and --context-messages at least 0")
     extra_rows = load_extra_file(Path(options.extra_train), categories) if options.extra_train else []
     train_rows = load_split(data_dir, categories, "train", options.context_messages)
     val_rows = load_split(data_dir, categories, "val", options.context_messages)
@@ -245,41 +248,19 @@ def predict_probs(model, tokenizer, texts, max_length: int, batch_size: int = 12
     import torch
 
     from contract.normalization import normalizer
+    from training.partial_label_trainer import encode_texts, pad_ids
 
     normalize = normalizer(getattr(model.config, "text_normalization", None))
-    if contexts is not None and any(contexts):
-        return _predict_pairs(model, tokenizer, texts, contexts, max_length, batch_size, normalize)
-    texts = [normalize(text) for text in texts]
+    ids = encode_texts(tokenizer, list(texts), contexts, max_length, normalize)
     model.eval()
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    probs = np.zeros((len(texts), model.config.num_labels), dtype=np.float32)
     device = next(model.parameters()).device  # after Trainer on a GPU machine the model is on cuda
-    with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            encoded = tokenizer([texts[i] for i in chunk], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-            logits = model(input_ids=encoded["input_ids"].to(device), attention_mask=encoded["attention_mask"].to(device)).logits
-            probs[chunk] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-    return probs
-
-
-def _predict_pairs(model, tokenizer, texts, contexts, max_length, batch_size, normalize):
-    import numpy as np
-    import torch
-
-    from training.partial_label_trainer import PadCollator, encode_texts
-
-    ids = encode_texts(tokenizer, texts, contexts, max_length, normalize)
-    pad = PadCollator(tokenizer.pad_token_id)
-    model.eval()
-    device = next(model.parameters()).device
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     probs = np.zeros((len(ids), model.config.num_labels), dtype=np.float32)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            batch = pad([{"input_ids": ids[i], "labels": np.zeros(1, np.float32)} for i in chunk])
-            logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits
+            input_ids, attention_mask = pad_ids([ids[i] for i in chunk], tokenizer.pad_token_id)
+            logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
             probs[chunk] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
     return probs
 

@@ -1,5 +1,6 @@
-"""CONDA game chat as a training source: its labels map onto the categories and its joined
-lines become one message of several lines."""
+"""CONDA game chat as a training source: its labels map onto the categories, its joined lines
+become one message of several lines, and with --context-messages each line carries the previous
+messages of its conversation as a second segment."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def _write_conversation(data_dir):
     """One conversation split across train and val, as CONDA splits a match's lines."""
     (data_dir / "conda_train.csv").write_text(HEADER
         + '11,7,3,10,2,need mid,other,O O,"need (O)"\n'
-        + '13,7,3,30,2,ez mid,implicit_toxic,S O,"ez (S)"\n'
+        + '13,7,3,30.5,2,ez mid,implicit_toxic,S O,"ez (S)"\n'
         + '20,8,9,5,0,glhf,other,S,"glhf (S)"\n', encoding="utf-8")
     (data_dir / "conda_val.csv").write_text(HEADER
         + '12,7,3,20,6,omw top,other,O O,"omw (O)"\n'
@@ -50,20 +51,27 @@ def test_context_is_the_previous_messages_of_the_conversation_across_splits(tmp_
     assert all(row.context == "" for row in load_split(tmp_path, categories, "val"))  # off by default
 
 
-def test_a_context_is_the_second_segment_and_leaves_plain_rows_alone(minilm_dir):
+def test_a_context_is_the_second_segment_and_only_the_context_is_cut(minilm_dir):
+    import pytest
     from transformers import AutoTokenizer
 
     from training.partial_label_trainer import encode_texts
 
     tokenizer = AutoTokenizer.from_pretrained(str(minilm_dir))
     plain = tokenizer(["ez mid"])["input_ids"][0]
-    ids = encode_texts(tokenizer, ["ez mid", "ez mid", "gg"], ["SAME omw top", "", ""], 64)
-    assert ids[1] == plain and ids[2] == tokenizer(["gg"])["input_ids"][0]
+    ids = encode_texts(tokenizer, ["ez mid", "ez mid", "gg", "gg"], ["SAME omw top", "", "", "  "], 64)
+    assert ids[1] == plain and ids[2] == ids[3] == tokenizer(["gg"])["input_ids"][0]
     assert ids[0][: len(plain)] == plain  # the message first, then [SEP] context [SEP]
     assert tokenizer.decode(ids[0][len(plain):]) == "same omw top [SEP]"
-    long_context = " ".join(["word"] * 200)
-    cut = encode_texts(tokenizer, ["ez mid"], [long_context], 16)[0]
-    assert len(cut) == 16 and cut[: len(plain)] == plain  # truncation takes the context, not the message
+    history = " ".join(f"line{i}" for i in range(100)) + " latest"
+    cut = encode_texts(tokenizer, ["ez mid"], [history], 16)[0]
+    assert len(cut) == 16 and cut[: len(plain)] == plain
+    assert tokenizer.decode(cut[len(plain):]).endswith("latest [SEP]")  # the oldest words go first
+    long_message = " ".join(["word"] * 200)
+    alone = tokenizer([long_message], truncation=True, max_length=16)["input_ids"][0]
+    assert encode_texts(tokenizer, [long_message], ["SAME gg"], 16)[0] == alone  # no room: no context
+    with pytest.raises(ValueError, match="1 contexts for 2 texts"):
+        encode_texts(tokenizer, ["a", "b"], ["c"], 16)
 
 
 def test_pairs_score_alike_alone_and_in_a_batch_and_context_changes_the_score(tiny_checkpoint):
@@ -97,3 +105,22 @@ def test_disguised_copies_and_cascade_rows_keep_their_context():
     assert [copy.context for copy in copies] == ["OTHER ez mid", "SAME glhf"]
     assert [row.context for row in stage1_rows(rows)] == ["OTHER ez mid", "SAME glhf"]
     assert [(row.allowed, row.context) for row in stage2_rows(rows)] == [((1,), "OTHER ez mid")]
+
+
+def test_export_refuses_a_checkpoint_trained_with_context(tiny_checkpoint, tmp_path):
+    import shutil
+
+    import pytest
+    from transformers import AutoConfig
+
+    from export.cli import export, parse_args
+    from export.torchscript import ExportError
+
+    checkpoint = tmp_path / "with-context"
+    shutil.copytree(tiny_checkpoint, checkpoint)
+    config = AutoConfig.from_pretrained(str(checkpoint))
+    config.context_messages = 3
+    config.save_pretrained(str(checkpoint))
+    with pytest.raises(ExportError, match="trained with --context-messages"):
+        export(parse_args([str(checkpoint), "--out-dir", str(tmp_path / "out"), "--dry-run"]))
+    assert not (tmp_path / "out").exists()

@@ -4,6 +4,7 @@ example, the stage datasets, and the command end to end on a tiny random checkpo
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from training.stages import (
     cascade_scores,
     decision_view,
     main,
+    report_markdown,
     stage1_rows,
     stage2_rows,
 )
@@ -61,6 +63,13 @@ def test_metrics_on_the_decision_view_measure_the_cascade():
     assert binary_metrics(scores, ALLOWED)["recall"] == 0.5
 
 
+def test_the_report_says_when_oversampling_added_rows_and_what_it_timed_on():
+    report = json.loads((Path(__file__).resolve().parents[2] / "training/reports/stages-full-gpu/report.json").read_text())
+    text = report_markdown(report)
+    assert "- Training rows: 47189 (46601 loaded, rare categories repeated)" in text
+    assert "batch 32, on cuda:0; median" in text and "threads" not in text.split("Inference cost:")[1]
+
+
 def test_stage_datasets():
     rows = [Example("a", (0,), "s"), Example("b", (1, 2), "s"), Example("c", (0, 1), "s"), Example("d", (4,), "s")]
     assert [(r.text, r.allowed) for r in stage1_rows(rows)] == [("a", (0,)), ("b", (1,)), ("d", (1,))]
@@ -75,6 +84,8 @@ def test_compare_stages_end_to_end(tiny_checkpoint, tiny_train_val_dir, tmp_path
     # 16 training rows (the copy of a validation text dropped), all of known toxicity; toxic:
     # 3 tweeteval offensive + 2 davidson (offensive, hate_speech) + 4 jigsaw
     assert report["data"]["stage_rows"] == {"single_stage": 16, "stage1": 16, "stage2": 9}
+    assert report["device"] == "cpu" and "1 threads; median" in (tmp_path / "report.md").read_text()
+    assert "- Training rows: 16 of 16 " in (tmp_path / "report.md").read_text()
     two, single = report["approaches"]["two_stage"], report["approaches"]["single_stage"]
     assert two["metrics"]["binary"]["rows"] == single["metrics"]["binary"]["rows"] == 16
     assert two["train"]["stage1"]["categories"] == ["non_toxic", "toxic"]

@@ -17,8 +17,10 @@ from training.data import (
     load_extra_file,
     load_source_file,
     load_split,
+    message_text,
     multilabel_columns,
     oversample_rare,
+    previous_messages,
     stratified_split,
     summarize,
 )
@@ -322,3 +324,24 @@ def test_balanced_weights_are_clipped():
     rows = [ex(f"clean {i}", NON_TOXIC) for i in range(30)] + [ex("threat", THREAT)]
     weights = balanced_example_weights(rows, 5, max_weight=4.0)
     assert weights[-1] / weights[0] == pytest.approx(4.0 / (31 / 60))  # 31/2 clipped to 4, against 31/60
+
+
+CONDA_SOURCE = load_categories().sources["conda"]
+
+
+def conda_row(id_, conversation, time, slot, text):
+    return {"id": str(id_), "conversation_id": str(conversation), "chat_time": str(time),
+            "player_slot": str(slot), "text": text}
+
+
+def test_previous_messages_are_ordered_by_time_tagged_by_speaker_and_stay_in_their_conversation():
+    rows = [conda_row(3, 1, 50, 0, "third"), conda_row(1, 1, -10, 0, "first [SEPA] again"),
+            conda_row(2, 1, 20, 7, "second"),
+            conda_row(4, 2, 30, 0, "elsewhere")]
+    context = previous_messages(rows, count=2, source=CONDA_SOURCE)
+    assert context["1"] == ""
+    assert context["2"] == "OTHER first\nagain"
+    assert context["3"] == "SAME first\nagain OTHER second"
+    assert context["4"] == ""
+    assert previous_messages(rows, count=1, source=CONDA_SOURCE)["3"] == "OTHER second"
+    assert message_text(rows[1]["text"], CONDA_SOURCE) == "first\nagain"
