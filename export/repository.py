@@ -16,11 +16,9 @@ from pathlib import Path
 from contract import tensors
 from contract.manifest import MANIFEST_FILENAME, ManifestError, verify_manifest, write_manifest
 
-TOKENIZER_FILES = tensors.TOKENIZER_FILES  # needed; the optional ones copied if present
-OPTIONAL_TOKENIZER_FILES = tensors.OPTIONAL_TOKENIZER_FILES
 OTHER_FILES = (tensors.MODEL_FILENAME, tensors.LABELS_FILENAME, tensors.MODEL_CARD_FILENAME,
                tensors.EXPORT_INFO_FILENAME, MANIFEST_FILENAME)
-ALLOWED_FILES = frozenset(TOKENIZER_FILES + OPTIONAL_TOKENIZER_FILES + OTHER_FILES)
+ALLOWED_FILES = frozenset(tensors.TOKENIZER_FILES + tensors.OPTIONAL_TOKENIZER_FILES + OTHER_FILES)
 
 
 class PublishError(RuntimeError):
@@ -39,7 +37,7 @@ def next_version(model_dir: Path) -> int:
 
 
 def check_tokenizer_dir(tokenizer_dir: Path) -> None:
-    missing = [name for name in TOKENIZER_FILES if not (tokenizer_dir / name).exists()]
+    missing = [name for name in tensors.TOKENIZER_FILES if not (tokenizer_dir / name).exists()]
     if missing:
         raise PublishError(f"tokenizer files missing in {tokenizer_dir}: {', '.join(missing)}")
 
@@ -62,7 +60,7 @@ def write_files(target: Path, *, model_bytes: bytes, labels: list[str], tokenize
     target.mkdir(parents=True, exist_ok=True)
     (target / tensors.MODEL_FILENAME).write_bytes(model_bytes)
     (target / tensors.LABELS_FILENAME).write_text("\n".join(labels) + "\n", encoding="utf-8")
-    for name in TOKENIZER_FILES + OPTIONAL_TOKENIZER_FILES:
+    for name in tensors.TOKENIZER_FILES + tensors.OPTIONAL_TOKENIZER_FILES:  # the optional ones if present
         if (tokenizer_dir / name).exists():
             shutil.copyfile(tokenizer_dir / name, target / name)
     if model_card and model_card.exists():

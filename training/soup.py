@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 # Keys of a checkpoint's config that must agree for the weights to mean the same thing.
 SAME_CONFIG = ("architectures", "model_type", "num_labels", "id2label", "hidden_size", "num_hidden_layers",
-               "num_attention_heads", "vocab_size", "problem_type", "text_normalization")
+               "num_attention_heads", "vocab_size", "problem_type", "text_normalization", "context_messages")
 # 1.2% apart, and 1 itself so that a calibrated model is left alone
 TEMPERATURES = np.union1d(np.exp(np.linspace(np.log(0.05), np.log(5.0), 401)), [1.0])
 TOKENIZER_FILES = tensors.TOKENIZER_FILES + tensors.OPTIONAL_TOKENIZER_FILES

@@ -11,7 +11,6 @@ from tritonclient.grpc import model_config_pb2
 
 from contract import tensors
 from contract.manifest import verify_manifest
-from export.repository import TOKENIZER_FILES
 from gateway.model_version import load_serving_model
 
 REPO_DIR = Path(__file__).resolve().parents[2]
@@ -110,7 +109,7 @@ def version_dir(request) -> Path:
 
 
 def test_version_dir_has_the_files_triton_and_the_gateway_need(version_dir):
-    for name in (tensors.MODEL_FILENAME, tensors.LABELS_FILENAME, tensors.EXPORT_INFO_FILENAME, *TOKENIZER_FILES):
+    for name in (tensors.MODEL_FILENAME, tensors.LABELS_FILENAME, tensors.EXPORT_INFO_FILENAME, *tensors.TOKENIZER_FILES):
         assert (version_dir / name).is_file(), f"{version_dir / name} is missing"
 
 
