@@ -4,6 +4,7 @@ transformer experiment (issue 14, parts 1 and 3). They print numbers only, never
     python -m training.conda_probes context        # does the conversation help a bag of words?
     python -m training.conda_probes context-cost   # what would context cost the served model?
     python -m training.conda_probes token-lexicon  # can T tokens name an explicit line's category?
+    python -m training.conda_probes ceiling --model M  # how far does blending with a bag of words go?
 
 `context`: the bag-of-words baseline's features and classifier (training.baseline) trained on
 every conda_train row (binary toxic vs not), scored on the de-duplicated conda_val rows, with and
@@ -24,6 +25,12 @@ category, and most of the public data's exact toxic labels are hate (HatEval, Da
 `offensive`, Jigsaw `toxic`). It prints the lexicon's size per category, the category it gives a
 few everyday game-chat insults (our words, not the data's), and how the explicit lines' partial
 label would be narrowed.
+
+`ceiling`: binary toxic-vs-not on the conda_val rows `moderation-evaluate` scores, for a model
+(`--model`: a checkpoint or a version directory), the bag-of-words baseline trained on
+conda_train, and the plain mean of their toxic scores: macro-F1 at 0.5, the best macro-F1 over
+thresholds (an upper bound: the threshold is picked on these rows) and AUC. Two models that err
+differently bound what one more model of either kind is likely to reach on these labels.
 """
 
 from __future__ import annotations
@@ -153,16 +160,56 @@ def context_cost_probe(data_dir: Path, model_path: str, threads: int) -> None:
         print(f"| {name} | {sum(map(len, ids)) / len(ids):.1f} | {ms:.2f} |")
 
 
+def threshold_table(truth, toxic_scores: dict) -> list[str]:
+    """Markdown rows: name | macro-F1 at 0.5 | best macro-F1 (threshold) | AUC, on rows of known truth."""
+    import numpy as np
+    from sklearn.metrics import f1_score, roc_auc_score
+
+    keep = truth >= 0
+    lines = ["| scores | macro-F1 at 0.5 | best macro-F1 (threshold) | AUC |", "|---|---:|---:|---:|"]
+    for name, toxic in toxic_scores.items():
+        y, score = truth[keep], np.asarray(toxic)[keep]
+        best = max((f1_score(y, score >= t, average="macro"), t) for t in np.round(np.arange(0.05, 0.96, 0.01), 2))
+        lines.append(f"| {name} | {f1_score(y, score >= 0.5, average='macro'):.3f} | {best[0]:.3f} ({best[1]:.2f}) "
+                     f"| {roc_auc_score(y, score):.3f} |")
+    return lines
+
+
+def ceiling_probe(data_dir: Path, model_path: str, threads: int) -> None:
+    import torch
+
+    from training.baseline import BagOfWordsScorer
+    from training.experiments import allowed_masks
+    from training.metrics import binary_labels
+    from training.scorers import open_model
+
+    if not model_path:
+        raise SystemExit("ceiling: give --model (a checkpoint or a model-repository version directory)")
+    if threads:
+        torch.set_num_threads(threads)
+    categories = load_categories()
+    rows = [row for row in load_split(data_dir, categories, "val") if row.source == "conda"]
+    texts = [row.text for row in rows]
+    truth = binary_labels(allowed_masks(rows, len(categories.names)))
+    model = 1.0 - open_model(model_path).score(texts)[:, 0]
+    bag = BagOfWordsScorer("conda", data_dir, categories).score(texts)[:, 1]
+    print(f"conda_val: {int((truth >= 0).sum())} rows of known toxicity; bag of words trained on conda_train")
+    print("\n".join(threshold_table(truth, {"model": model, "bag of words": bag, "mean of the two": (model + bag) / 2})))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="training.conda_probes", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("probe", choices=("context", "context-cost", "token-lexicon"))
+    parser.add_argument("probe", choices=("context", "context-cost", "token-lexicon", "ceiling"))
     parser.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
-    parser.add_argument("--model", default="", help="context-cost: a checkpoint (default: the packaged MiniLM)")
-    parser.add_argument("--threads", type=int, default=0, help="context-cost: torch threads (0: torch's default)")
+    parser.add_argument("--model", default="", help="context-cost: a checkpoint (default: the packaged MiniLM); "
+                        "ceiling: a checkpoint or version directory (required)")
+    parser.add_argument("--threads", type=int, default=0, help="context-cost, ceiling: torch threads (0: torch's default)")
     args = parser.parse_args(argv)
     if args.probe == "context-cost":
         context_cost_probe(Path(args.data_dir), args.model, args.threads)
+    elif args.probe == "ceiling":
+        ceiling_probe(Path(args.data_dir), args.model, args.threads)
     else:
         (context_probe if args.probe == "context" else token_lexicon_probe)(Path(args.data_dir))
 

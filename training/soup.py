@@ -7,7 +7,7 @@ are flatter than the truth; one temperature, fitted on the validation rows and f
 output layer, recalibrates them without changing any row's top category
 (docs/decisions/0023-model-soup-v5.md).
 
-    moderation-soup runs/a/model runs/b/model --out-dir runs/soup/model
+    moderation-soup runs/a/model runs/b/model --out-dir runs/soup/model [--weights 0.4 0.6]
 """
 
 from __future__ import annotations
@@ -41,10 +41,12 @@ class SoupError(ValueError):
     """The checkpoints cannot be averaged; the message says why."""
 
 
-def average_state_dicts(states: list[dict]) -> dict:
-    """The element-wise mean of floating-point tensors; other tensors (position ids) must be equal."""
+def average_state_dicts(states: list[dict], weights: list[float] | None = None) -> dict:
+    """The element-wise (weighted) mean of floating-point tensors; other tensors (position ids) must
+    be equal. weights, one per state, are normalised to sum to 1; None means equal weights."""
     import torch
 
+    mix = check_weights(weights, len(states))
     keys = set(states[0])
     for state in states[1:]:
         if set(state) != keys:
@@ -54,12 +56,25 @@ def average_state_dicts(states: list[dict]) -> dict:
         if any(state[key].shape != first.shape for state in states):
             raise SoupError(f"weight {key} has different shapes: {[tuple(s[key].shape) for s in states]}")
         if first.is_floating_point():
-            mean[key] = torch.stack([state[key].float() for state in states]).mean(0).to(first.dtype)
+            stacked = torch.stack([state[key].float() for state in states])
+            mean[key] = torch.tensordot(torch.as_tensor(mix, dtype=stacked.dtype), stacked, dims=1).to(first.dtype)
         elif all(torch.equal(state[key], first) for state in states):
             mean[key] = first.clone()
         else:
             raise SoupError(f"integer weight {key} differs between the checkpoints")
     return mean
+
+
+def check_weights(weights: list[float] | None, count: int) -> list[float]:
+    """The mixing weights normalised to sum to 1: one positive finite number per checkpoint."""
+    if weights is None:
+        return [1.0 / count] * count
+    if len(weights) != count:
+        raise SoupError(f"{len(weights)} weights for {count} checkpoints")
+    if not all(np.isfinite(w) and w > 0 for w in weights):
+        raise SoupError(f"weights must be positive numbers: {weights}")
+    total = float(sum(weights))
+    return [float(w) / total for w in weights]
 
 
 def check_configs(configs: list[dict]) -> None:
@@ -117,7 +132,8 @@ def scale_logits(model, temperature: float) -> None:
             layer.bias.div_(temperature)
 
 
-def make_soup(checkpoints: list[Path], out_dir: Path, data_dir: Path | None, categories_path: str = "") -> dict:
+def make_soup(checkpoints: list[Path], out_dir: Path, data_dir: Path | None, categories_path: str = "",
+              weights: list[float] | None = None) -> dict:
     """Writes the averaged (and, with data_dir, calibrated) checkpoint to out_dir; returns soup.json.
 
     Everything is checked before anything is written, and the checkpoint appears in out_dir only
@@ -131,6 +147,7 @@ def make_soup(checkpoints: list[Path], out_dir: Path, data_dir: Path | None, cat
     from training.train import predict_probs
 
     check_paths(checkpoints, out_dir)
+    mix = check_weights(weights, len(checkpoints))
     try:
         tokenizer = load_tokenizer(checkpoints[0])  # the soup needs one, calibrated or not
     except ScorerError as err:
@@ -138,10 +155,11 @@ def make_soup(checkpoints: list[Path], out_dir: Path, data_dir: Path | None, cat
     models = [AutoModelForSequenceClassification.from_pretrained(str(path)) for path in checkpoints]
     check_configs([model.config.to_dict() for model in models])
     soup = models[0]
-    soup.load_state_dict(average_state_dicts([model.state_dict() for model in models]))
+    soup.load_state_dict(average_state_dicts([model.state_dict() for model in models], mix))
     del models[1:]
     soup.eval()
-    info = {"checkpoints": [str(path) for path in checkpoints], "temperature": 1.0}
+    info = {"checkpoints": [str(path) for path in checkpoints], "weights": [round(w, 6) for w in mix],
+            "temperature": 1.0}
     if data_dir is not None:
         categories = load_categories(categories_path or DEFAULT_CATEGORIES_PATH)
         if [soup.config.id2label[i] for i in range(soup.config.num_labels)] != list(categories.names):
@@ -199,12 +217,15 @@ def main(argv=None) -> None:
     parser.add_argument("--out-dir", type=Path, required=True, help="where the averaged checkpoint goes")
     parser.add_argument("--data-dir", type=Path, default=Path(DEFAULT_DATA_DIR),
                         help="validation files the temperature is fitted on (default: %(default)s)")
+    parser.add_argument("--weights", type=float, nargs="+", default=None,
+                        help="one mixing weight per checkpoint, normalised to sum to 1 (default: equal)")
     parser.add_argument("--no-calibrate", action="store_true", help="average only; keep temperature 1")
     parser.add_argument("--categories", default="", help="categories file (default: the packaged one)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        info = make_soup(args.checkpoints, args.out_dir, None if args.no_calibrate else args.data_dir, args.categories)
+        info = make_soup(args.checkpoints, args.out_dir, None if args.no_calibrate else args.data_dir, args.categories,
+                         args.weights)
     except (SoupError, DataFileError, CategoryFileError, OSError) as err:
         sys.exit(f"moderation-soup: {err}")
     print(json.dumps(info, indent=2))

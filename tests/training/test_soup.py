@@ -52,6 +52,19 @@ def test_average_is_the_elementwise_mean_and_integer_buffers_must_agree():
         average_state_dicts([a, {"w": torch.zeros(3), "ids": a["ids"]}])
 
 
+def test_weights_mix_in_proportion_and_bad_weights_are_refused():
+    a = {"w": torch.tensor([0.0, 10.0])}
+    b = {"w": torch.tensor([10.0, 0.0])}
+    assert torch.allclose(average_state_dicts([a, b], [3, 1])["w"], torch.tensor([2.5, 7.5]))
+    # only the ratio matters
+    assert torch.allclose(average_state_dicts([a, b], [0.3, 0.1])["w"], torch.tensor([2.5, 7.5]))
+    with pytest.raises(SoupError, match="1 weights for 2 checkpoints"):
+        average_state_dicts([a, b], [1.0])
+    for bad in ([1.0, 0.0], [1.0, -1.0], [1.0, float("nan")]):
+        with pytest.raises(SoupError, match="positive"):
+            average_state_dicts([a, b], bad)
+
+
 def test_fitted_temperature_undoes_a_known_flattening():
     rng = np.random.default_rng(5)
     true_logits = rng.normal(scale=3.0, size=(4000, 3))
@@ -112,6 +125,20 @@ def test_soup_of_two_checkpoints_is_their_mean(tmp_path, minilm_dir):
         assert torch.allclose(value, (a[key] + b[key]) / 2, atol=1e-6), key
     assert soup.config.text_normalization == "game"
     assert json.loads((tmp_path / "soup" / "soup.json").read_text())["checkpoints"] == [str(p) for p in paths]
+
+
+def test_weighted_soup_from_the_command_line_records_its_weights(tmp_path, minilm_dir):
+    paths = save_runs(tmp_path, minilm_dir)
+    main([str(p) for p in paths] + ["--out-dir", str(tmp_path / "soup"), "--no-calibrate", "--weights", "1", "3"])
+    soup = BertForSequenceClassification.from_pretrained(str(tmp_path / "soup"))
+    a, b = (BertForSequenceClassification.from_pretrained(str(p)).state_dict() for p in paths)
+    for key, value in soup.state_dict().items():
+        assert torch.allclose(value, 0.25 * a[key] + 0.75 * b[key], atol=1e-6), key
+    assert json.loads((tmp_path / "soup" / "soup.json").read_text())["weights"] == [0.25, 0.75]
+    with pytest.raises(SystemExit, match="3 weights for 2 checkpoints"):
+        main([str(p) for p in paths] + ["--out-dir", str(tmp_path / "other"), "--no-calibrate",
+                                        "--weights", "1", "1", "1"])
+    assert not (tmp_path / "other").exists()
 
 
 def test_calibrated_soup_is_the_mean_with_its_logits_divided_by_the_fitted_temperature(

@@ -1,0 +1,44 @@
+"""The CONDA ceiling probe: its threshold table on known scores, and one run end to end on tiny
+made-up chat with a random checkpoint (whose scores mean nothing; the plumbing is what is tested)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.conda_probes import ceiling_probe, main, threshold_table
+
+HEADER = "id,match_id,conversation_id,chat_time,player_slot,text,label,token_labels,token_spans\n"
+
+
+def test_threshold_table_scores_known_rows_and_skips_unknown_truth():
+    truth = np.array([0, 0, 0, 1, 1, 1, -1])
+    separable = np.array([0.1, 0.2, 0.35, 0.4, 0.8, 0.9, 0.0])
+    header, rule, row = threshold_table(truth, {"s": separable})
+    assert header.startswith("| scores |") and rule.startswith("|---")
+    cells = [cell.strip() for cell in row.strip("|").split("|")]
+    # at 0.5 one toxic row (0.4) is missed: F1 0.800 on toxic and 0.857 on clean
+    assert cells[:2] == ["s", "0.829"]
+    # 0.36 to 0.40 separate the rows; the largest of them is reported
+    assert cells[2] == "1.000 (0.40)"
+    assert cells[3] == "1.000"
+
+
+def _write_conda(data_dir):
+    lines = [("need mid", "other"), ("omw top", "other"), ("gg wp", "other"), ("push bot now", "action"),
+             ("you are trash", "explicit_toxic"), ("ez mid noob", "implicit_toxic"),
+             ("trash team trash", "explicit_toxic"), ("care wards", "other")]
+    for split, suffix in (("train", ""), ("val", " again")):
+        rows = "".join(f'{i},7,3,{i},2,{text}{suffix},{label},O,"x (O)"\n' for i, (text, label) in enumerate(lines))
+        (data_dir / f"conda_{split}.csv").write_text(HEADER + rows, encoding="utf-8")
+
+
+def test_ceiling_runs_end_to_end_and_needs_a_model(tmp_path, tiny_checkpoint, capsys):
+    _write_conda(tmp_path)
+    ceiling_probe(tmp_path, str(tiny_checkpoint), threads=1)
+    out = capsys.readouterr().out
+    assert "conda_val: 8 rows of known toxicity" in out
+    names = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ") and "---" not in line]
+    assert names == ["scores", "model", "bag of words", "mean of the two"]
+    with pytest.raises(SystemExit, match="give --model"):
+        main(["ceiling", "--data-dir", str(tmp_path)])
