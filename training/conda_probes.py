@@ -30,7 +30,8 @@ label would be narrowed.
 (`--model`: a checkpoint or a version directory), the bag-of-words baseline trained on
 conda_train, and the plain mean of their toxic scores: macro-F1 at 0.5, the best macro-F1 over
 thresholds (an upper bound: the threshold is picked on these rows) and AUC. Two models that err
-differently bound what one more model of either kind is likely to reach on these labels.
+differently bound what one more model of either kind is likely to reach on these labels. It also
+counts the rows where both are sure and agree against the label (numbers only; read them by hand).
 """
 
 from __future__ import annotations
@@ -170,12 +171,14 @@ def threshold_table(truth, toxic_scores: dict) -> list[str]:
     for name, toxic in toxic_scores.items():
         y, score = truth[keep], np.asarray(toxic)[keep]
         best = max((f1_score(y, score >= t, average="macro"), t) for t in np.round(np.arange(0.05, 0.96, 0.01), 2))
+        auc = roc_auc_score(y, score) if len(set(y.tolist())) == 2 else float("nan")
         lines.append(f"| {name} | {f1_score(y, score >= 0.5, average='macro'):.3f} | {best[0]:.3f} ({best[1]:.2f}) "
-                     f"| {roc_auc_score(y, score):.3f} |")
+                     f"| {auc:.3f} |")
     return lines
 
 
 def ceiling_probe(data_dir: Path, model_path: str, threads: int) -> None:
+    import numpy as np
     import torch
 
     from training.baseline import BagOfWordsScorer
@@ -194,7 +197,29 @@ def ceiling_probe(data_dir: Path, model_path: str, threads: int) -> None:
     model = 1.0 - open_model(model_path).score(texts)[:, 0]
     bag = BagOfWordsScorer("conda", data_dir, categories).score(texts)[:, 1]
     print(f"conda_val: {int((truth >= 0).sum())} rows of known toxicity; bag of words trained on conda_train")
-    print("\n".join(threshold_table(truth, {"model": model, "bag of words": bag, "mean of the two": (model + bag) / 2})))
+    mean = (model + bag) / 2
+    print("\n".join(threshold_table(truth, {"model": model, "bag of words": bag, "mean of the two": mean})))
+    disputed = confident_disagreements(truth, model, bag)
+    errors = int(((truth >= 0) & ((mean >= 0.5) != (truth == 1))).sum())
+    print(f"the mean errs on {errors} rows; on {int(disputed.sum())} of them both scorers are sure and agree "
+          f"against the label ({int((disputed & (truth == 0)).sum())} labelled clean, both >= {SURE}; "
+          f"{int((disputed & (truth == 1)).sum())} labelled toxic, both <= {1 - SURE:.1f}): read a sample of these "
+          "before trusting the last points of macro-F1")
+    flipped = np.where(disputed, 1 - truth, truth)
+    print("if every one of them were a wrong label, set right:")
+    print("\n".join(threshold_table(flipped, {"model": model, "mean of the two": mean})))
+
+
+SURE = 0.8  # a toxic score both scorers must pass (or stay under 1 - SURE) to count as sure
+
+
+def confident_disagreements(truth, *toxic_scores):
+    """A boolean mask: rows labelled clean that every scorer scores >= SURE, and rows labelled toxic
+    that every scorer scores <= 1 - SURE; there the label, not the models, is the first suspect."""
+    import numpy as np
+
+    scores = np.vstack(toxic_scores)
+    return ((truth == 0) & (scores >= SURE).all(axis=0)) | ((truth == 1) & (scores <= 1 - SURE).all(axis=0))
 
 
 def main(argv=None) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.conda_probes import ceiling_probe, main, threshold_table
+from training.conda_probes import ceiling_probe, confident_disagreements, main, threshold_table
 
 HEADER = "id,match_id,conversation_id,chat_time,player_slot,text,label,token_labels,token_spans\n"
 
@@ -24,6 +24,16 @@ def test_threshold_table_scores_known_rows_and_skips_unknown_truth():
     assert cells[3] == "1.000"
 
 
+def test_confident_disagreements_need_every_scorer_sure_against_the_label():
+    truth = np.array([0, 0, 1, 1, 1, -1])
+    first = np.array([0.9, 0.9, 0.1, 0.1, 0.9, 0.9])
+    second = np.array([0.85, 0.5, 0.15, 0.3, 0.1, 0.9])
+    # row 0: both sure it is toxic, labelled clean; row 2: both sure it is clean, labelled toxic;
+    # rows 1 and 3: one scorer unsure; row 4: the scorers disagree; row 5: no label
+    assert confident_disagreements(truth, first, second).tolist() == [True, False, True, False, False, False]
+    assert confident_disagreements(truth, first).tolist() == [True, True, True, True, False, False]
+
+
 def _write_conda(data_dir):
     lines = [("need mid", "other"), ("omw top", "other"), ("gg wp", "other"), ("push bot now", "action"),
              ("you are trash", "explicit_toxic"), ("ez mid noob", "implicit_toxic"),
@@ -39,6 +49,8 @@ def test_ceiling_runs_end_to_end_and_needs_a_model(tmp_path, tiny_checkpoint, ca
     out = capsys.readouterr().out
     assert "conda_val: 8 rows of known toxicity" in out
     names = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ") and "---" not in line]
-    assert names == ["scores", "model", "bag of words", "mean of the two"]
+    assert names[:4] == ["scores", "model", "bag of words", "mean of the two"]
+    assert "both scorers are sure and agree against the label" in out
+    assert out.count("| model |") == 2
     with pytest.raises(SystemExit, match="give --model"):
         main(["ceiling", "--data-dir", str(tmp_path)])
