@@ -47,6 +47,7 @@ from training.data import DEFAULT_DATA_DIR, dedup_key, load_source_file, load_sp
 
 WORD = re.compile(r"[a-z0-9']+")
 EVERYDAY_INSULTS = ("stupid", "dumb", "idiot", "noob", "trash", "loser", "moron")
+SURE = 0.8  # a toxic score every scorer must pass (or stay under 1 - SURE) to count as sure
 
 
 def read_conda(data_dir: Path, split: str) -> list[dict]:
@@ -178,7 +179,6 @@ def threshold_table(truth, toxic_scores: dict) -> list[str]:
 
 
 def ceiling_probe(data_dir: Path, model_path: str, threads: int) -> None:
-    import numpy as np
     import torch
 
     from training.baseline import BagOfWordsScorer
@@ -200,17 +200,26 @@ def ceiling_probe(data_dir: Path, model_path: str, threads: int) -> None:
     mean = (model + bag) / 2
     print("\n".join(threshold_table(truth, {"model": model, "bag of words": bag, "mean of the two": mean})))
     disputed = confident_disagreements(truth, model, bag)
-    errors = int(((truth >= 0) & ((mean >= 0.5) != (truth == 1))).sum())
+    errors = int(errors_at_half(truth, mean).sum())
     print(f"the mean errs on {errors} rows; on {int(disputed.sum())} of them both scorers are sure and agree "
           f"against the label ({int((disputed & (truth == 0)).sum())} labelled clean, both >= {SURE}; "
           f"{int((disputed & (truth == 1)).sum())} labelled toxic, both <= {1 - SURE:.1f}): read a sample of these "
           "before trusting the last points of macro-F1")
-    flipped = np.where(disputed, 1 - truth, truth)
+    flipped = set_right(truth, disputed)
     print("if every one of them were a wrong label, set right:")
     print("\n".join(threshold_table(flipped, {"model": model, "mean of the two": mean})))
 
 
-SURE = 0.8  # a toxic score both scorers must pass (or stay under 1 - SURE) to count as sure
+def errors_at_half(truth, toxic):
+    """A boolean mask of the labelled rows a toxic score >= 0.5 gets wrong."""
+    return (truth >= 0) & ((toxic >= 0.5) != (truth == 1))
+
+
+def set_right(truth, disputed):
+    """The labels with the disputed rows' toxic and clean swapped (-1, no label, stays -1)."""
+    import numpy as np
+
+    return np.where(disputed & (truth >= 0), 1 - truth, truth)
 
 
 def confident_disagreements(truth, *toxic_scores):

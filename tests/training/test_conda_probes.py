@@ -6,7 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.conda_probes import ceiling_probe, confident_disagreements, main, threshold_table
+from training.conda_probes import (
+    ceiling_probe,
+    confident_disagreements,
+    errors_at_half,
+    main,
+    set_right,
+    threshold_table,
+)
 
 HEADER = "id,match_id,conversation_id,chat_time,player_slot,text,label,token_labels,token_spans\n"
 
@@ -32,6 +39,22 @@ def test_confident_disagreements_need_every_scorer_sure_against_the_label():
     # rows 1 and 3: one scorer unsure; row 4: the scorers disagree; row 5: no label
     assert confident_disagreements(truth, first, second).tolist() == [True, False, True, False, False, False]
     assert confident_disagreements(truth, first).tolist() == [True, True, True, True, False, False]
+
+
+def test_setting_disputed_labels_right_removes_exactly_those_errors():
+    truth = np.array([0, 1, 1, 0, -1])
+    first = np.array([0.9, 0.1, 0.8, 0.6, 0.95])
+    second = np.array([0.95, 0.05, 0.7, 0.3, 0.9])
+    mean = (first + second) / 2
+    disputed = confident_disagreements(truth, first, second)
+    assert disputed.tolist() == [True, True, False, False, False]
+    assert errors_at_half(truth, mean).tolist() == [True, True, False, False, False]
+    right = set_right(truth, disputed)
+    assert right.tolist() == [1, 0, 1, 0, -1]
+    assert not errors_at_half(right, mean).any()
+    assert threshold_table(right, {"mean": mean})[2].split("|")[2].strip() == "1.000"
+    # an unlabelled row stays unlabelled even if it were marked disputed
+    assert set_right(truth, np.ones(5, dtype=bool)).tolist() == [1, 0, 0, 1, -1]
 
 
 def _write_conda(data_dir):
