@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from export.torchscript import ExportError
 from training.scorers import score_texts
 
@@ -24,7 +22,7 @@ def agreement_report(reference_scores, candidate_scores, allowed_mask, labels) -
 def check_agreement(reference, candidate, tokenizer, data_dir: Path, labels, max_length: int,
                     min_agreement: float, max_f1_drop: float, normalization: str = "none") -> dict:
     from training.categories import load_categories
-    from training.data import load_split
+    from training.data import allowed_masks, load_split
 
     categories = load_categories()
     if list(categories.names) != list(labels):
@@ -36,11 +34,9 @@ def check_agreement(reference, candidate, tokenizer, data_dir: Path, labels, max
 
     normalize = normalizer(normalization)  # as the gateway will serve it
     texts = [normalize(row.text) for row in rows]
-    mask = np.zeros((len(rows), len(labels)), dtype=np.float32)
-    for i, row in enumerate(rows):
-        mask[i, list(row.allowed)] = 1
     report = agreement_report(score_texts(reference, tokenizer, texts, max_length),
-                              score_texts(candidate, tokenizer, texts, max_length), mask, labels)
+                              score_texts(candidate, tokenizer, texts, max_length), allowed_masks(rows, len(labels)),
+                              labels)
     if report["argmax_agreement"] < min_agreement or report["macro_f1_drop"] > max_f1_drop:
         raise ExportError(
             f"exported model disagrees with eager: argmax agreement {report['argmax_agreement']:.3f} "

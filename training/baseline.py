@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from training.categories import Categories
-from training.data import load_split
+from training.data import allowed_masks, load_split
 from training.metrics import binary_labels
 
 PREFIX = "tfidf:"  # --model tfidf:<source>
@@ -58,10 +58,7 @@ class BagOfWordsScorer:
         from sklearn.pipeline import make_pipeline
 
         rows = [row for row in load_split(self.data_dir, self.categories, "train") if row.source == self.source]
-        mask = np.zeros((len(rows), len(self.categories.names)), dtype=np.float32)
-        for i, row in enumerate(rows):
-            mask[i, list(row.allowed)] = 1.0
-        truth = binary_labels(mask) if rows else np.zeros(0, dtype=int)
+        truth = binary_labels(allowed_masks(rows, len(self.categories.names))) if rows else np.zeros(0, dtype=int)
         keep = truth >= 0
         if len(set(truth[keep].tolist())) < 2:
             raise BaselineError(f"source {self.source!r} has no toxic and non-toxic train rows in {self.data_dir}")

@@ -29,8 +29,9 @@ label would be narrowed.
 `ceiling`: binary toxic-vs-not on the conda_val rows `moderation-evaluate` scores, for a model
 (`--model`: a checkpoint or a version directory), the bag-of-words baseline trained on
 conda_train, and the plain mean of their toxic scores: macro-F1 at 0.5, the best macro-F1 over
-thresholds (an upper bound: the threshold is picked on these rows) and AUC. Two models that err
-differently bound what one more model of either kind is likely to reach on these labels. It also
+thresholds (an upper bound: the threshold is picked on these rows) and AUC. Where two models that
+err differently get to together is a guide (not a bound) to what one more model of either kind is
+likely to reach on these labels. It also
 counts the rows where both are sure and agree against the label (numbers only; read them by hand).
 """
 
@@ -182,7 +183,7 @@ def ceiling_probe(data_dir: Path, model_path: str, threads: int) -> None:
     import torch
 
     from training.baseline import BagOfWordsScorer
-    from training.experiments import allowed_masks
+    from training.data import allowed_masks
     from training.metrics import binary_labels
     from training.scorers import open_model
 

@@ -40,6 +40,16 @@ class Example:
         return self.allowed[0] if len(self.allowed) == 1 else None
 
 
+def allowed_masks(rows: list[Example], num_categories: int):
+    """0/1 float32 [rows, categories]: the categories each row's label allows."""
+    import numpy as np
+
+    masks = np.zeros((len(rows), num_categories), dtype=np.float32)
+    for i, row in enumerate(rows):
+        masks[i, list(row.allowed)] = 1.0
+    return masks
+
+
 def load_source_file(path: Path, source: SourceMapping, categories: Categories,
                      contexts: dict[str, str] | None = None) -> list[Example]:
     """Reads one CSV of a source. Rows whose label maps to no category are skipped. `contexts`

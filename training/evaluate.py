@@ -27,7 +27,7 @@ import numpy as np
 
 from training.baseline import BaselineError
 from training.categories import DEFAULT_CATEGORIES_PATH, CategoryFileError, load_categories
-from training.data import SPLITS, DataFileError, dedup_key, load_split, multilabel_columns, summarize
+from training.data import SPLITS, DataFileError, allowed_masks, dedup_key, load_split, multilabel_columns, summarize
 from training.metrics import binary_labels, binary_metrics, category_aucs, exact_labels, multiclass_metrics
 from training.scorers import ScorerError, ServedScorer, open_model
 from training.train import DEFAULT_DATA_DIR
@@ -196,10 +196,7 @@ def score_rows(scorer, rows, names) -> tuple[np.ndarray, np.ndarray, list[str], 
     started = time.monotonic()
     probs = np.asarray(scorer.score([row.text for row in rows]), dtype=np.float32)
     seconds = time.monotonic() - started
-    masks = np.zeros((len(rows), len(names)), dtype=np.float32)
-    for i, row in enumerate(rows):
-        masks[i, list(row.allowed)] = 1.0
-    return probs, masks, [row.source for row in rows], seconds
+    return probs, allowed_masks(rows, len(names)), [row.source for row in rows], seconds
 
 
 def build_report(probs, allowed_mask, names, sources=None, scorer_info: dict | None = None) -> dict:

@@ -25,8 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-import numpy as np
-
 from training.categories import Categories
 from training.data import Example, oversample_rare
 
@@ -93,13 +91,6 @@ def fit_classifier(train_options, names, rows: list[Example], run_dir: Path) -> 
                 Path(run_dir).name, len(rows), result.global_step, seconds, result.training_loss)
     return FittedModel(model.eval(), tokenizer, tuple(names), len(rows), result.global_step, seconds,
                        float(result.training_loss))
-
-
-def allowed_masks(rows: list[Example], num_categories: int) -> np.ndarray:
-    masks = np.zeros((len(rows), num_categories), dtype=np.float32)
-    for i, row in enumerate(rows):
-        masks[i, list(row.allowed)] = 1.0
-    return masks
 
 
 def cap_rows(rows: list, max_rows: int, seed: int, salt: str) -> list:

@@ -187,7 +187,7 @@ def _train_options(options: FewShotOptions, epochs: float, run_dir: Path) -> Tra
 
 
 def _evaluate(fitted, rows: list[Example], categories, options: FewShotOptions) -> dict:
-    from training.experiments import allowed_masks
+    from training.data import allowed_masks
     from training.metrics import evaluate_predictions
     from training.train import predict_probs
 

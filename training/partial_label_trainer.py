@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import Dataset
 from transformers import EvalPrediction, Trainer
 
-from training.data import Example
+from training.data import Example, allowed_masks
 from training.metrics import binary_metrics, multiclass_metrics
 
 
@@ -87,9 +87,7 @@ class EncodedExamples(Dataset):
                  normalize=None, weights: list[float] | None = None):
         self._input_ids = encode_texts(tokenizer, [example.text for example in examples],
                                        [example.context for example in examples], max_length, normalize)
-        self._masks = np.zeros((len(examples), num_categories), dtype=np.float32)
-        for row, example in enumerate(examples):
-            self._masks[row, list(example.allowed)] = 1.0
+        self._masks = allowed_masks(examples, num_categories)
         self._weights = None if weights is None else np.asarray(weights, dtype=np.float32)
 
     def __len__(self) -> int:

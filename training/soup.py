@@ -142,7 +142,7 @@ def make_soup(checkpoints: list[Path], out_dir: Path, data_dir: Path | None, cat
     from transformers import AutoModelForSequenceClassification
 
     from training.categories import DEFAULT_CATEGORIES_PATH, load_categories
-    from training.experiments import allowed_masks
+    from training.data import allowed_masks
     from training.scorers import load_tokenizer
     from training.train import predict_probs
 

@@ -195,7 +195,7 @@ def _probs(fitted, texts: list[str], options: StagesOptions, batch_size: int = 1
 
 
 def _evaluate(fitted: dict, rows: list[Example], names, options: StagesOptions) -> tuple[dict, dict]:
-    from training.experiments import allowed_masks
+    from training.data import allowed_masks
     from training.metrics import evaluate_predictions
 
     texts, sources = [row.text for row in rows], [row.source for row in rows]

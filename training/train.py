@@ -266,16 +266,13 @@ def predict_probs(model, tokenizer, texts, max_length: int, batch_size: int = 12
 
 
 def evaluate_rows(model, tokenizer, rows, categories, options) -> dict:
-    import numpy as np
-
+    from training.data import allowed_masks
     from training.metrics import evaluate_predictions
 
     probs = predict_probs(model, tokenizer, [row.text for row in rows], options.max_length,
                           contexts=[row.context for row in rows])
-    masks = np.zeros_like(probs)
-    for i, row in enumerate(rows):
-        masks[i, list(row.allowed)] = 1.0
-    return evaluate_predictions(probs, masks, categories.names, [row.source for row in rows])
+    return evaluate_predictions(probs, allowed_masks(rows, len(categories.names)), categories.names,
+                                [row.source for row in rows])
 
 
 if __name__ == "__main__":
